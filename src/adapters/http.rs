@@ -1,0 +1,349 @@
+//! What both HTTP providers share: the client, reading a bounded body, classifying status
+//! codes, and reading how long a 429 asks us to wait.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use reqwest::header::HeaderMap;
+use serde_json::Value;
+
+use crate::core::provider::{FailureClass, ProviderFailure, QuotaScope};
+
+/// Replies larger than this are not read further: no translation reply comes near it.
+pub const MAX_BODY_BYTES: usize = 2 * 1024 * 1024;
+
+/// Connect and total timeouts for one provider. reqwest has no default timeout.
+pub fn client(timeout: Duration) -> Result<reqwest::Client, reqwest::Error> {
+    reqwest::Client::builder()
+        .connect_timeout(timeout.min(Duration::from_secs(5)))
+        .timeout(timeout)
+        .user_agent(concat!("yaku/", env!("CARGO_PKG_VERSION")))
+        .build()
+}
+
+/// A reply read off the wire: status, headers and at most `MAX_BODY_BYTES` of body.
+pub struct RawReply {
+    pub status: u16,
+    pub headers: HeaderMap,
+    pub body: Vec<u8>,
+}
+
+/// Sends the request and reads the whole (bounded) reply. Transport failures are `Transient`.
+pub async fn send(req: reqwest::RequestBuilder, timeout: Duration) -> Result<RawReply, ProviderFailure> {
+    let mut resp = req.send().await.map_err(|e| transport_failure(&e, timeout))?;
+    let status = resp.status().as_u16();
+    let headers = resp.headers().clone();
+    let mut body = Vec::new();
+    loop {
+        match resp.chunk().await {
+            Ok(Some(chunk)) => {
+                if body.len() + chunk.len() > MAX_BODY_BYTES {
+                    return Err(ProviderFailure::new(
+                        FailureClass::Transient,
+                        format!("HTTP {status}: reply larger than {} MiB, not read", MAX_BODY_BYTES / (1024 * 1024)),
+                    ));
+                }
+                body.extend_from_slice(&chunk);
+            }
+            Ok(None) => break,
+            Err(e) => {
+                let mut f = transport_failure(&e, timeout);
+                f.detail = format!("HTTP {status}: reply cut off ({})", f.detail);
+                return Err(f);
+            }
+        }
+    }
+    Ok(RawReply { status, headers, body })
+}
+
+/// Our own words for a transport error: reqwest's own text carries the URL.
+fn transport_failure(e: &reqwest::Error, timeout: Duration) -> ProviderFailure {
+    let detail = if e.is_timeout() {
+        format!("no reply within {} s", timeout.as_secs_f64())
+    } else if e.is_connect() {
+        "could not connect".to_string()
+    } else if e.is_body() || e.is_decode() {
+        "connection closed in the middle of the reply".to_string()
+    } else {
+        "connection failed".to_string()
+    };
+    ProviderFailure::new(FailureClass::Transient, detail)
+}
+
+/// Classifies a non-200 reply by its status and error body (both providers' formats).
+/// `rate_limit` works out the wait and scope of a 429 for the provider's format.
+pub fn classify_error(reply: &RawReply, rate_limit: impl FnOnce(&RawReply, &Value) -> ProviderFailure) -> ProviderFailure {
+    let json: Value = serde_json::from_slice(&reply.body).unwrap_or(Value::Null);
+    let status = reply.status;
+    let message = error_message(&json).unwrap_or_else(|| body_excerpt(&reply.body));
+    let detail = if message.is_empty() { format!("HTTP {status}") } else { format!("HTTP {status}: {message}") };
+    let code = json.pointer("/error/code").and_then(Value::as_str).unwrap_or("");
+    let reasons = error_reasons(&json);
+    let lower = message.to_ascii_lowercase();
+    let class = match status {
+        429 => return rate_limit(reply, &json),
+        401 | 403 => FailureClass::Unauthorized,
+        400 if reasons.iter().any(|r| r == "API_KEY_INVALID") => FailureClass::Unauthorized,
+        400 | 404 if code == "model_decommissioned" || code == "model_not_found" => FailureClass::ModelUnavailable,
+        404 => FailureClass::ModelUnavailable,
+        400 if lower.contains("no longer available") || lower.contains("decommissioned") => {
+            FailureClass::ModelUnavailable
+        }
+        498 | 500..=599 => FailureClass::Transient,
+        400..=499 => FailureClass::BadRequest,
+        // 1xx/3xx arriving as a final status: nothing we can use, and it may pass.
+        _ => FailureClass::Transient,
+    };
+    ProviderFailure::new(class, detail)
+}
+
+/// `error.message`, shortened to one line.
+pub fn error_message(json: &Value) -> Option<String> {
+    let msg = json.pointer("/error/message").and_then(Value::as_str)?;
+    Some(shorten(msg))
+}
+
+/// The start of a non-JSON body (an HTML error page from a proxy), for the log.
+fn body_excerpt(body: &[u8]) -> String {
+    let text = String::from_utf8_lossy(&body[..body.len().min(400)]);
+    if text.trim_start().starts_with('<') { String::new() } else { shorten(&text) }
+}
+
+/// One line, at most 160 characters.
+pub fn shorten(text: &str) -> String {
+    let line = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    if line.chars().count() > 160 { format!("{}…", line.chars().take(160).collect::<String>()) } else { line }
+}
+
+/// Gemini's `error.details[].reason` values (`API_KEY_INVALID`, ...).
+fn error_reasons(json: &Value) -> Vec<String> {
+    json.pointer("/error/details")
+        .and_then(Value::as_array)
+        .map(|ds| ds.iter().filter_map(|d| d.get("reason").and_then(Value::as_str)).map(str::to_string).collect())
+        .unwrap_or_default()
+}
+
+/// A `Retry-After` header: delay-seconds, or an HTTP date (relative to `now`). Garbage is None.
+pub fn retry_after_header(headers: &HeaderMap, now: SystemTime) -> Option<Duration> {
+    let raw = headers.get(reqwest::header::RETRY_AFTER)?.to_str().ok()?.trim();
+    if let Ok(secs) = raw.parse::<f64>() {
+        return (secs.is_finite() && secs >= 0.0).then(|| Duration::from_secs_f64(secs.min(1e9)));
+    }
+    let at = httpdate::parse_http_date(raw).ok()?;
+    Some(at.duration_since(now).unwrap_or(Duration::ZERO))
+}
+
+/// A Go-style or protobuf duration: `37s`, `57.238747106s`, `4.327s`, `2m59.56s`, `1h2m3s`, `120ms`.
+pub fn parse_duration(text: &str) -> Option<Duration> {
+    let mut total = 0.0f64;
+    let mut rest = text.trim();
+    if rest.is_empty() {
+        return None;
+    }
+    while !rest.is_empty() {
+        let num_len = rest.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(rest.len());
+        if num_len == 0 {
+            return None;
+        }
+        let value: f64 = rest[..num_len].parse().ok()?;
+        rest = &rest[num_len..];
+        let (scale, unit_len) = if rest.starts_with("ms") {
+            (0.001, 2)
+        } else if rest.starts_with('h') {
+            (3600.0, 1)
+        } else if rest.starts_with('m') {
+            (60.0, 1)
+        } else if rest.starts_with('s') {
+            (1.0, 1)
+        } else {
+            return None;
+        };
+        total += value * scale;
+        rest = &rest[unit_len..];
+    }
+    (total.is_finite() && total < 1e9).then(|| Duration::from_secs_f64(total))
+}
+
+/// The wait in a message such as "Please retry in 37.1s." or "Please try again in 2m59.56s.".
+pub fn retry_in_message(message: &str) -> Option<Duration> {
+    for marker in ["retry in ", "try again in "] {
+        if let Some(pos) = message.find(marker) {
+            let tail = &message[pos + marker.len()..];
+            let token: String = tail.chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '.').collect();
+            let token = token.trim_end_matches('.');
+            if let Some(d) = parse_duration(token) {
+                return Some(d);
+            }
+        }
+    }
+    None
+}
+
+/// The next midnight in US Pacific time after `now`, when Gemini's daily quotas reset.
+pub fn until_pacific_midnight(now: SystemTime) -> Duration {
+    let secs = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()) as i64;
+    let offset = if pacific_daylight_time(secs) { -7 * 3600 } else { -8 * 3600 };
+    let local = secs + offset;
+    let next_midnight_local = (local.div_euclid(86_400) + 1) * 86_400;
+    Duration::from_secs((next_midnight_local - local) as u64)
+}
+
+/// The next midnight UTC after `now`, the fallback reset time of a daily quota.
+pub fn until_utc_midnight(now: SystemTime) -> Duration {
+    let secs = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    Duration::from_secs(86_400 - secs % 86_400)
+}
+
+/// US daylight saving time: from 2:00 local on the second Sunday of March to 2:00 local on the
+/// first Sunday of November.
+fn pacific_daylight_time(utc_secs: i64) -> bool {
+    let days = utc_secs.div_euclid(86_400);
+    let (year, _, _) = civil_from_days(days);
+    let start = days_from_civil(year, 3, nth_sunday(year, 3, 2)) * 86_400 + 10 * 3600; // 02:00 PST
+    let end = days_from_civil(year, 11, nth_sunday(year, 11, 1)) * 86_400 + 9 * 3600; // 02:00 PDT
+    (start..end).contains(&utc_secs)
+}
+
+fn nth_sunday(year: i64, month: u32, n: u32) -> u32 {
+    let first = days_from_civil(year, month, 1);
+    // 1970-01-01 was a Thursday (weekday 4, Sunday = 0).
+    let weekday = (first + 4).rem_euclid(7) as u32;
+    1 + (7 - weekday) % 7 + 7 * (n - 1)
+}
+
+// Howard Hinnant's civil-date algorithms.
+fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let m = i64::from(m);
+    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + i64::from(d) - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    (y, m, d)
+}
+
+/// Removes `secret` from text that came from elsewhere (an error body may echo the request).
+pub fn redact(text: &str, secret: Option<&str>) -> String {
+    match secret {
+        Some(s) if s.len() >= 4 && text.contains(s) => text.replace(s, "[redacted]"),
+        _ => text.to_string(),
+    }
+}
+
+/// Deep-merges `extra` into `target`: objects merge key by key, anything else replaces.
+pub fn merge_json(target: &mut Value, extra: &Value) {
+    match (target, extra) {
+        (Value::Object(t), Value::Object(e)) => {
+            for (k, v) in e {
+                merge_json(t.entry(k.clone()).or_insert(Value::Null), v);
+            }
+        }
+        (t, e) => *t = e.clone(),
+    }
+}
+
+/// A rate-limit failure with the wait and scope worked out by a provider.
+pub fn rate_limited(retry_after: Option<Duration>, scope: QuotaScope, message: &str) -> ProviderFailure {
+    let detail = if message.is_empty() { "HTTP 429".to_string() } else { format!("HTTP 429: {message}") };
+    ProviderFailure::rate_limited(retry_after, scope, detail)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_table() {
+        let cases: &[(&str, Option<f64>)] = &[
+            ("37s", Some(37.0)),
+            ("57.238747106s", Some(57.238747106)),
+            ("4.327s", Some(4.327)),
+            ("2m59.56s", Some(179.56)),
+            ("2h6m43.2s", Some(7603.2)),
+            ("120ms", Some(0.12)),
+            ("", None),
+            ("soon", None),
+            ("37", None),
+            ("-5s", None),
+        ];
+        for (text, want) in cases {
+            let got = parse_duration(text).map(|d| d.as_secs_f64());
+            match (got, want) {
+                (Some(g), Some(w)) => assert!((g - w).abs() < 1e-6, "{text}: {g} != {w}"),
+                (g, w) => assert_eq!(g, *w, "{text}"),
+            }
+        }
+    }
+
+    #[test]
+    fn retry_in_message_table() {
+        let cases: &[(&str, Option<f64>)] = &[
+            ("Quota exceeded ...\nPlease retry in 37.118216403s.", Some(37.118216403)),
+            ("Limit 8000, Used 7423. Please try again in 4.327s. Need more tokens?", Some(4.327)),
+            ("Please try again in 7m12.5s. Visit", Some(432.5)),
+            ("Please retry later", None),
+        ];
+        for (text, want) in cases {
+            let got = retry_in_message(text).map(|d| d.as_secs_f64());
+            match (got, want) {
+                (Some(g), Some(w)) => assert!((g - w).abs() < 1e-6, "{text}"),
+                (g, w) => assert_eq!(g, *w, "{text}"),
+            }
+        }
+    }
+
+    #[test]
+    fn retry_after_header_table() {
+        let now = UNIX_EPOCH + Duration::from_secs(1_795_767_544);
+        let in_90s = httpdate::fmt_http_date(now + Duration::from_secs(90));
+        let past = httpdate::fmt_http_date(now - Duration::from_secs(90));
+        let cases: Vec<(&str, Option<Duration>)> = vec![
+            ("5", Some(Duration::from_secs(5))),
+            ("  12 ", Some(Duration::from_secs(12))),
+            ("1.5", Some(Duration::from_millis(1500))),
+            (&in_90s, Some(Duration::from_secs(90))),
+            (&past, Some(Duration::ZERO)),
+            ("garbage", None),
+            ("-3", None),
+            ("99999999999999", Some(Duration::from_secs(1_000_000_000))),
+        ];
+        for (value, want) in cases {
+            let mut h = HeaderMap::new();
+            h.insert(reqwest::header::RETRY_AFTER, value.parse().unwrap());
+            assert_eq!(retry_after_header(&h, now), want, "{value}");
+        }
+        assert_eq!(retry_after_header(&HeaderMap::new(), now), None);
+    }
+
+    #[test]
+    fn pacific_midnight_follows_daylight_saving() {
+        // 2026-07-01 06:00 UTC is 23:00 PDT on June 30: one hour to midnight.
+        let summer = UNIX_EPOCH + Duration::from_secs(days_from_civil(2026, 7, 1) as u64 * 86_400 + 6 * 3600);
+        assert_eq!(until_pacific_midnight(summer), Duration::from_secs(3600));
+        // 2026-01-15 07:00 UTC is 23:00 PST on Jan 14: one hour to midnight.
+        let winter = UNIX_EPOCH + Duration::from_secs(days_from_civil(2026, 1, 15) as u64 * 86_400 + 7 * 3600);
+        assert_eq!(until_pacific_midnight(winter), Duration::from_secs(3600));
+        assert_eq!(nth_sunday(2026, 3, 2), 8);
+        assert_eq!(nth_sunday(2026, 11, 1), 1);
+        assert_eq!(civil_from_days(days_from_civil(2024, 2, 29)), (2024, 2, 29));
+    }
+
+    #[test]
+    fn merge_is_deep_for_objects() {
+        let mut t = serde_json::json!({"generationConfig": {"a": 1, "b": {"c": 2}}});
+        merge_json(&mut t, &serde_json::json!({"generationConfig": {"b": {"d": 3}}, "x": true}));
+        assert_eq!(t, serde_json::json!({"generationConfig": {"a": 1, "b": {"c": 2, "d": 3}}, "x": true}));
+    }
+}

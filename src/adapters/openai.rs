@@ -1,0 +1,128 @@
+//! Any OpenAI-compatible chat completions API: Groq, OpenRouter, a local Ollama or LM Studio.
+
+use std::time::{Duration, SystemTime};
+
+use reqwest::header::{AUTHORIZATION, HeaderValue};
+use serde_json::{Value, json};
+
+use super::http::{self, RawReply};
+use super::Settings;
+use crate::core::clock::BoxFuture;
+use crate::core::prompt::Prompt;
+use crate::core::provider::{FailureClass, Provider, ProviderFailure, QuotaScope};
+use crate::core::reply::strip_think;
+
+pub struct OpenAi {
+    settings: Settings,
+    client: reqwest::Client,
+    url: String,
+}
+
+impl OpenAi {
+    pub fn new(settings: Settings) -> Result<Self, reqwest::Error> {
+        let client = http::client(settings.timeout)?;
+        let url = format!("{}/chat/completions", settings.base_url.trim_end_matches('/'));
+        Ok(Self { settings, client, url })
+    }
+
+    /// The request body for `prompt`, with the configured `extra` merged in.
+    pub fn body(&self, prompt: &Prompt) -> Value {
+        let mut body = json!({
+            "model": self.settings.model,
+            "messages": [
+                { "role": "system", "content": prompt.system },
+                { "role": "user", "content": prompt.user },
+            ],
+        });
+        if self.settings.json_mode {
+            body["response_format"] = json!({ "type": "json_object" });
+        }
+        http::merge_json(&mut body, &self.settings.extra);
+        body
+    }
+
+    async fn request(&self, prompt: &Prompt) -> Result<String, ProviderFailure> {
+        let mut req = self.client.post(&self.url).json(&self.body(prompt));
+        if let Some(key) = &self.settings.api_key {
+            let mut value = HeaderValue::from_str(&format!("Bearer {key}"))
+                .map_err(|_| ProviderFailure::new(FailureClass::Unauthorized, "the API key holds characters no HTTP header can carry"))?;
+            value.set_sensitive(true);
+            req = req.header(AUTHORIZATION, value);
+        }
+        let reply = http::send(req, self.settings.timeout).await?;
+        if reply.status != 200 {
+            return Err(http::classify_error(&reply, |r, j| rate_limit(r, j, SystemTime::now())));
+        }
+        let json: Value = serde_json::from_slice(&reply.body).map_err(|_| {
+            ProviderFailure::new(FailureClass::Transient, "HTTP 200 but the reply is not valid JSON (cut short?)")
+        })?;
+        reply_text(&json)
+    }
+}
+
+impl Provider for OpenAi {
+    fn name(&self) -> &str {
+        &self.settings.name
+    }
+    fn model(&self) -> &str {
+        &self.settings.model
+    }
+    fn complete<'a>(&'a self, prompt: &'a Prompt) -> BoxFuture<'a, Result<String, ProviderFailure>> {
+        Box::pin(async move {
+            self.request(prompt).await.map_err(|mut f| {
+                f.detail = http::redact(&f.detail, self.settings.api_key.as_deref());
+                f
+            })
+        })
+    }
+}
+
+/// The answer text of a 200 reply: `choices[0].message.content` without `<think>` blocks.
+/// A separate `reasoning` field is ignored.
+pub fn reply_text(json: &Value) -> Result<String, ProviderFailure> {
+    let refused = |detail: String| ProviderFailure::new(FailureClass::Refused, detail);
+    if json.get("error").is_some() {
+        // Some compatible servers (OpenRouter) report upstream failures inside a 200.
+        let msg = http::error_message(json).unwrap_or_else(|| "error object in a 200 reply".into());
+        return Err(ProviderFailure::new(FailureClass::Transient, format!("HTTP 200 with an error: {msg}")));
+    }
+    let choice = json
+        .get("choices")
+        .and_then(Value::as_array)
+        .and_then(|c| c.first())
+        .ok_or_else(|| ProviderFailure::new(FailureClass::Transient, "HTTP 200 without choices"))?;
+    let finish = choice.get("finish_reason").and_then(Value::as_str).unwrap_or("");
+    let content = choice.pointer("/message/content").and_then(Value::as_str).unwrap_or("");
+    let text = strip_think(content);
+    if finish == "content_filter" {
+        return Err(refused("finish reason content_filter".into()));
+    }
+    if text.trim().is_empty() {
+        let why = if finish.is_empty() { "empty reply".to_string() } else { format!("no text, finish reason {finish}") };
+        return Err(refused(why));
+    }
+    Ok(text)
+}
+
+/// An OpenAI-style 429: the wait is the `retry-after` header (seconds or an HTTP date), else
+/// the message's "Please try again in …". A per-day limit ("per day (RPD)" / "(TPD)") waits
+/// for the daily reset: Groq's `x-ratelimit-reset-requests` for requests, else midnight UTC.
+pub fn rate_limit(reply: &RawReply, json: &Value, now: SystemTime) -> ProviderFailure {
+    let message = http::error_message(json).unwrap_or_default();
+    let full = json.pointer("/error/message").and_then(Value::as_str).unwrap_or("");
+    let header = http::retry_after_header(&reply.headers, now);
+    let in_message = http::retry_in_message(full);
+    let daily = full.contains("per day") || full.contains("(RPD)") || full.contains("(TPD)");
+    if daily {
+        let reset_requests = full
+            .contains("(RPD)")
+            .then(|| reply.headers.get("x-ratelimit-reset-requests"))
+            .flatten()
+            .and_then(|v| v.to_str().ok())
+            .and_then(http::parse_duration);
+        let wait: Option<Duration> = [header, in_message, reset_requests].into_iter().flatten().max();
+        let wait = wait.unwrap_or_else(|| http::until_utc_midnight(now));
+        return http::rate_limited(Some(wait), QuotaScope::Daily, &message);
+    }
+    http::rate_limited(header.or(in_message), QuotaScope::Short, &message)
+}

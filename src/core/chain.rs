@@ -1,0 +1,526 @@
+//! The chain: walks the providers in order for one line, under one deadline, asking each
+//! provider's breaker and rate limit before sending, and retrying a transient failure at most
+//! once per provider. It is the only layer that retries.
+
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+use super::breaker::{Admission, Breaker, BreakerConfig, OpenCause, State, Transition};
+use super::clock::Clock;
+use super::prompt::{Prompt, TranslationRequest};
+use super::provider::{FailureClass, Provider, ProviderFailure, QuotaScope};
+use super::ratelimit::RateLimit;
+use super::reply::parse_options;
+
+/// Why a provider did not give this line its translation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SkipReason {
+    RateLimited,
+    Transient,
+    Refused,
+    Unauthorized,
+    ModelUnavailable,
+    BadRequest,
+    NoKey,
+    BreakerOpen,
+    NoCapacity,
+}
+
+impl SkipReason {
+    /// The stable name printed in `--json` output.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SkipReason::RateLimited => "rate_limited",
+            SkipReason::Transient => "transient",
+            SkipReason::Refused => "refused",
+            SkipReason::Unauthorized => "unauthorized",
+            SkipReason::ModelUnavailable => "model_unavailable",
+            SkipReason::BadRequest => "bad_request",
+            SkipReason::NoKey => "no_key",
+            SkipReason::BreakerOpen => "breaker_open",
+            SkipReason::NoCapacity => "no_capacity",
+        }
+    }
+
+    fn from_class(class: FailureClass) -> Self {
+        match class {
+            FailureClass::RateLimited => SkipReason::RateLimited,
+            FailureClass::Transient => SkipReason::Transient,
+            FailureClass::Refused => SkipReason::Refused,
+            FailureClass::Unauthorized => SkipReason::Unauthorized,
+            FailureClass::ModelUnavailable => SkipReason::ModelUnavailable,
+            FailureClass::BadRequest => SkipReason::BadRequest,
+        }
+    }
+}
+
+/// One provider that did not answer this line, and why.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Skipped {
+    pub provider: String,
+    pub reason: SkipReason,
+    /// How long until the provider may be asked again, when known.
+    pub retry_after: Option<Duration>,
+    /// For a rate limit: whether it was the daily quota.
+    pub daily: bool,
+    /// What happened, for humans; never holds a key.
+    pub detail: String,
+    /// What the user can do about it.
+    pub advice: String,
+}
+
+impl Skipped {
+    /// A short phrase such as `rate limited for 37 s`.
+    pub fn summary(&self) -> String {
+        let wait = self.retry_after.map(human_duration);
+        match (self.reason, wait) {
+            (SkipReason::RateLimited, Some(w)) if self.daily => format!("daily quota used up, resets in {w}"),
+            (SkipReason::RateLimited, Some(w)) => format!("rate limited for {w}"),
+            (SkipReason::RateLimited, None) => "rate limited".into(),
+            (SkipReason::BreakerOpen, Some(w)) => format!("paused after repeated failures, next try in {w}"),
+            (SkipReason::BreakerOpen, None) => "paused after repeated failures".into(),
+            (SkipReason::NoCapacity, Some(w)) => format!("at its configured request limit, free in {w}"),
+            (SkipReason::NoCapacity, None) => "at its configured request limit".into(),
+            (SkipReason::Transient, _) => format!("unavailable ({})", self.detail),
+            (SkipReason::Refused, _) => format!("gave no translation ({})", self.detail),
+            (SkipReason::Unauthorized, _) => "key rejected".into(),
+            (SkipReason::ModelUnavailable, _) => format!("model unavailable ({})", self.detail),
+            (SkipReason::BadRequest, _) => format!("rejected the request ({})", self.detail),
+            (SkipReason::NoKey, _) => "no API key".into(),
+        }
+    }
+}
+
+/// `37 s`, `4 min`, `5 h 12 min`: rounded up, so a wait is never understated.
+pub fn human_duration(d: Duration) -> String {
+    let secs = d.as_secs() + u64::from(d.subsec_nanos() > 0);
+    match secs {
+        0..=119 => format!("{secs} s"),
+        120..=5999 => format!("{} min", secs.div_ceil(60)),
+        _ => {
+            let mins = secs.div_ceil(60);
+            format!("{} h {} min", mins / 60, mins % 60)
+        }
+    }
+}
+
+/// A line translated.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Translation {
+    /// The options, best first; never empty.
+    pub options: Vec<String>,
+    pub provider: String,
+    pub model: String,
+    /// Providers asked before the one that answered, and why they did not.
+    pub skipped: Vec<Skipped>,
+    pub latency: Duration,
+}
+
+/// No provider could translate the line.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("no provider could translate the line")]
+pub struct ChainFailure {
+    /// Each provider and its last reason, in chain order.
+    pub skipped: Vec<Skipped>,
+    pub latency: Duration,
+}
+
+/// A provider as the chain holds it.
+pub struct ChainEntry {
+    pub name: String,
+    /// None when the provider cannot be used at all (no key); then `unusable` says why.
+    pub provider: Option<Arc<dyn Provider>>,
+    pub unusable: Option<Skipped>,
+    /// Shown when the provider's key is rejected ("run `yaku key set gemini`", "check GEMINI_API_KEY").
+    pub key_advice: String,
+    pub guard: Mutex<Guard>,
+}
+
+/// The state that must change together: a provider's breaker and its request budget.
+pub struct Guard {
+    pub breaker: Breaker,
+    pub limit: RateLimit,
+}
+
+impl ChainEntry {
+    /// A usable provider with its limits.
+    pub fn new(provider: Arc<dyn Provider>, breaker: BreakerConfig, limit: RateLimit, key_advice: String) -> Self {
+        Self {
+            name: provider.name().to_string(),
+            provider: Some(provider),
+            unusable: None,
+            key_advice,
+            guard: Mutex::new(Guard { breaker: Breaker::new(breaker), limit }),
+        }
+    }
+
+    /// A configured provider that cannot be used (its key is missing), so it is listed and skipped.
+    pub fn unusable(name: &str, reason: Skipped, limit: RateLimit) -> Self {
+        Self {
+            name: name.to_string(),
+            provider: None,
+            unusable: Some(reason),
+            key_advice: String::new(),
+            guard: Mutex::new(Guard { breaker: Breaker::new(BreakerConfig::default()), limit }),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Guard> {
+        // A panic elsewhere cannot leave the breaker half-updated: every update is one assignment.
+        self.guard.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The breaker's current state, for status output and tests.
+    pub fn breaker_state(&self) -> State {
+        self.lock().breaker.state().clone()
+    }
+}
+
+/// Chain-wide timing.
+#[derive(Debug, Clone, Copy)]
+pub struct ChainConfig {
+    /// One deadline per line, across every attempt and provider.
+    pub deadline: Duration,
+    /// The base of the full-jitter backoff before the one retry of a transient failure.
+    pub retry_base: Duration,
+}
+
+impl Default for ChainConfig {
+    fn default() -> Self {
+        Self { deadline: Duration::from_secs(20), retry_base: Duration::from_millis(500) }
+    }
+}
+
+/// The ordered providers and the policy that walks them.
+pub struct Chain {
+    entries: Vec<ChainEntry>,
+    clock: Arc<dyn Clock>,
+    cfg: ChainConfig,
+    rng: Mutex<StdRng>,
+}
+
+/// What one provider can still do for the line being translated.
+#[derive(Debug, Clone)]
+struct Attempt {
+    sent: u32,
+    /// Not before this instant (a retry backoff, a rate limit's next cell, a breaker's end).
+    not_before: Option<Instant>,
+    done: bool,
+    last: Option<Skipped>,
+}
+
+enum Gate {
+    Send { probe: bool },
+    Skip { skipped: Skipped, ready_at: Option<Instant> },
+}
+
+impl Chain {
+    pub fn new(entries: Vec<ChainEntry>, clock: Arc<dyn Clock>, cfg: ChainConfig) -> Self {
+        Self::with_rng(entries, clock, cfg, StdRng::from_os_rng())
+    }
+
+    /// A chain whose jitter is reproducible.
+    pub fn with_seed(entries: Vec<ChainEntry>, clock: Arc<dyn Clock>, cfg: ChainConfig, seed: u64) -> Self {
+        Self::with_rng(entries, clock, cfg, StdRng::seed_from_u64(seed))
+    }
+
+    fn with_rng(entries: Vec<ChainEntry>, clock: Arc<dyn Clock>, cfg: ChainConfig, rng: StdRng) -> Self {
+        Self { entries, clock, cfg, rng: Mutex::new(rng) }
+    }
+
+    pub fn entries(&self) -> &[ChainEntry] {
+        &self.entries
+    }
+
+    pub fn entry(&self, name: &str) -> Option<&ChainEntry> {
+        self.entries.iter().find(|e| e.name == name)
+    }
+
+    /// Translates one line, using only the provider named `only` when given.
+    pub async fn translate(&self, req: &TranslationRequest, only: Option<&str>) -> Result<Translation, ChainFailure> {
+        let prompt = Prompt::build(req);
+        let start = self.clock.now();
+        let deadline = start + self.cfg.deadline;
+        let used: Vec<usize> =
+            (0..self.entries.len()).filter(|&i| only.is_none_or(|n| self.entries[i].name == n)).collect();
+        let mut attempts: Vec<Attempt> =
+            used.iter().map(|_| Attempt { sent: 0, not_before: None, done: false, last: None }).collect();
+
+        loop {
+            for (slot, &i) in used.iter().enumerate() {
+                let now = self.clock.now();
+                if now >= deadline {
+                    break;
+                }
+                let a = &mut attempts[slot];
+                if a.done || a.not_before.is_some_and(|t| now < t) {
+                    continue;
+                }
+                let entry = &self.entries[i];
+                let probe = match self.gate(entry, now) {
+                    Gate::Skip { skipped, ready_at } => {
+                        a.done = ready_at.is_none_or(|t| t >= deadline);
+                        a.not_before = ready_at;
+                        a.last = Some(skipped);
+                        continue;
+                    }
+                    Gate::Send { probe } => probe,
+                };
+                let Some(provider) = entry.provider.as_ref() else { continue };
+                a.sent += 1;
+                tracing::debug!(provider = %entry.name, attempt = a.sent, probe, "sending");
+                let outcome = self.call(entry, provider.as_ref(), &prompt, probe, deadline).await;
+                let now = self.clock.now();
+                match outcome {
+                    Some(Ok(options)) => {
+                        let skipped = skipped_before(&attempts, slot);
+                        let latency = now.saturating_duration_since(start);
+                        return Ok(Translation {
+                            options,
+                            provider: entry.name.clone(),
+                            model: provider.model().to_string(),
+                            skipped,
+                            latency,
+                        });
+                    }
+                    Some(Err(failure)) => {
+                        let a = &mut attempts[slot];
+                        a.last = Some(self.describe_failure(entry, &failure));
+                        if failure.class == FailureClass::Transient && a.sent < 2 {
+                            let at = now + self.backoff();
+                            a.not_before = Some(at);
+                            a.done = at >= deadline;
+                        } else {
+                            a.done = true;
+                        }
+                    }
+                    // Cut off by the deadline: nothing was learnt about the provider.
+                    None => {
+                        let a = &mut attempts[slot];
+                        a.done = true;
+                        a.last = Some(Skipped {
+                            provider: entry.name.clone(),
+                            reason: SkipReason::Transient,
+                            retry_after: None,
+                            daily: false,
+                            detail: "no answer before the line's deadline".into(),
+                            advice: "raise `deadline_secs` or the provider's `timeout_secs` if this repeats".into(),
+                        });
+                    }
+                }
+            }
+
+            let now = self.clock.now();
+            let next = attempts.iter().filter(|a| !a.done).filter_map(|a| a.not_before).min();
+            match next {
+                Some(t) if t < deadline && now < deadline => {
+                    if t > now {
+                        self.clock.sleep_until(t).await;
+                    }
+                }
+                _ => {
+                    let skipped = attempts.iter().filter_map(|a| a.last.clone()).collect();
+                    return Err(ChainFailure { skipped, latency: now.saturating_duration_since(start) });
+                }
+            }
+        }
+    }
+
+    /// Asks the breaker and the rate limit together, so that neither changes unless both allow.
+    fn gate(&self, entry: &ChainEntry, now: Instant) -> Gate {
+        if let Some(reason) = &entry.unusable {
+            return Gate::Skip { skipped: reason.clone(), ready_at: None };
+        }
+        let mut g = entry.lock();
+        let skip = |reason, until: Option<Instant>, detail: String, advice: String| Gate::Skip {
+            skipped: Skipped {
+                provider: entry.name.clone(),
+                reason,
+                retry_after: until.map(|u| u.saturating_duration_since(now)),
+                daily: false,
+                detail,
+                advice,
+            },
+            ready_at: until,
+        };
+        match g.breaker.peek(now) {
+            Admission::Send { .. } => {}
+            Admission::Open { until, cause: OpenCause::RateLimited } => {
+                return skip(
+                    SkipReason::RateLimited,
+                    Some(until),
+                    "waiting out the provider's rate limit".into(),
+                    "wait, or add another provider to the chain".into(),
+                );
+            }
+            Admission::Open { until, cause: OpenCause::Failures } => {
+                return skip(
+                    SkipReason::BreakerOpen,
+                    Some(until),
+                    "paused after repeated failures".into(),
+                    "it is retried automatically; check the provider's status page if this lasts".into(),
+                );
+            }
+            Admission::ProbeInFlight => {
+                return skip(
+                    SkipReason::BreakerOpen,
+                    None,
+                    "another request is probing the provider".into(),
+                    "it is retried automatically".into(),
+                );
+            }
+            Admission::Disabled { class, detail } => {
+                let reason = SkipReason::from_class(class);
+                return Gate::Skip {
+                    skipped: Skipped {
+                        provider: entry.name.clone(),
+                        reason,
+                        retry_after: None,
+                        daily: false,
+                        advice: self.advice(entry, reason),
+                        detail,
+                    },
+                    ready_at: None,
+                };
+            }
+        }
+        if let Err(free_at) = g.limit.try_acquire() {
+            return skip(
+                SkipReason::NoCapacity,
+                Some(free_at),
+                "at its configured request limit".into(),
+                "raise `requests_per_minute` / `requests_per_day` only if your plan allows more".into(),
+            );
+        }
+        match g.breaker.admit(now) {
+            Admission::Send { probe } => Gate::Send { probe },
+            // peek said Send under the same lock, so admit cannot disagree; stay safe anyway.
+            _ => Gate::Skip {
+                skipped: Skipped {
+                    provider: entry.name.clone(),
+                    reason: SkipReason::BreakerOpen,
+                    retry_after: None,
+                    daily: false,
+                    detail: "breaker state changed".into(),
+                    advice: String::new(),
+                },
+                ready_at: None,
+            },
+        }
+    }
+
+    /// Sends one request and records its outcome. `None` when the deadline cut it off.
+    async fn call(
+        &self,
+        entry: &ChainEntry,
+        provider: &dyn Provider,
+        prompt: &Prompt,
+        probe: bool,
+        deadline: Instant,
+    ) -> Option<Result<Vec<String>, ProviderFailure>> {
+        let mut pending = PendingCall { entry, clock: self.clock.as_ref(), probe, armed: true };
+        let remaining = deadline.saturating_duration_since(self.clock.now());
+        let reply = tokio::time::timeout(remaining, provider.complete(prompt)).await.ok()?;
+        let result = reply.and_then(|text| {
+            parse_options(&text, usize::from(prompt.options))
+                .map_err(|e| ProviderFailure::new(FailureClass::Refused, e.to_string()))
+        });
+        let jitter = self.jitter();
+        pending.armed = false;
+        let transition = entry.lock().breaker.record(self.clock.now(), probe, result.as_ref().map(|_| ()), jitter);
+        match &result {
+            Ok(_) => tracing::debug!(provider = %entry.name, "answered"),
+            Err(f) => tracing::info!(provider = %entry.name, class = %f.class, detail = %f.detail, "provider failed"),
+        }
+        if let Some(t) = transition {
+            self.log_transition(entry, t, result.as_ref().err());
+        }
+        Some(result)
+    }
+
+    fn log_transition(&self, entry: &ChainEntry, t: Transition, failure: Option<&ProviderFailure>) {
+        let now = self.clock.now();
+        match t {
+            Transition::Opened { until, cause } => tracing::warn!(
+                provider = %entry.name,
+                ?cause,
+                for_secs = until.saturating_duration_since(now).as_secs(),
+                "breaker opened: no requests until it may be probed"
+            ),
+            Transition::Closed => tracing::info!(provider = %entry.name, "breaker closed: the provider answers again"),
+            Transition::Disabled { class } => {
+                let reason = SkipReason::from_class(class);
+                tracing::error!(
+                    provider = %entry.name,
+                    reason = reason.as_str(),
+                    detail = failure.map_or("", |f| f.detail.as_str()),
+                    "provider disabled until the config changes: {}",
+                    self.advice(entry, reason)
+                );
+            }
+        }
+    }
+
+    fn describe_failure(&self, entry: &ChainEntry, f: &ProviderFailure) -> Skipped {
+        let reason = SkipReason::from_class(f.class);
+        Skipped {
+            provider: entry.name.clone(),
+            reason,
+            retry_after: f.retry_after,
+            daily: f.scope == QuotaScope::Daily,
+            detail: f.detail.clone(),
+            advice: self.advice(entry, reason),
+        }
+    }
+
+    fn advice(&self, entry: &ChainEntry, reason: SkipReason) -> String {
+        match reason {
+            SkipReason::Unauthorized => entry.key_advice.clone(),
+            SkipReason::ModelUnavailable => {
+                format!("set `model` of provider \"{}\" in the config to a model the API offers", entry.name)
+            }
+            SkipReason::RateLimited => "wait, or add another provider to the chain".into(),
+            SkipReason::Transient => "the provider is having trouble; it is retried automatically".into(),
+            SkipReason::Refused => "the provider would not translate this line; another provider may".into(),
+            SkipReason::BadRequest => format!("check provider \"{}\"'s `extra` and `model` settings", entry.name),
+            SkipReason::NoKey | SkipReason::BreakerOpen | SkipReason::NoCapacity => String::new(),
+        }
+    }
+
+    /// Full jitter: uniform in [0, retry_base * 2].
+    fn backoff(&self) -> Duration {
+        let max = self.cfg.retry_base.as_secs_f64() * 2.0;
+        let mut rng = self.rng.lock().unwrap_or_else(|e| e.into_inner());
+        Duration::from_secs_f64(rng.random_range(0.0..=max))
+    }
+
+    fn jitter(&self) -> f64 {
+        let mut rng = self.rng.lock().unwrap_or_else(|e| e.into_inner());
+        rng.random_range(-0.2..=0.2)
+    }
+}
+
+/// Every other provider that was asked, or passed over, for this line.
+fn skipped_before(attempts: &[Attempt], winner: usize) -> Vec<Skipped> {
+    attempts.iter().enumerate().filter(|(j, _)| *j != winner).filter_map(|(_, a)| a.last.clone()).collect()
+}
+
+/// Releases a half-open probe whose request was dropped before it had an outcome, so the
+/// breaker does not stay half-open for ever.
+struct PendingCall<'a> {
+    entry: &'a ChainEntry,
+    clock: &'a dyn Clock,
+    probe: bool,
+    armed: bool,
+}
+
+impl Drop for PendingCall<'_> {
+    fn drop(&mut self) {
+        if self.armed && self.probe {
+            self.entry.lock().breaker.abandon_probe(self.clock.now());
+        }
+    }
+}

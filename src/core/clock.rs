@@ -1,0 +1,68 @@
+//! The `Clock` port: every policy that depends on time reads it from here, so tests can drive
+//! time by hand (`ManualClock`) or with tokio's paused clock (`TokioClock`).
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// A boxed future, so the ports stay object-safe without an extra crate.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// Monotonic time and waiting on it.
+pub trait Clock: Send + Sync + 'static {
+    /// The current monotonic instant.
+    fn now(&self) -> Instant;
+    /// Resolves once `now() >= deadline`.
+    fn sleep_until(&self, deadline: Instant) -> BoxFuture<'_, ()>;
+}
+
+/// Real time through tokio, which a test may pause and advance.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct TokioClock;
+
+impl Clock for TokioClock {
+    fn now(&self) -> Instant {
+        tokio::time::Instant::now().into_std()
+    }
+    fn sleep_until(&self, deadline: Instant) -> BoxFuture<'_, ()> {
+        Box::pin(tokio::time::sleep_until(deadline.into()))
+    }
+}
+
+/// A clock that only moves when told to; sleeping on it jumps it forward at once.
+#[derive(Debug, Clone)]
+pub struct ManualClock {
+    now: Arc<Mutex<Instant>>,
+}
+
+impl Default for ManualClock {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl ManualClock {
+    /// A clock that starts at the real current instant and then stands still.
+    pub fn new() -> Self {
+        Self { now: Arc::new(Mutex::new(Instant::now())) }
+    }
+    /// Moves the clock forward.
+    pub fn advance(&self, by: Duration) {
+        let mut now = self.now.lock().unwrap_or_else(|e| e.into_inner());
+        *now += by;
+    }
+}
+
+impl Clock for ManualClock {
+    fn now(&self) -> Instant {
+        *self.now.lock().unwrap_or_else(|e| e.into_inner())
+    }
+    fn sleep_until(&self, deadline: Instant) -> BoxFuture<'_, ()> {
+        let mut now = self.now.lock().unwrap_or_else(|e| e.into_inner());
+        if *now < deadline {
+            *now = deadline;
+        }
+        Box::pin(std::future::ready(()))
+    }
+}

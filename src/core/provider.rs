@@ -1,0 +1,94 @@
+//! The `Provider` port: one call to a translation model, and the one outcome class every
+//! failure maps to. Adapters turn their wire formats into these types; the chain and the
+//! breaker only ever see these.
+
+use std::fmt;
+use std::time::Duration;
+
+use super::clock::BoxFuture;
+use super::prompt::Prompt;
+
+/// How a failed provider call is classified. Each class drives the breaker differently.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum FailureClass {
+    /// HTTP 429: the provider asked us to wait.
+    RateLimited,
+    /// 5xx, connection errors, timeouts, unreadable replies: may work if tried again.
+    Transient,
+    /// The provider answered but gave no usable text (safety block, empty reply).
+    Refused,
+    /// The key was rejected: nothing works until the config changes.
+    Unauthorized,
+    /// The model does not exist (any more): nothing works until the config changes.
+    ModelUnavailable,
+    /// Any other 4xx: this request is wrong for this provider.
+    BadRequest,
+}
+
+impl FailureClass {
+    /// The stable name used in `--json` output and logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FailureClass::RateLimited => "rate_limited",
+            FailureClass::Transient => "transient",
+            FailureClass::Refused => "refused",
+            FailureClass::Unauthorized => "unauthorized",
+            FailureClass::ModelUnavailable => "model_unavailable",
+            FailureClass::BadRequest => "bad_request",
+        }
+    }
+}
+
+impl fmt::Display for FailureClass {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Which quota a rate limit was about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QuotaScope {
+    /// A short window (per minute, tokens per minute): the reported delay is the wait.
+    Short,
+    /// A per-day quota: the wait lasts until the quota resets.
+    Daily,
+}
+
+/// A failed call, classified. `detail` is for humans and never holds a key or a keyed URL.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProviderFailure {
+    pub class: FailureClass,
+    /// For `RateLimited`: how long the provider asked us to wait, when it said.
+    pub retry_after: Option<Duration>,
+    /// For `RateLimited`: which quota ran out.
+    pub scope: QuotaScope,
+    pub detail: String,
+}
+
+impl ProviderFailure {
+    pub fn new(class: FailureClass, detail: impl Into<String>) -> Self {
+        Self { class, retry_after: None, scope: QuotaScope::Short, detail: detail.into() }
+    }
+    pub fn rate_limited(retry_after: Option<Duration>, scope: QuotaScope, detail: impl Into<String>) -> Self {
+        Self { class: FailureClass::RateLimited, retry_after, scope, detail: detail.into() }
+    }
+}
+
+impl fmt::Display for ProviderFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.class, self.detail)
+    }
+}
+
+impl std::error::Error for ProviderFailure {}
+
+/// A translation model behind some API. Implementations must be cancel-safe: the chain
+/// drops the future when the line's deadline passes.
+pub trait Provider: Send + Sync {
+    /// The configured name (`gemini`, `groq`, ...), used in logs and output.
+    fn name(&self) -> &str;
+    /// The model this provider asks for.
+    fn model(&self) -> &str;
+    /// Sends the prompt and returns the model's raw reply text.
+    fn complete<'a>(&'a self, prompt: &'a Prompt) -> BoxFuture<'a, Result<String, ProviderFailure>>;
+}

@@ -1,0 +1,75 @@
+//! Per-provider request budgets as GCRA limiters (governor), on the injected clock.
+//!
+//! The per-minute limiter allows no burst: requests are spaced `60 s / rpm` apart, so no
+//! 60-second window ever holds more than `rpm` requests, whether the provider counts in fixed
+//! windows, sliding windows or token buckets. The per-day limiter allows the whole day's
+//! budget as a burst and refills it evenly, like the providers' own daily token buckets.
+
+use std::num::NonZeroU32;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use governor::clock::Clock as GovernorClock;
+use governor::middleware::NoOpMiddleware;
+use governor::state::{InMemoryState, NotKeyed};
+use governor::{Quota, RateLimiter};
+
+use super::clock::Clock;
+
+/// Adapts the `Clock` port to governor: instants are durations since a fixed origin.
+#[derive(Clone)]
+struct PortClock {
+    clock: Arc<dyn Clock>,
+    origin: Instant,
+}
+
+impl GovernorClock for PortClock {
+    type Instant = Duration;
+    fn now(&self) -> Duration {
+        self.clock.now().saturating_duration_since(self.origin)
+    }
+}
+
+type Limiter = RateLimiter<NotKeyed, InMemoryState, PortClock, NoOpMiddleware<Duration>>;
+
+/// A provider's request budget.
+pub struct RateLimit {
+    origin: Instant,
+    per_minute: Option<Limiter>,
+    per_day: Option<Limiter>,
+}
+
+impl RateLimit {
+    /// `0` for either limit means no limit of that kind.
+    pub fn new(requests_per_minute: u32, requests_per_day: u32, clock: Arc<dyn Clock>) -> Self {
+        let origin = clock.now();
+        let pclock = PortClock { clock, origin };
+        let per_minute = NonZeroU32::new(requests_per_minute).and_then(|rpm| {
+            Quota::with_period(Duration::from_secs(60) / rpm.get())
+                .map(|q| RateLimiter::direct_with_clock(q.allow_burst(NonZeroU32::MIN), pclock.clone()))
+        });
+        let per_day = NonZeroU32::new(requests_per_day).and_then(|rpd| {
+            Quota::with_period(Duration::from_secs(86_400) / rpd.get())
+                .map(|q| RateLimiter::direct_with_clock(q.allow_burst(rpd), pclock.clone()))
+        });
+        Self { origin, per_minute, per_day }
+    }
+
+    /// Takes one request from the budget, or says when the next one will be free.
+    pub fn try_acquire(&self) -> Result<(), Instant> {
+        // Governor's check spends a cell when it allows. The minute is asked first: a minute cell
+        // spent on a request the day then refuses only delays the next request, whereas a day
+        // cell spent that way would be lost for hours.
+        if let Some(minute) = &self.per_minute {
+            if let Err(not_until) = minute.check() {
+                return Err(self.origin + not_until.earliest_possible());
+            }
+        }
+        if let Some(day) = &self.per_day {
+            if let Err(not_until) = day.check() {
+                return Err(self.origin + not_until.earliest_possible());
+            }
+        }
+        Ok(())
+    }
+}

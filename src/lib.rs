@@ -1,0 +1,4 @@
+//! yaku: clipboard translation for visual-novel readers. See ARCHITECTURE.md for the map.
+
+pub mod adapters;
+pub mod core;
