@@ -1,4 +1,7 @@
 //! yaku: clipboard translation for visual-novel readers. See ARCHITECTURE.md for the map.
 
 pub mod adapters;
+pub mod app;
+pub mod cli;
+pub mod config;
 pub mod core;

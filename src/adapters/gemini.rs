@@ -6,15 +6,23 @@ use std::time::{Duration, SystemTime};
 use reqwest::header::{HeaderName, HeaderValue};
 use serde_json::{Value, json};
 
-use super::http::{self, RawReply};
 use super::Settings;
+use super::http::{self, RawReply};
 use crate::core::clock::BoxFuture;
 use crate::core::prompt::Prompt;
 use crate::core::provider::{FailureClass, Provider, ProviderFailure, QuotaScope};
 
 /// Finish reasons that mean the model withheld its answer.
-const REFUSAL_REASONS: &[&str] =
-    &["SAFETY", "PROHIBITED_CONTENT", "RECITATION", "BLOCKLIST", "SPII", "OTHER", "IMAGE_SAFETY", "LANGUAGE"];
+const REFUSAL_REASONS: &[&str] = &[
+    "SAFETY",
+    "PROHIBITED_CONTENT",
+    "RECITATION",
+    "BLOCKLIST",
+    "SPII",
+    "OTHER",
+    "IMAGE_SAFETY",
+    "LANGUAGE",
+];
 
 pub struct Gemini {
     settings: Settings,
@@ -25,8 +33,16 @@ pub struct Gemini {
 impl Gemini {
     pub fn new(settings: Settings) -> Result<Self, reqwest::Error> {
         let client = http::client(settings.timeout)?;
-        let url = format!("{}/models/{}:generateContent", settings.base_url.trim_end_matches('/'), settings.model);
-        Ok(Self { settings, client, url })
+        let url = format!(
+            "{}/models/{}:generateContent",
+            settings.base_url.trim_end_matches('/'),
+            settings.model
+        );
+        Ok(Self {
+            settings,
+            client,
+            url,
+        })
     }
 
     /// The request body for `prompt`, with the configured `extra` merged into `generationConfig`.
@@ -52,17 +68,26 @@ impl Gemini {
     async fn request(&self, prompt: &Prompt) -> Result<String, ProviderFailure> {
         let mut req = self.client.post(&self.url).json(&self.body(prompt));
         if let Some(key) = &self.settings.api_key {
-            let mut value = HeaderValue::from_str(key)
-                .map_err(|_| ProviderFailure::new(FailureClass::Unauthorized, "the API key holds characters no HTTP header can carry"))?;
+            let mut value = HeaderValue::from_str(key).map_err(|_| {
+                ProviderFailure::new(
+                    FailureClass::Unauthorized,
+                    "the API key holds characters no HTTP header can carry",
+                )
+            })?;
             value.set_sensitive(true);
             req = req.header(HeaderName::from_static("x-goog-api-key"), value);
         }
         let reply = http::send(req, self.settings.timeout).await?;
         if reply.status != 200 {
-            return Err(http::classify_error(&reply, |r, j| rate_limit(r, j, SystemTime::now())));
+            return Err(http::classify_error(&reply, |r, j| {
+                rate_limit(r, j, SystemTime::now())
+            }));
         }
         let json: Value = serde_json::from_slice(&reply.body).map_err(|_| {
-            ProviderFailure::new(FailureClass::Transient, "HTTP 200 but the reply is not valid JSON (cut short?)")
+            ProviderFailure::new(
+                FailureClass::Transient,
+                "HTTP 200 but the reply is not valid JSON (cut short?)",
+            )
         })?;
         reply_text(&json)
     }
@@ -75,7 +100,10 @@ impl Provider for Gemini {
     fn model(&self) -> &str {
         &self.settings.model
     }
-    fn complete<'a>(&'a self, prompt: &'a Prompt) -> BoxFuture<'a, Result<String, ProviderFailure>> {
+    fn complete<'a>(
+        &'a self,
+        prompt: &'a Prompt,
+    ) -> BoxFuture<'a, Result<String, ProviderFailure>> {
         Box::pin(async move {
             self.request(prompt).await.map_err(|mut f| {
                 f.detail = http::redact(&f.detail, self.settings.api_key.as_deref());
@@ -88,7 +116,10 @@ impl Provider for Gemini {
 /// The answer text of a 200 reply: the non-thought text parts of the first candidate.
 pub fn reply_text(json: &Value) -> Result<String, ProviderFailure> {
     let refused = |detail: String| ProviderFailure::new(FailureClass::Refused, detail);
-    if let Some(reason) = json.pointer("/promptFeedback/blockReason").and_then(Value::as_str) {
+    if let Some(reason) = json
+        .pointer("/promptFeedback/blockReason")
+        .and_then(Value::as_str)
+    {
         return Err(refused(format!("prompt blocked ({reason})")));
     }
     let candidate = json
@@ -96,7 +127,10 @@ pub fn reply_text(json: &Value) -> Result<String, ProviderFailure> {
         .and_then(Value::as_array)
         .and_then(|c| c.first())
         .ok_or_else(|| refused("no candidates in the reply".into()))?;
-    let finish = candidate.get("finishReason").and_then(Value::as_str).unwrap_or("");
+    let finish = candidate
+        .get("finishReason")
+        .and_then(Value::as_str)
+        .unwrap_or("");
     if REFUSAL_REASONS.contains(&finish) {
         return Err(refused(format!("finish reason {finish}")));
     }
@@ -112,7 +146,11 @@ pub fn reply_text(json: &Value) -> Result<String, ProviderFailure> {
         })
         .unwrap_or_default();
     if text.trim().is_empty() {
-        let why = if finish.is_empty() { "empty reply".to_string() } else { format!("no text, finish reason {finish}") };
+        let why = if finish.is_empty() {
+            "empty reply".to_string()
+        } else {
+            format!("no text, finish reason {finish}")
+        };
         return Err(refused(why));
     }
     Ok(text)
@@ -122,14 +160,28 @@ pub fn reply_text(json: &Value) -> Result<String, ProviderFailure> {
 /// message's "Please retry in …"; a `PerDay` quota waits until midnight Pacific time.
 pub fn rate_limit(reply: &RawReply, json: &Value, now: SystemTime) -> ProviderFailure {
     let message = http::error_message(json).unwrap_or_default();
-    let details = json.pointer("/error/details").and_then(Value::as_array).cloned().unwrap_or_default();
+    let details = json
+        .pointer("/error/details")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
     let daily = details.iter().any(|d| {
-        d.get("violations").and_then(Value::as_array).is_some_and(|vs| {
-            vs.iter().any(|v| v.get("quotaId").and_then(Value::as_str).is_some_and(|q| q.contains("PerDay")))
-        })
+        d.get("violations")
+            .and_then(Value::as_array)
+            .is_some_and(|vs| {
+                vs.iter().any(|v| {
+                    v.get("quotaId")
+                        .and_then(Value::as_str)
+                        .is_some_and(|q| q.contains("PerDay"))
+                })
+            })
     });
     if daily {
-        return http::rate_limited(Some(http::until_pacific_midnight(now)), QuotaScope::Daily, &message);
+        return http::rate_limited(
+            Some(http::until_pacific_midnight(now)),
+            QuotaScope::Daily,
+            &message,
+        );
     }
     let retry_delay = details
         .iter()
@@ -137,6 +189,10 @@ pub fn rate_limit(reply: &RawReply, json: &Value, now: SystemTime) -> ProviderFa
         .find_map(http::parse_duration);
     let wait: Option<Duration> = http::retry_after_header(&reply.headers, now)
         .or(retry_delay)
-        .or_else(|| json.pointer("/error/message").and_then(Value::as_str).and_then(http::retry_in_message));
+        .or_else(|| {
+            json.pointer("/error/message")
+                .and_then(Value::as_str)
+                .and_then(http::retry_in_message)
+        });
     http::rate_limited(wait, QuotaScope::Short, &message)
 }

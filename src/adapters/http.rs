@@ -28,8 +28,14 @@ pub struct RawReply {
 }
 
 /// Sends the request and reads the whole (bounded) reply. Transport failures are `Transient`.
-pub async fn send(req: reqwest::RequestBuilder, timeout: Duration) -> Result<RawReply, ProviderFailure> {
-    let mut resp = req.send().await.map_err(|e| transport_failure(&e, timeout))?;
+pub async fn send(
+    req: reqwest::RequestBuilder,
+    timeout: Duration,
+) -> Result<RawReply, ProviderFailure> {
+    let mut resp = req
+        .send()
+        .await
+        .map_err(|e| transport_failure(&e, timeout))?;
     let status = resp.status().as_u16();
     let headers = resp.headers().clone();
     let mut body = Vec::new();
@@ -39,7 +45,10 @@ pub async fn send(req: reqwest::RequestBuilder, timeout: Duration) -> Result<Raw
                 if body.len() + chunk.len() > MAX_BODY_BYTES {
                     return Err(ProviderFailure::new(
                         FailureClass::Transient,
-                        format!("HTTP {status}: reply larger than {} MiB, not read", MAX_BODY_BYTES / (1024 * 1024)),
+                        format!(
+                            "HTTP {status}: reply larger than {} MiB, not read",
+                            MAX_BODY_BYTES / (1024 * 1024)
+                        ),
                     ));
                 }
                 body.extend_from_slice(&chunk);
@@ -52,7 +61,11 @@ pub async fn send(req: reqwest::RequestBuilder, timeout: Duration) -> Result<Raw
             }
         }
     }
-    Ok(RawReply { status, headers, body })
+    Ok(RawReply {
+        status,
+        headers,
+        body,
+    })
 }
 
 /// Our own words for a transport error: reqwest's own text carries the URL.
@@ -71,19 +84,31 @@ fn transport_failure(e: &reqwest::Error, timeout: Duration) -> ProviderFailure {
 
 /// Classifies a non-200 reply by its status and error body (both providers' formats).
 /// `rate_limit` works out the wait and scope of a 429 for the provider's format.
-pub fn classify_error(reply: &RawReply, rate_limit: impl FnOnce(&RawReply, &Value) -> ProviderFailure) -> ProviderFailure {
+pub fn classify_error(
+    reply: &RawReply,
+    rate_limit: impl FnOnce(&RawReply, &Value) -> ProviderFailure,
+) -> ProviderFailure {
     let json: Value = serde_json::from_slice(&reply.body).unwrap_or(Value::Null);
     let status = reply.status;
     let message = error_message(&json).unwrap_or_else(|| body_excerpt(&reply.body));
-    let detail = if message.is_empty() { format!("HTTP {status}") } else { format!("HTTP {status}: {message}") };
-    let code = json.pointer("/error/code").and_then(Value::as_str).unwrap_or("");
+    let detail = if message.is_empty() {
+        format!("HTTP {status}")
+    } else {
+        format!("HTTP {status}: {message}")
+    };
+    let code = json
+        .pointer("/error/code")
+        .and_then(Value::as_str)
+        .unwrap_or("");
     let reasons = error_reasons(&json);
     let lower = message.to_ascii_lowercase();
     let class = match status {
         429 => return rate_limit(reply, &json),
         401 | 403 => FailureClass::Unauthorized,
         400 if reasons.iter().any(|r| r == "API_KEY_INVALID") => FailureClass::Unauthorized,
-        400 | 404 if code == "model_decommissioned" || code == "model_not_found" => FailureClass::ModelUnavailable,
+        400 | 404 if code == "model_decommissioned" || code == "model_not_found" => {
+            FailureClass::ModelUnavailable
+        }
         404 => FailureClass::ModelUnavailable,
         400 if lower.contains("no longer available") || lower.contains("decommissioned") => {
             FailureClass::ModelUnavailable
@@ -105,26 +130,43 @@ pub fn error_message(json: &Value) -> Option<String> {
 /// The start of a non-JSON body (an HTML error page from a proxy), for the log.
 fn body_excerpt(body: &[u8]) -> String {
     let text = String::from_utf8_lossy(&body[..body.len().min(400)]);
-    if text.trim_start().starts_with('<') { String::new() } else { shorten(&text) }
+    if text.trim_start().starts_with('<') {
+        String::new()
+    } else {
+        shorten(&text)
+    }
 }
 
 /// One line, at most 160 characters.
 pub fn shorten(text: &str) -> String {
     let line = text.split_whitespace().collect::<Vec<_>>().join(" ");
-    if line.chars().count() > 160 { format!("{}…", line.chars().take(160).collect::<String>()) } else { line }
+    if line.chars().count() > 160 {
+        format!("{}…", line.chars().take(160).collect::<String>())
+    } else {
+        line
+    }
 }
 
 /// Gemini's `error.details[].reason` values (`API_KEY_INVALID`, ...).
 fn error_reasons(json: &Value) -> Vec<String> {
     json.pointer("/error/details")
         .and_then(Value::as_array)
-        .map(|ds| ds.iter().filter_map(|d| d.get("reason").and_then(Value::as_str)).map(str::to_string).collect())
+        .map(|ds| {
+            ds.iter()
+                .filter_map(|d| d.get("reason").and_then(Value::as_str))
+                .map(str::to_string)
+                .collect()
+        })
         .unwrap_or_default()
 }
 
 /// A `Retry-After` header: delay-seconds, or an HTTP date (relative to `now`). Garbage is None.
 pub fn retry_after_header(headers: &HeaderMap, now: SystemTime) -> Option<Duration> {
-    let raw = headers.get(reqwest::header::RETRY_AFTER)?.to_str().ok()?.trim();
+    let raw = headers
+        .get(reqwest::header::RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim();
     if let Ok(secs) = raw.parse::<f64>() {
         return (secs.is_finite() && secs >= 0.0).then(|| Duration::from_secs_f64(secs.min(1e9)));
     }
@@ -140,7 +182,9 @@ pub fn parse_duration(text: &str) -> Option<Duration> {
         return None;
     }
     while !rest.is_empty() {
-        let num_len = rest.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(rest.len());
+        let num_len = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(rest.len());
         if num_len == 0 {
             return None;
         }
@@ -168,7 +212,10 @@ pub fn retry_in_message(message: &str) -> Option<Duration> {
     for marker in ["retry in ", "try again in "] {
         if let Some(pos) = message.find(marker) {
             let tail = &message[pos + marker.len()..];
-            let token: String = tail.chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '.').collect();
+            let token: String = tail
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '.')
+                .collect();
             let token = token.trim_end_matches('.');
             if let Some(d) = parse_duration(token) {
                 return Some(d);
@@ -181,7 +228,11 @@ pub fn retry_in_message(message: &str) -> Option<Duration> {
 /// The next midnight in US Pacific time after `now`, when Gemini's daily quotas reset.
 pub fn until_pacific_midnight(now: SystemTime) -> Duration {
     let secs = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()) as i64;
-    let offset = if pacific_daylight_time(secs) { -7 * 3600 } else { -8 * 3600 };
+    let offset = if pacific_daylight_time(secs) {
+        -7 * 3600
+    } else {
+        -8 * 3600
+    };
     let local = secs + offset;
     let next_midnight_local = (local.div_euclid(86_400) + 1) * 86_400;
     Duration::from_secs((next_midnight_local - local) as u64)
@@ -255,8 +306,16 @@ pub fn merge_json(target: &mut Value, extra: &Value) {
 }
 
 /// A rate-limit failure with the wait and scope worked out by a provider.
-pub fn rate_limited(retry_after: Option<Duration>, scope: QuotaScope, message: &str) -> ProviderFailure {
-    let detail = if message.is_empty() { "HTTP 429".to_string() } else { format!("HTTP 429: {message}") };
+pub fn rate_limited(
+    retry_after: Option<Duration>,
+    scope: QuotaScope,
+    message: &str,
+) -> ProviderFailure {
+    let detail = if message.is_empty() {
+        "HTTP 429".to_string()
+    } else {
+        format!("HTTP 429: {message}")
+    };
     ProviderFailure::rate_limited(retry_after, scope, detail)
 }
 
@@ -290,8 +349,14 @@ mod tests {
     #[test]
     fn retry_in_message_table() {
         let cases: &[(&str, Option<f64>)] = &[
-            ("Quota exceeded ...\nPlease retry in 37.118216403s.", Some(37.118216403)),
-            ("Limit 8000, Used 7423. Please try again in 4.327s. Need more tokens?", Some(4.327)),
+            (
+                "Quota exceeded ...\nPlease retry in 37.118216403s.",
+                Some(37.118216403),
+            ),
+            (
+                "Limit 8000, Used 7423. Please try again in 4.327s. Need more tokens?",
+                Some(4.327),
+            ),
             ("Please try again in 7m12.5s. Visit", Some(432.5)),
             ("Please retry later", None),
         ];
@@ -330,10 +395,12 @@ mod tests {
     #[test]
     fn pacific_midnight_follows_daylight_saving() {
         // 2026-07-01 06:00 UTC is 23:00 PDT on June 30: one hour to midnight.
-        let summer = UNIX_EPOCH + Duration::from_secs(days_from_civil(2026, 7, 1) as u64 * 86_400 + 6 * 3600);
+        let summer = UNIX_EPOCH
+            + Duration::from_secs(days_from_civil(2026, 7, 1) as u64 * 86_400 + 6 * 3600);
         assert_eq!(until_pacific_midnight(summer), Duration::from_secs(3600));
         // 2026-01-15 07:00 UTC is 23:00 PST on Jan 14: one hour to midnight.
-        let winter = UNIX_EPOCH + Duration::from_secs(days_from_civil(2026, 1, 15) as u64 * 86_400 + 7 * 3600);
+        let winter = UNIX_EPOCH
+            + Duration::from_secs(days_from_civil(2026, 1, 15) as u64 * 86_400 + 7 * 3600);
         assert_eq!(until_pacific_midnight(winter), Duration::from_secs(3600));
         assert_eq!(nth_sunday(2026, 3, 2), 8);
         assert_eq!(nth_sunday(2026, 11, 1), 1);
@@ -343,7 +410,13 @@ mod tests {
     #[test]
     fn merge_is_deep_for_objects() {
         let mut t = serde_json::json!({"generationConfig": {"a": 1, "b": {"c": 2}}});
-        merge_json(&mut t, &serde_json::json!({"generationConfig": {"b": {"d": 3}}, "x": true}));
-        assert_eq!(t, serde_json::json!({"generationConfig": {"a": 1, "b": {"c": 2, "d": 3}}, "x": true}));
+        merge_json(
+            &mut t,
+            &serde_json::json!({"generationConfig": {"b": {"d": 3}}, "x": true}),
+        );
+        assert_eq!(
+            t,
+            serde_json::json!({"generationConfig": {"a": 1, "b": {"c": 2, "d": 3}}, "x": true})
+        );
     }
 }

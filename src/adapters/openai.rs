@@ -5,8 +5,8 @@ use std::time::{Duration, SystemTime};
 use reqwest::header::{AUTHORIZATION, HeaderValue};
 use serde_json::{Value, json};
 
-use super::http::{self, RawReply};
 use super::Settings;
+use super::http::{self, RawReply};
 use crate::core::clock::BoxFuture;
 use crate::core::prompt::Prompt;
 use crate::core::provider::{FailureClass, Provider, ProviderFailure, QuotaScope};
@@ -21,8 +21,15 @@ pub struct OpenAi {
 impl OpenAi {
     pub fn new(settings: Settings) -> Result<Self, reqwest::Error> {
         let client = http::client(settings.timeout)?;
-        let url = format!("{}/chat/completions", settings.base_url.trim_end_matches('/'));
-        Ok(Self { settings, client, url })
+        let url = format!(
+            "{}/chat/completions",
+            settings.base_url.trim_end_matches('/')
+        );
+        Ok(Self {
+            settings,
+            client,
+            url,
+        })
     }
 
     /// The request body for `prompt`, with the configured `extra` merged in.
@@ -44,17 +51,26 @@ impl OpenAi {
     async fn request(&self, prompt: &Prompt) -> Result<String, ProviderFailure> {
         let mut req = self.client.post(&self.url).json(&self.body(prompt));
         if let Some(key) = &self.settings.api_key {
-            let mut value = HeaderValue::from_str(&format!("Bearer {key}"))
-                .map_err(|_| ProviderFailure::new(FailureClass::Unauthorized, "the API key holds characters no HTTP header can carry"))?;
+            let mut value = HeaderValue::from_str(&format!("Bearer {key}")).map_err(|_| {
+                ProviderFailure::new(
+                    FailureClass::Unauthorized,
+                    "the API key holds characters no HTTP header can carry",
+                )
+            })?;
             value.set_sensitive(true);
             req = req.header(AUTHORIZATION, value);
         }
         let reply = http::send(req, self.settings.timeout).await?;
         if reply.status != 200 {
-            return Err(http::classify_error(&reply, |r, j| rate_limit(r, j, SystemTime::now())));
+            return Err(http::classify_error(&reply, |r, j| {
+                rate_limit(r, j, SystemTime::now())
+            }));
         }
         let json: Value = serde_json::from_slice(&reply.body).map_err(|_| {
-            ProviderFailure::new(FailureClass::Transient, "HTTP 200 but the reply is not valid JSON (cut short?)")
+            ProviderFailure::new(
+                FailureClass::Transient,
+                "HTTP 200 but the reply is not valid JSON (cut short?)",
+            )
         })?;
         reply_text(&json)
     }
@@ -67,7 +83,10 @@ impl Provider for OpenAi {
     fn model(&self) -> &str {
         &self.settings.model
     }
-    fn complete<'a>(&'a self, prompt: &'a Prompt) -> BoxFuture<'a, Result<String, ProviderFailure>> {
+    fn complete<'a>(
+        &'a self,
+        prompt: &'a Prompt,
+    ) -> BoxFuture<'a, Result<String, ProviderFailure>> {
         Box::pin(async move {
             self.request(prompt).await.map_err(|mut f| {
                 f.detail = http::redact(&f.detail, self.settings.api_key.as_deref());
@@ -84,21 +103,34 @@ pub fn reply_text(json: &Value) -> Result<String, ProviderFailure> {
     if json.get("error").is_some() {
         // Some compatible servers (OpenRouter) report upstream failures inside a 200.
         let msg = http::error_message(json).unwrap_or_else(|| "error object in a 200 reply".into());
-        return Err(ProviderFailure::new(FailureClass::Transient, format!("HTTP 200 with an error: {msg}")));
+        return Err(ProviderFailure::new(
+            FailureClass::Transient,
+            format!("HTTP 200 with an error: {msg}"),
+        ));
     }
     let choice = json
         .get("choices")
         .and_then(Value::as_array)
         .and_then(|c| c.first())
         .ok_or_else(|| ProviderFailure::new(FailureClass::Transient, "HTTP 200 without choices"))?;
-    let finish = choice.get("finish_reason").and_then(Value::as_str).unwrap_or("");
-    let content = choice.pointer("/message/content").and_then(Value::as_str).unwrap_or("");
+    let finish = choice
+        .get("finish_reason")
+        .and_then(Value::as_str)
+        .unwrap_or("");
+    let content = choice
+        .pointer("/message/content")
+        .and_then(Value::as_str)
+        .unwrap_or("");
     let text = strip_think(content);
     if finish == "content_filter" {
         return Err(refused("finish reason content_filter".into()));
     }
     if text.trim().is_empty() {
-        let why = if finish.is_empty() { "empty reply".to_string() } else { format!("no text, finish reason {finish}") };
+        let why = if finish.is_empty() {
+            "empty reply".to_string()
+        } else {
+            format!("no text, finish reason {finish}")
+        };
         return Err(refused(why));
     }
     Ok(text)
@@ -109,7 +141,10 @@ pub fn reply_text(json: &Value) -> Result<String, ProviderFailure> {
 /// for the daily reset: Groq's `x-ratelimit-reset-requests` for requests, else midnight UTC.
 pub fn rate_limit(reply: &RawReply, json: &Value, now: SystemTime) -> ProviderFailure {
     let message = http::error_message(json).unwrap_or_default();
-    let full = json.pointer("/error/message").and_then(Value::as_str).unwrap_or("");
+    let full = json
+        .pointer("/error/message")
+        .and_then(Value::as_str)
+        .unwrap_or("");
     let header = http::retry_after_header(&reply.headers, now);
     let in_message = http::retry_in_message(full);
     let daily = full.contains("per day") || full.contains("(RPD)") || full.contains("(TPD)");
@@ -120,7 +155,10 @@ pub fn rate_limit(reply: &RawReply, json: &Value, now: SystemTime) -> ProviderFa
             .flatten()
             .and_then(|v| v.to_str().ok())
             .and_then(http::parse_duration);
-        let wait: Option<Duration> = [header, in_message, reset_requests].into_iter().flatten().max();
+        let wait: Option<Duration> = [header, in_message, reset_requests]
+            .into_iter()
+            .flatten()
+            .max();
         let wait = wait.unwrap_or_else(|| http::until_utc_midnight(now));
         return http::rate_limited(Some(wait), QuotaScope::Daily, &message);
     }

@@ -77,12 +77,18 @@ impl Skipped {
     pub fn summary(&self) -> String {
         let wait = self.retry_after.map(human_duration);
         match (self.reason, wait) {
-            (SkipReason::RateLimited, Some(w)) if self.daily => format!("daily quota used up, resets in {w}"),
+            (SkipReason::RateLimited, Some(w)) if self.daily => {
+                format!("daily quota used up, resets in {w}")
+            }
             (SkipReason::RateLimited, Some(w)) => format!("rate limited for {w}"),
             (SkipReason::RateLimited, None) => "rate limited".into(),
-            (SkipReason::BreakerOpen, Some(w)) => format!("paused after repeated failures, next try in {w}"),
+            (SkipReason::BreakerOpen, Some(w)) => {
+                format!("paused after repeated failures, next try in {w}")
+            }
             (SkipReason::BreakerOpen, None) => "paused after repeated failures".into(),
-            (SkipReason::NoCapacity, Some(w)) => format!("at its configured request limit, free in {w}"),
+            (SkipReason::NoCapacity, Some(w)) => {
+                format!("at its configured request limit, free in {w}")
+            }
             (SkipReason::NoCapacity, None) => "at its configured request limit".into(),
             (SkipReason::Transient, _) => format!("unavailable ({})", self.detail),
             (SkipReason::Refused, _) => format!("gave no translation ({})", self.detail),
@@ -147,13 +153,21 @@ pub struct Guard {
 
 impl ChainEntry {
     /// A usable provider with its limits.
-    pub fn new(provider: Arc<dyn Provider>, breaker: BreakerConfig, limit: RateLimit, key_advice: String) -> Self {
+    pub fn new(
+        provider: Arc<dyn Provider>,
+        breaker: BreakerConfig,
+        limit: RateLimit,
+        key_advice: String,
+    ) -> Self {
         Self {
             name: provider.name().to_string(),
             provider: Some(provider),
             unusable: None,
             key_advice,
-            guard: Mutex::new(Guard { breaker: Breaker::new(breaker), limit }),
+            guard: Mutex::new(Guard {
+                breaker: Breaker::new(breaker),
+                limit,
+            }),
         }
     }
 
@@ -164,7 +178,10 @@ impl ChainEntry {
             provider: None,
             unusable: Some(reason),
             key_advice: String::new(),
-            guard: Mutex::new(Guard { breaker: Breaker::new(BreakerConfig::default()), limit }),
+            guard: Mutex::new(Guard {
+                breaker: Breaker::new(BreakerConfig::default()),
+                limit,
+            }),
         }
     }
 
@@ -190,7 +207,10 @@ pub struct ChainConfig {
 
 impl Default for ChainConfig {
     fn default() -> Self {
-        Self { deadline: Duration::from_secs(20), retry_base: Duration::from_millis(500) }
+        Self {
+            deadline: Duration::from_secs(20),
+            retry_base: Duration::from_millis(500),
+        }
     }
 }
 
@@ -213,8 +233,13 @@ struct Attempt {
 }
 
 enum Gate {
-    Send { probe: bool },
-    Skip { skipped: Skipped, ready_at: Option<Instant> },
+    Send {
+        probe: bool,
+    },
+    Skip {
+        skipped: Skipped,
+        ready_at: Option<Instant>,
+    },
 }
 
 impl Chain {
@@ -223,12 +248,27 @@ impl Chain {
     }
 
     /// A chain whose jitter is reproducible.
-    pub fn with_seed(entries: Vec<ChainEntry>, clock: Arc<dyn Clock>, cfg: ChainConfig, seed: u64) -> Self {
+    pub fn with_seed(
+        entries: Vec<ChainEntry>,
+        clock: Arc<dyn Clock>,
+        cfg: ChainConfig,
+        seed: u64,
+    ) -> Self {
         Self::with_rng(entries, clock, cfg, StdRng::seed_from_u64(seed))
     }
 
-    fn with_rng(entries: Vec<ChainEntry>, clock: Arc<dyn Clock>, cfg: ChainConfig, rng: StdRng) -> Self {
-        Self { entries, clock, cfg, rng: Mutex::new(rng) }
+    fn with_rng(
+        entries: Vec<ChainEntry>,
+        clock: Arc<dyn Clock>,
+        cfg: ChainConfig,
+        rng: StdRng,
+    ) -> Self {
+        Self {
+            entries,
+            clock,
+            cfg,
+            rng: Mutex::new(rng),
+        }
     }
 
     pub fn entries(&self) -> &[ChainEntry] {
@@ -240,14 +280,26 @@ impl Chain {
     }
 
     /// Translates one line, using only the provider named `only` when given.
-    pub async fn translate(&self, req: &TranslationRequest, only: Option<&str>) -> Result<Translation, ChainFailure> {
+    pub async fn translate(
+        &self,
+        req: &TranslationRequest,
+        only: Option<&str>,
+    ) -> Result<Translation, ChainFailure> {
         let prompt = Prompt::build(req);
         let start = self.clock.now();
         let deadline = start + self.cfg.deadline;
-        let used: Vec<usize> =
-            (0..self.entries.len()).filter(|&i| only.is_none_or(|n| self.entries[i].name == n)).collect();
-        let mut attempts: Vec<Attempt> =
-            used.iter().map(|_| Attempt { sent: 0, not_before: None, done: false, last: None }).collect();
+        let used: Vec<usize> = (0..self.entries.len())
+            .filter(|&i| only.is_none_or(|n| self.entries[i].name == n))
+            .collect();
+        let mut attempts: Vec<Attempt> = used
+            .iter()
+            .map(|_| Attempt {
+                sent: 0,
+                not_before: None,
+                done: false,
+                last: None,
+            })
+            .collect();
 
         loop {
             for (slot, &i) in used.iter().enumerate() {
@@ -269,10 +321,14 @@ impl Chain {
                     }
                     Gate::Send { probe } => probe,
                 };
-                let Some(provider) = entry.provider.as_ref() else { continue };
+                let Some(provider) = entry.provider.as_ref() else {
+                    continue;
+                };
                 a.sent += 1;
                 tracing::debug!(provider = %entry.name, attempt = a.sent, probe, "sending");
-                let outcome = self.call(entry, provider.as_ref(), &prompt, probe, deadline).await;
+                let outcome = self
+                    .call(entry, provider.as_ref(), &prompt, probe, deadline)
+                    .await;
                 let now = self.clock.now();
                 match outcome {
                     Some(Ok(options)) => {
@@ -314,7 +370,11 @@ impl Chain {
             }
 
             let now = self.clock.now();
-            let next = attempts.iter().filter(|a| !a.done).filter_map(|a| a.not_before).min();
+            let next = attempts
+                .iter()
+                .filter(|a| !a.done)
+                .filter_map(|a| a.not_before)
+                .min();
             match next {
                 Some(t) if t < deadline && now < deadline => {
                     if t > now {
@@ -323,7 +383,10 @@ impl Chain {
                 }
                 _ => {
                     let skipped = attempts.iter().filter_map(|a| a.last.clone()).collect();
-                    return Err(ChainFailure { skipped, latency: now.saturating_duration_since(start) });
+                    return Err(ChainFailure {
+                        skipped,
+                        latency: now.saturating_duration_since(start),
+                    });
                 }
             }
         }
@@ -332,7 +395,10 @@ impl Chain {
     /// Asks the breaker and the rate limit together, so that neither changes unless both allow.
     fn gate(&self, entry: &ChainEntry, now: Instant) -> Gate {
         if let Some(reason) = &entry.unusable {
-            return Gate::Skip { skipped: reason.clone(), ready_at: None };
+            return Gate::Skip {
+                skipped: reason.clone(),
+                ready_at: None,
+            };
         }
         let mut g = entry.lock();
         let skip = |reason, until: Option<Instant>, detail: String, advice: String| Gate::Skip {
@@ -348,7 +414,10 @@ impl Chain {
         };
         match g.breaker.peek(now) {
             Admission::Send { .. } => {}
-            Admission::Open { until, cause: OpenCause::RateLimited } => {
+            Admission::Open {
+                until,
+                cause: OpenCause::RateLimited,
+            } => {
                 return skip(
                     SkipReason::RateLimited,
                     Some(until),
@@ -356,12 +425,16 @@ impl Chain {
                     "wait, or add another provider to the chain".into(),
                 );
             }
-            Admission::Open { until, cause: OpenCause::Failures } => {
+            Admission::Open {
+                until,
+                cause: OpenCause::Failures,
+            } => {
                 return skip(
                     SkipReason::BreakerOpen,
                     Some(until),
                     "paused after repeated failures".into(),
-                    "it is retried automatically; check the provider's status page if this lasts".into(),
+                    "it is retried automatically; check the provider's status page if this lasts"
+                        .into(),
                 );
             }
             Admission::ProbeInFlight => {
@@ -392,7 +465,8 @@ impl Chain {
                 SkipReason::NoCapacity,
                 Some(free_at),
                 "at its configured request limit".into(),
-                "raise `requests_per_minute` / `requests_per_day` only if your plan allows more".into(),
+                "raise `requests_per_minute` / `requests_per_day` only if your plan allows more"
+                    .into(),
             );
         }
         match g.breaker.admit(now) {
@@ -421,19 +495,33 @@ impl Chain {
         probe: bool,
         deadline: Instant,
     ) -> Option<Result<Vec<String>, ProviderFailure>> {
-        let mut pending = PendingCall { entry, clock: self.clock.as_ref(), probe, armed: true };
+        let mut pending = PendingCall {
+            entry,
+            clock: self.clock.as_ref(),
+            probe,
+            armed: true,
+        };
         let remaining = deadline.saturating_duration_since(self.clock.now());
-        let reply = tokio::time::timeout(remaining, provider.complete(prompt)).await.ok()?;
+        let reply = tokio::time::timeout(remaining, provider.complete(prompt))
+            .await
+            .ok()?;
         let result = reply.and_then(|text| {
             parse_options(&text, usize::from(prompt.options))
                 .map_err(|e| ProviderFailure::new(FailureClass::Refused, e.to_string()))
         });
         let jitter = self.jitter();
         pending.armed = false;
-        let transition = entry.lock().breaker.record(self.clock.now(), probe, result.as_ref().map(|_| ()), jitter);
+        let transition = entry.lock().breaker.record(
+            self.clock.now(),
+            probe,
+            result.as_ref().map(|_| ()),
+            jitter,
+        );
         match &result {
             Ok(_) => tracing::debug!(provider = %entry.name, "answered"),
-            Err(f) => tracing::info!(provider = %entry.name, class = %f.class, detail = %f.detail, "provider failed"),
+            Err(f) => {
+                tracing::info!(provider = %entry.name, class = %f.class, detail = %f.detail, "provider failed")
+            }
         }
         if let Some(t) = transition {
             self.log_transition(entry, t, result.as_ref().err());
@@ -450,7 +538,9 @@ impl Chain {
                 for_secs = until.saturating_duration_since(now).as_secs(),
                 "breaker opened: no requests until it may be probed"
             ),
-            Transition::Closed => tracing::info!(provider = %entry.name, "breaker closed: the provider answers again"),
+            Transition::Closed => {
+                tracing::info!(provider = %entry.name, "breaker closed: the provider answers again")
+            }
             Transition::Disabled { class } => {
                 let reason = SkipReason::from_class(class);
                 tracing::error!(
@@ -480,12 +570,22 @@ impl Chain {
         match reason {
             SkipReason::Unauthorized => entry.key_advice.clone(),
             SkipReason::ModelUnavailable => {
-                format!("set `model` of provider \"{}\" in the config to a model the API offers", entry.name)
+                format!(
+                    "set `model` of provider \"{}\" in the config to a model the API offers",
+                    entry.name
+                )
             }
             SkipReason::RateLimited => "wait, or add another provider to the chain".into(),
-            SkipReason::Transient => "the provider is having trouble; it is retried automatically".into(),
-            SkipReason::Refused => "the provider would not translate this line; another provider may".into(),
-            SkipReason::BadRequest => format!("check provider \"{}\"'s `extra` and `model` settings", entry.name),
+            SkipReason::Transient => {
+                "the provider is having trouble; it is retried automatically".into()
+            }
+            SkipReason::Refused => {
+                "the provider would not translate this line; another provider may".into()
+            }
+            SkipReason::BadRequest => format!(
+                "check provider \"{}\"'s `extra` and `model` settings",
+                entry.name
+            ),
             SkipReason::NoKey | SkipReason::BreakerOpen | SkipReason::NoCapacity => String::new(),
         }
     }
@@ -505,7 +605,12 @@ impl Chain {
 
 /// Every other provider that was asked, or passed over, for this line.
 fn skipped_before(attempts: &[Attempt], winner: usize) -> Vec<Skipped> {
-    attempts.iter().enumerate().filter(|(j, _)| *j != winner).filter_map(|(_, a)| a.last.clone()).collect()
+    attempts
+        .iter()
+        .enumerate()
+        .filter(|(j, _)| *j != winner)
+        .filter_map(|(_, a)| a.last.clone())
+        .collect()
 }
 
 /// Releases a half-open probe whose request was dropped before it had an outcome, so the
@@ -524,3 +629,7 @@ impl Drop for PendingCall<'_> {
         }
     }
 }
+
+#[cfg(test)]
+#[path = "chain_tests.rs"]
+mod tests;

@@ -45,7 +45,9 @@ impl Default for ManualClock {
 impl ManualClock {
     /// A clock that starts at the real current instant and then stands still.
     pub fn new() -> Self {
-        Self { now: Arc::new(Mutex::new(Instant::now())) }
+        Self {
+            now: Arc::new(Mutex::new(Instant::now())),
+        }
     }
     /// Moves the clock forward.
     pub fn advance(&self, by: Duration) {

@@ -9,3 +9,6 @@ pub mod prompt;
 pub mod provider;
 pub mod ratelimit;
 pub mod reply;
+
+#[cfg(test)]
+pub mod fake;

@@ -52,7 +52,11 @@ impl Prompt {
         }
         let line = serde_json::json!({ "line": req.text });
         let user = format!("Translate the \"line\" of this object:\n{line}");
-        Prompt { system, user, options: n }
+        Prompt {
+            system,
+            user,
+            options: n,
+        }
     }
 }
 

@@ -67,10 +67,24 @@ pub struct ProviderFailure {
 
 impl ProviderFailure {
     pub fn new(class: FailureClass, detail: impl Into<String>) -> Self {
-        Self { class, retry_after: None, scope: QuotaScope::Short, detail: detail.into() }
+        Self {
+            class,
+            retry_after: None,
+            scope: QuotaScope::Short,
+            detail: detail.into(),
+        }
     }
-    pub fn rate_limited(retry_after: Option<Duration>, scope: QuotaScope, detail: impl Into<String>) -> Self {
-        Self { class: FailureClass::RateLimited, retry_after, scope, detail: detail.into() }
+    pub fn rate_limited(
+        retry_after: Option<Duration>,
+        scope: QuotaScope,
+        detail: impl Into<String>,
+    ) -> Self {
+        Self {
+            class: FailureClass::RateLimited,
+            retry_after,
+            scope,
+            detail: detail.into(),
+        }
     }
 }
 
@@ -90,5 +104,6 @@ pub trait Provider: Send + Sync {
     /// The model this provider asks for.
     fn model(&self) -> &str;
     /// Sends the prompt and returns the model's raw reply text.
-    fn complete<'a>(&'a self, prompt: &'a Prompt) -> BoxFuture<'a, Result<String, ProviderFailure>>;
+    fn complete<'a>(&'a self, prompt: &'a Prompt)
+    -> BoxFuture<'a, Result<String, ProviderFailure>>;
 }

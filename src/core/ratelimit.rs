@@ -45,14 +45,19 @@ impl RateLimit {
         let origin = clock.now();
         let pclock = PortClock { clock, origin };
         let per_minute = NonZeroU32::new(requests_per_minute).and_then(|rpm| {
-            Quota::with_period(Duration::from_secs(60) / rpm.get())
-                .map(|q| RateLimiter::direct_with_clock(q.allow_burst(NonZeroU32::MIN), pclock.clone()))
+            Quota::with_period(Duration::from_secs(60) / rpm.get()).map(|q| {
+                RateLimiter::direct_with_clock(q.allow_burst(NonZeroU32::MIN), pclock.clone())
+            })
         });
         let per_day = NonZeroU32::new(requests_per_day).and_then(|rpd| {
             Quota::with_period(Duration::from_secs(86_400) / rpd.get())
                 .map(|q| RateLimiter::direct_with_clock(q.allow_burst(rpd), pclock.clone()))
         });
-        Self { origin, per_minute, per_day }
+        Self {
+            origin,
+            per_minute,
+            per_day,
+        }
     }
 
     /// Takes one request from the budget, or says when the next one will be free.

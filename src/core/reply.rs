@@ -31,7 +31,11 @@ pub fn parse_options(text: &str, max: usize) -> Result<Vec<String>, InvalidReply
         vec![body.to_string()]
     };
     let cleaned = clean(raw, max.max(1));
-    if cleaned.is_empty() { Err(InvalidReply("only empty options")) } else { Ok(cleaned) }
+    if cleaned.is_empty() {
+        Err(InvalidReply("only empty options"))
+    } else {
+        Ok(cleaned)
+    }
 }
 
 /// Removes `<think>…</think>` blocks (and an unclosed trailing one), where some models put
@@ -54,7 +58,9 @@ pub fn strip_think(text: &str) -> String {
 }
 
 fn strip_fences(text: &str) -> &str {
-    let Some(open) = text.find("```") else { return text };
+    let Some(open) = text.find("```") else {
+        return text;
+    };
     let after = &text[open + 3..];
     // Skip the info string (```json) up to the end of its line.
     let content_start = after.find('\n').map_or(after.len(), |i| i + 1);
@@ -100,14 +106,19 @@ fn options_from_json(v: &Value) -> Option<Vec<String>> {
 
 fn strings(v: &Value) -> Option<Vec<String>> {
     let arr = v.as_array()?;
-    let out: Vec<String> = arr.iter().filter_map(|x| x.as_str().map(str::to_string)).collect();
+    let out: Vec<String> = arr
+        .iter()
+        .filter_map(|x| x.as_str().map(str::to_string))
+        .collect();
     if out.is_empty() { None } else { Some(out) }
 }
 
 /// `1. …`, `2) …`, `OPCAO_1: …`, `Option 1: …` lines; None unless at least one line matches.
 fn numbered_lines(text: &str) -> Option<Vec<String>> {
-    let found: Vec<String> =
-        text.lines().filter_map(|l| numbered_item(l.trim()).map(str::to_string)).collect();
+    let found: Vec<String> = text
+        .lines()
+        .filter_map(|l| numbered_item(l.trim()).map(str::to_string))
+        .collect();
     if found.is_empty() { None } else { Some(found) }
 }
 
@@ -127,7 +138,10 @@ fn numbered_item(line: &str) -> Option<&str> {
         return None;
     }
     let rest = &line[digits..];
-    let item = rest.strip_prefix(". ").or_else(|| rest.strip_prefix(") ")).or_else(|| rest.strip_prefix(": "))?;
+    let item = rest
+        .strip_prefix(". ")
+        .or_else(|| rest.strip_prefix(") "))
+        .or_else(|| rest.strip_prefix(": "))?;
     Some(item.trim())
 }
 
@@ -159,20 +173,42 @@ mod tests {
         let cases: &[(&str, &[&str])] = &[
             (r#"{"options": ["A", "B", "C"]}"#, &["A", "B", "C"]),
             ("```json\n{\"options\": [\"A\", \"B\"]}\n```", &["A", "B"]),
-            ("Here you go:\n```\n{\"options\": [\"A\"]}\n```\nEnjoy!", &["A"]),
-            (r#"Sure! {"options": ["A", "B"]} Hope that helps."#, &["A", "B"]),
+            (
+                "Here you go:\n```\n{\"options\": [\"A\"]}\n```\nEnjoy!",
+                &["A"],
+            ),
+            (
+                r#"Sure! {"options": ["A", "B"]} Hope that helps."#,
+                &["A", "B"],
+            ),
             (r#"["A", "B"]"#, &["A", "B"]),
-            ("1. Good morning.\n2. Morning!\n3. Hello.", &["Good morning.", "Morning!", "Hello."]),
-            ("OPCAO_1: Good morning.\nOPCAO_2: Morning!", &["Good morning.", "Morning!"]),
+            (
+                "1. Good morning.\n2. Morning!\n3. Hello.",
+                &["Good morning.", "Morning!", "Hello."],
+            ),
+            (
+                "OPCAO_1: Good morning.\nOPCAO_2: Morning!",
+                &["Good morning.", "Morning!"],
+            ),
             ("Option 1: Hi.\nOption 2: Hey.", &["Hi.", "Hey."]),
             ("Good morning, senpai.", &["Good morning, senpai."]),
-            ("<think>The user wants...</think>{\"options\": [\"A\"]}", &["A"]),
+            (
+                "<think>The user wants...</think>{\"options\": [\"A\"]}",
+                &["A"],
+            ),
             (r#"{"translations": ["A", "B"]}"#, &["A", "B"]),
-            (r#"{"options": ["  A  ", "", "A", "B", "   "]}"#, &["A", "B"]),
+            (
+                r#"{"options": ["  A  ", "", "A", "B", "   "]}"#,
+                &["A", "B"],
+            ),
             (r#""Just one""#, &["Just one"]),
         ];
         for (input, want) in cases {
-            assert_eq!(ok(input), want.iter().map(|s| s.to_string()).collect::<Vec<_>>(), "input: {input:?}");
+            assert_eq!(
+                ok(input),
+                want.iter().map(|s| s.to_string()).collect::<Vec<_>>(),
+                "input: {input:?}"
+            );
         }
     }
 
@@ -188,13 +224,19 @@ mod tests {
             "<think>never closed, and nothing after",
             "42",
         ] {
-            assert!(parse_options(input, 3).is_err(), "should be invalid: {input:?}");
+            assert!(
+                parse_options(input, 3).is_err(),
+                "should be invalid: {input:?}"
+            );
         }
     }
 
     #[test]
     fn keeps_at_most_max_options_best_first() {
-        assert_eq!(parse_options(r#"{"options": ["A","B","C","D"]}"#, 2).unwrap(), vec!["A", "B"]);
+        assert_eq!(
+            parse_options(r#"{"options": ["A","B","C","D"]}"#, 2).unwrap(),
+            vec!["A", "B"]
+        );
     }
 
     proptest::proptest! {

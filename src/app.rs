@@ -1,0 +1,339 @@
+//! The composition root: the one place where the config, the adapters and the core are wired
+//! together, and where errors become exit codes.
+
+use std::io::{IsTerminal, Read, Write};
+use std::path::Path;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::Parser;
+use serde_json::json;
+
+use crate::adapters::{self, gemini::Gemini, openai::OpenAi};
+use crate::cli::{Cli, Command, ConfigCommand, TranslateArgs};
+use crate::config::{self, Config, ConfigError, KeyLookup, ProviderKind};
+use crate::core::chain::{
+    Chain, ChainConfig, ChainEntry, ChainFailure, SkipReason, Skipped, Translation,
+};
+use crate::core::clock::{Clock, TokioClock};
+use crate::core::prompt::TranslationRequest;
+use crate::core::provider::Provider;
+use crate::core::ratelimit::RateLimit;
+
+/// Exit codes beyond 0 (success) and 2 (usage, from clap).
+pub mod exit {
+    pub const FAILURE: u8 = 1;
+    pub const USAGE: u8 = 2;
+    pub const NO_PROVIDER: u8 = 3;
+    pub const CONFIG: u8 = super::config::EXIT_CONFIG as u8;
+}
+
+/// A usage error found after parsing (an unknown provider name, nothing to translate).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct UsageError(String);
+
+/// Every provider failed for the line; the details were already printed.
+#[derive(Debug, thiserror::Error)]
+#[error("no provider could translate the line")]
+pub struct NoProvider;
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            let code = exit_code(&err);
+            if code != exit::NO_PROVIDER {
+                eprintln!("yaku: {err:#}");
+            }
+            ExitCode::from(code)
+        }
+    }
+}
+
+fn exit_code(err: &anyhow::Error) -> u8 {
+    if err.downcast_ref::<ConfigError>().is_some() {
+        exit::CONFIG
+    } else if err.downcast_ref::<UsageError>().is_some() {
+        exit::USAGE
+    } else if err.downcast_ref::<NoProvider>().is_some() {
+        exit::NO_PROVIDER
+    } else {
+        exit::FAILURE
+    }
+}
+
+/// Logs go to stderr, filtered by `YAKU_LOG` (default `info`).
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("YAKU_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_target(false)
+        .try_init();
+}
+
+pub fn run(cli: Cli) -> anyhow::Result<()> {
+    let path = config::config_path(cli.config.as_deref())?;
+    match cli.command {
+        Command::Config(ConfigCommand::Path) => {
+            println!("{}", path.display());
+            Ok(())
+        }
+        Command::Config(ConfigCommand::Init { force }) => config_init(&path, force),
+        Command::Translate(args) => {
+            let config = Config::load(&path)?;
+            translate(&config, args)
+        }
+    }
+}
+
+fn config_init(path: &Path, force: bool) -> anyhow::Result<()> {
+    if path.exists() && !force {
+        return Err(UsageError(format!(
+            "{} already exists; pass --force to overwrite it",
+            path.display()
+        ))
+        .into());
+    }
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        create_private_dir(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    }
+    write_private(path, config::EXAMPLE.as_bytes())
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    println!("wrote {}", path.display());
+    Ok(())
+}
+
+/// Creates `dir` (and its parents) with mode 0700 where it is new.
+pub fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder.create(dir)
+}
+
+/// Writes `bytes` to `path` as a 0600 file, replacing any content.
+pub fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
+    let mut f = opts.open(path)?;
+    #[cfg(unix)]
+    {
+        // An existing file keeps its old mode through open(): tighten it.
+        use std::os::unix::fs::PermissionsExt;
+        f.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+    }
+    f.write_all(bytes)?;
+    f.sync_all()
+}
+
+/// Builds the chain the config describes. Providers without a key are listed as unusable.
+pub fn build_chain(config: &Config, clock: Arc<dyn Clock>) -> Result<Chain, ConfigError> {
+    let env = |var: &str| std::env::var(var).ok();
+    let mut entries = Vec::with_capacity(config.providers.len());
+    for p in &config.providers {
+        let limit = RateLimit::new(p.requests_per_minute, p.requests_per_day, clock.clone());
+        let api_key = match p.key(env, config.source.as_deref())? {
+            KeyLookup::Found { key, .. } => Some(key),
+            KeyLookup::NotNeeded => None,
+            KeyLookup::Missing { hint } => {
+                tracing::debug!(provider = %p.name, "skipped: no API key ({hint})");
+                let reason = Skipped {
+                    provider: p.name.clone(),
+                    reason: SkipReason::NoKey,
+                    retry_after: None,
+                    daily: false,
+                    detail: "no API key".into(),
+                    advice: hint,
+                };
+                entries.push(ChainEntry::unusable(&p.name, reason, limit));
+                continue;
+            }
+        };
+        let settings = adapters::Settings {
+            name: p.name.clone(),
+            model: p.model.clone(),
+            base_url: p.base_url.clone(),
+            api_key,
+            timeout: p.timeout,
+            extra: p.extra.clone(),
+            json_mode: p.json_mode,
+        };
+        let provider: Arc<dyn Provider> = match p.kind {
+            ProviderKind::Gemini => {
+                Arc::new(Gemini::new(settings).map_err(|e| http_setup_error(&p.name, &e))?)
+            }
+            ProviderKind::Openai => {
+                Arc::new(OpenAi::new(settings).map_err(|e| http_setup_error(&p.name, &e))?)
+            }
+        };
+        entries.push(ChainEntry::new(
+            provider,
+            config.breaker,
+            limit,
+            p.key_advice(),
+        ));
+    }
+    let cfg = ChainConfig {
+        deadline: config.translation.deadline,
+        ..ChainConfig::default()
+    };
+    Ok(Chain::new(entries, clock, cfg))
+}
+
+fn http_setup_error(name: &str, e: &reqwest::Error) -> ConfigError {
+    ConfigError::File {
+        path: "(providers)".into(),
+        message: format!("provider \"{name}\": the HTTP client could not be set up: {e}"),
+    }
+}
+
+/// The request for one line under this config.
+pub fn request_for(config: &Config, text: &str) -> TranslationRequest {
+    TranslationRequest {
+        text: text.to_string(),
+        source_language: config.translation.source_language.clone(),
+        target_language: config.translation.target_language.clone(),
+        options: config.translation.options,
+        instructions: config.translation.instructions.clone(),
+    }
+}
+
+fn translate(config: &Config, args: TranslateArgs) -> anyhow::Result<()> {
+    let text = match args.text.as_deref() {
+        Some(t) if t != "-" => t.to_string(),
+        _ => {
+            let mut s = String::new();
+            std::io::stdin()
+                .read_to_string(&mut s)
+                .context("cannot read standard input")?;
+            s
+        }
+    };
+    let text = text.trim();
+    if text.is_empty() {
+        return Err(UsageError(
+            "nothing to translate: pass the text as an argument or on standard input".into(),
+        )
+        .into());
+    }
+    if let Some(name) = &args.provider {
+        if !config.providers.iter().any(|p| &p.name == name) {
+            let names: Vec<&str> = config.providers.iter().map(|p| p.name.as_str()).collect();
+            return Err(UsageError(format!(
+                "no provider named \"{name}\"; configured: {}",
+                names.join(", ")
+            ))
+            .into());
+        }
+    }
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let result = runtime.block_on(async {
+        let chain = build_chain(config, Arc::new(TokioClock))?;
+        let request = request_for(config, text);
+        Ok::<_, ConfigError>(chain.translate(&request, args.provider.as_deref()).await)
+    })?;
+    let mut out = std::io::stdout().lock();
+    match result {
+        Ok(t) => {
+            if args.json {
+                writeln!(out, "{}", translation_json(text, &t))?;
+            } else {
+                write_plain(&mut out, &t)?;
+                eprintln!("{}", via_line(&t));
+            }
+            Ok(())
+        }
+        Err(failure) => {
+            if args.json {
+                writeln!(out, "{}", failure_json(text, &failure))?;
+            }
+            eprintln!("yaku: no provider could translate this line:");
+            for s in &failure.skipped {
+                eprintln!("  {}", describe(s));
+            }
+            Err(NoProvider.into())
+        }
+    }
+}
+
+fn write_plain(out: &mut impl Write, t: &Translation) -> std::io::Result<()> {
+    for (i, option) in t.options.iter().enumerate() {
+        if i == 0 {
+            writeln!(out, "{option}")?;
+        } else {
+            writeln!(out, "  {}. {option}", i + 1)?;
+        }
+    }
+    Ok(())
+}
+
+/// `via groq in 812 ms (gemini: rate limited for 37 s)`.
+pub fn via_line(t: &Translation) -> String {
+    let mut line = format!("via {} in {} ms", t.provider, t.latency.as_millis());
+    if !t.skipped.is_empty() {
+        let why: Vec<String> = t
+            .skipped
+            .iter()
+            .map(|s| format!("{}: {}", s.provider, s.summary()))
+            .collect();
+        line.push_str(&format!(" ({})", why.join("; ")));
+    }
+    line
+}
+
+/// `gemini: rate limited for 37 s — wait, or add another provider to the chain`.
+pub fn describe(s: &Skipped) -> String {
+    if s.advice.is_empty() {
+        format!("{}: {}", s.provider, s.summary())
+    } else {
+        format!("{}: {} — {}", s.provider, s.summary(), s.advice)
+    }
+}
+
+fn skipped_json(skipped: &[Skipped]) -> serde_json::Value {
+    skipped
+        .iter()
+        .map(|s| {
+            json!({
+                "provider": s.provider,
+                "reason": s.reason.as_str(),
+                "retry_after_ms": s.retry_after.map(|d| d.as_millis() as u64),
+            })
+        })
+        .collect()
+}
+
+pub fn translation_json(text: &str, t: &Translation) -> serde_json::Value {
+    json!({
+        "text": text,
+        "best": t.options.first(),
+        "options": t.options,
+        "provider": t.provider,
+        "skipped": skipped_json(&t.skipped),
+        "latency_ms": t.latency.as_millis() as u64,
+    })
+}
+
+pub fn failure_json(text: &str, f: &ChainFailure) -> serde_json::Value {
+    json!({
+        "text": text,
+        "best": null,
+        "options": [],
+        "provider": null,
+        "skipped": skipped_json(&f.skipped),
+        "latency_ms": f.latency.as_millis() as u64,
+    })
+}

@@ -1,0 +1,50 @@
+//! The command line, as clap sees it. Parsing only: `app` acts on it.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// yaku (訳) translates the game text you copy and shows it as a desktop notification.
+#[derive(Debug, Parser)]
+#[command(name = "yaku", version, about, long_about = None, propagate_version = true)]
+pub struct Cli {
+    /// Config file to use [default: $YAKU_CONFIG, else ~/.config/yaku/config.toml]
+    #[arg(long, global = true, value_name = "PATH")]
+    pub config: Option<PathBuf>,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Translate one line now and print the options (exit 3 if no provider could)
+    Translate(TranslateArgs),
+    /// Write or locate the config file
+    #[command(subcommand)]
+    Config(ConfigCommand),
+}
+
+#[derive(Debug, Args)]
+pub struct TranslateArgs {
+    /// The text to translate; read from standard input when absent or "-"
+    pub text: Option<String>,
+    /// Print one JSON object instead of plain text
+    #[arg(long)]
+    pub json: bool,
+    /// Use only this provider (a `name` from the config)
+    #[arg(long, value_name = "NAME")]
+    pub provider: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Write the documented example config to the config path (mode 0600)
+    Init {
+        /// Overwrite an existing file
+        #[arg(long)]
+        force: bool,
+    },
+    /// Print the config file's path
+    Path,
+}

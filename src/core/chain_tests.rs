@@ -1,0 +1,541 @@
+//! The chain with in-memory providers, in tokio's paused time.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use super::*;
+use crate::core::clock::TokioClock;
+use crate::core::fake::{self, FakeProvider, Scripted};
+
+const S: Duration = Duration::from_secs(1);
+
+fn req() -> TranslationRequest {
+    TranslationRequest {
+        text: "おはよう".into(),
+        source_language: "Japanese".into(),
+        target_language: "English".into(),
+        options: 3,
+        instructions: String::new(),
+    }
+}
+
+fn breaker() -> BreakerConfig {
+    BreakerConfig {
+        failures_to_open: 3,
+        open: 30 * S,
+        max_open: 900 * S,
+    }
+}
+
+fn entry(p: &Arc<FakeProvider>, rpm: u32, rpd: u32) -> ChainEntry {
+    let clock: Arc<dyn Clock> = Arc::new(TokioClock);
+    ChainEntry::new(
+        p.clone(),
+        breaker(),
+        RateLimit::new(rpm, rpd, clock),
+        "check the key".into(),
+    )
+}
+
+fn chain(entries: Vec<ChainEntry>, deadline: Duration) -> Chain {
+    Chain::with_seed(
+        entries,
+        Arc::new(TokioClock),
+        ChainConfig {
+            deadline,
+            retry_base: Duration::from_millis(500),
+        },
+        7,
+    )
+}
+
+fn now() -> Instant {
+    tokio::time::Instant::now().into_std()
+}
+
+#[tokio::test(start_paused = true)]
+async fn rate_limited_first_provider_falls_through_and_gets_no_request_until_its_wait_ends() {
+    let gemini = Arc::new(FakeProvider::new(
+        "gemini",
+        vec![fake::limited(37)],
+        fake::ok("from gemini"),
+    ));
+    let groq = Arc::new(FakeProvider::new("groq", vec![], fake::ok("from groq")));
+    let c = chain(vec![entry(&gemini, 0, 0), entry(&groq, 0, 0)], 20 * S);
+    let t0 = now();
+
+    let t = c.translate(&req(), None).await.unwrap();
+    assert_eq!(t.provider, "groq");
+    assert_eq!(t.options, vec!["from groq"]);
+    assert_eq!(t.skipped.len(), 1);
+    assert_eq!(t.skipped[0].reason, SkipReason::RateLimited);
+    assert_eq!(t.skipped[0].retry_after, Some(37 * S));
+
+    // Lines during the next 37 s go straight to groq.
+    for _ in 0..5 {
+        tokio::time::sleep(7 * S).await;
+        let t = c.translate(&req(), None).await.unwrap();
+        assert_eq!(t.provider, "groq");
+        assert_eq!(t.skipped[0].reason, SkipReason::RateLimited);
+    }
+    assert_eq!(
+        gemini.calls().len(),
+        1,
+        "no request while the rate limit lasts"
+    );
+    tokio::time::sleep_until((t0 + 37 * S).into()).await;
+    let t = c.translate(&req(), None).await.unwrap();
+    assert_eq!(
+        t.provider, "gemini",
+        "the first line after the wait probes gemini"
+    );
+    assert_eq!(gemini.calls().len(), 2);
+    assert_eq!(gemini.calls()[1] - t0, 37 * S);
+}
+
+#[tokio::test(start_paused = true)]
+async fn refusal_falls_through_without_opening_the_breaker() {
+    let gemini = Arc::new(FakeProvider::new(
+        "gemini",
+        vec![],
+        fake::fail(FailureClass::Refused),
+    ));
+    let groq = Arc::new(FakeProvider::new("groq", vec![], fake::ok("ok")));
+    let c = chain(vec![entry(&gemini, 0, 0), entry(&groq, 0, 0)], 20 * S);
+    for _ in 0..5 {
+        let t = c.translate(&req(), None).await.unwrap();
+        assert_eq!(t.provider, "groq");
+        assert_eq!(t.skipped[0].reason, SkipReason::Refused);
+    }
+    assert_eq!(
+        gemini.calls().len(),
+        5,
+        "a refusal is per line: gemini is still asked every time"
+    );
+    assert_eq!(
+        c.entry("gemini").unwrap().breaker_state(),
+        State::Closed { failures: 0 }
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn unauthorized_disables_the_provider_for_later_lines() {
+    let gemini = Arc::new(FakeProvider::new(
+        "gemini",
+        vec![],
+        fake::fail(FailureClass::Unauthorized),
+    ));
+    let groq = Arc::new(FakeProvider::new("groq", vec![], fake::ok("ok")));
+    let c = chain(vec![entry(&gemini, 0, 0), entry(&groq, 0, 0)], 20 * S);
+    for _ in 0..3 {
+        let t = c.translate(&req(), None).await.unwrap();
+        assert_eq!(t.skipped[0].reason, SkipReason::Unauthorized);
+        assert_eq!(t.skipped[0].advice, "check the key");
+        tokio::time::sleep(3600 * S).await;
+    }
+    assert_eq!(gemini.calls().len(), 1);
+    assert!(matches!(
+        c.entry("gemini").unwrap().breaker_state(),
+        State::Disabled { .. }
+    ));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_transient_failure_is_retried_once_after_a_backoff_within_the_deadline() {
+    let only = Arc::new(FakeProvider::new(
+        "gemini",
+        vec![fake::fail(FailureClass::Transient)],
+        fake::ok("second try"),
+    ));
+    let c = chain(vec![entry(&only, 0, 0)], 20 * S);
+    let t0 = now();
+    let t = c.translate(&req(), None).await.unwrap();
+    assert_eq!(t.options, vec!["second try"]);
+    let calls = only.calls();
+    assert_eq!(calls.len(), 2);
+    assert!(
+        calls[1] - t0 <= S,
+        "full-jitter backoff is at most 2 × 500 ms"
+    );
+
+    // Two transient failures: no third attempt on the same line.
+    let twice = Arc::new(FakeProvider::new(
+        "gemini",
+        vec![],
+        fake::fail(FailureClass::Transient),
+    ));
+    let c = chain(vec![entry(&twice, 0, 0)], 20 * S);
+    let err = c.translate(&req(), None).await.unwrap_err();
+    assert_eq!(twice.calls().len(), 2);
+    assert_eq!(err.skipped[0].reason, SkipReason::Transient);
+}
+
+#[tokio::test(start_paused = true)]
+async fn consecutive_transient_failures_open_the_breaker_and_later_lines_skip_it() {
+    let gemini = Arc::new(FakeProvider::new(
+        "gemini",
+        vec![],
+        fake::fail(FailureClass::Transient),
+    ));
+    let groq = Arc::new(FakeProvider::new("groq", vec![], fake::ok("ok")));
+    let c = chain(vec![entry(&gemini, 0, 0), entry(&groq, 0, 0)], 20 * S);
+    // Line 1: gemini fails, groq answers at once (gemini's retry is not waited for).
+    c.translate(&req(), None).await.unwrap();
+    assert_eq!(gemini.calls().len(), 1);
+    c.translate(&req(), None).await.unwrap();
+    c.translate(&req(), None).await.unwrap();
+    assert_eq!(gemini.calls().len(), 3);
+    let State::Open {
+        until,
+        cause: OpenCause::Failures,
+    } = c.entry("gemini").unwrap().breaker_state()
+    else {
+        panic!("three transient failures must open the breaker")
+    };
+    let t = c.translate(&req(), None).await.unwrap();
+    assert_eq!(t.skipped[0].reason, SkipReason::BreakerOpen);
+    assert_eq!(gemini.calls().len(), 3);
+    tokio::time::sleep_until(until.into()).await;
+    c.translate(&req(), None).await.unwrap();
+    assert_eq!(
+        gemini.calls().len(),
+        4,
+        "one probe when the open period ends"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn all_providers_down_reports_each_reason_in_order() {
+    let gemini = Arc::new(FakeProvider::new("gemini", vec![], fake::limited(37)));
+    let groq = Arc::new(FakeProvider::new(
+        "groq",
+        vec![],
+        fake::fail(FailureClass::Unauthorized),
+    ));
+    let clock: Arc<dyn Clock> = Arc::new(TokioClock);
+    let nokey = ChainEntry::unusable(
+        "local",
+        Skipped {
+            provider: "local".into(),
+            reason: SkipReason::NoKey,
+            retry_after: None,
+            daily: false,
+            detail: "no API key".into(),
+            advice: "set LOCAL_KEY".into(),
+        },
+        RateLimit::new(0, 0, clock),
+    );
+    let c = chain(
+        vec![entry(&gemini, 0, 0), entry(&groq, 0, 0), nokey],
+        20 * S,
+    );
+    let err = c.translate(&req(), None).await.unwrap_err();
+    let reasons: Vec<(&str, SkipReason)> = err
+        .skipped
+        .iter()
+        .map(|s| (s.provider.as_str(), s.reason))
+        .collect();
+    assert_eq!(
+        reasons,
+        vec![
+            ("gemini", SkipReason::RateLimited),
+            ("groq", SkipReason::Unauthorized),
+            ("local", SkipReason::NoKey)
+        ]
+    );
+    assert_eq!(err.skipped[0].summary(), "rate limited for 37 s");
+    assert!(
+        err.latency < S,
+        "a 37 s wait past the 20 s deadline is not waited for"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn no_capacity_anywhere_waits_for_the_earliest_provider_within_the_deadline() {
+    // 6 rpm = one request every 10 s; 12 rpm = one every 5 s.
+    let gemini = Arc::new(FakeProvider::new("gemini", vec![], fake::ok("gemini")));
+    let groq = Arc::new(FakeProvider::new("groq", vec![], fake::ok("groq")));
+    let c = chain(vec![entry(&gemini, 6, 0), entry(&groq, 12, 0)], 20 * S);
+    let t0 = now();
+    assert_eq!(c.translate(&req(), None).await.unwrap().provider, "gemini");
+    let second = c.translate(&req(), None).await.unwrap();
+    assert_eq!(
+        second.provider, "groq",
+        "gemini has no capacity: skipped, not slept on"
+    );
+    assert_eq!(second.skipped[0].reason, SkipReason::NoCapacity);
+    assert_eq!(now() - t0, Duration::ZERO);
+    let third = c.translate(&req(), None).await.unwrap();
+    assert_eq!(
+        third.provider, "groq",
+        "groq frees up at 5 s, before gemini at 10 s"
+    );
+    assert_eq!(now() - t0, 5 * S);
+    assert_eq!(third.latency, 5 * S);
+}
+
+#[tokio::test(start_paused = true)]
+async fn capacity_free_only_after_the_deadline_fails_without_waiting() {
+    let gemini = Arc::new(FakeProvider::new("gemini", vec![], fake::ok("gemini")));
+    let c = chain(vec![entry(&gemini, 1, 0)], 20 * S); // one request a minute
+    c.translate(&req(), None).await.unwrap();
+    let t0 = now();
+    let err = c.translate(&req(), None).await.unwrap_err();
+    assert_eq!(err.skipped[0].reason, SkipReason::NoCapacity);
+    assert_eq!(err.skipped[0].retry_after, Some(60 * S));
+    assert_eq!(now(), t0, "no sleep when the wait would pass the deadline");
+    assert_eq!(gemini.calls().len(), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_hung_provider_cannot_hold_the_line_past_its_deadline() {
+    let hung = Arc::new(FakeProvider::new(
+        "gemini",
+        vec![],
+        Scripted {
+            latency: 3600 * S,
+            result: Ok("{\"options\": [\"late\"]}".into()),
+        },
+    ));
+    let c = chain(vec![entry(&hung, 0, 0)], 20 * S);
+    let t0 = now();
+    let err = c.translate(&req(), None).await.unwrap_err();
+    assert_eq!(now() - t0, 20 * S);
+    assert_eq!(err.skipped[0].reason, SkipReason::Transient);
+    assert_eq!(hung.calls().len(), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn only_the_named_provider_is_used() {
+    let gemini = Arc::new(FakeProvider::new("gemini", vec![], fake::ok("gemini")));
+    let groq = Arc::new(FakeProvider::new("groq", vec![], fake::ok("groq")));
+    let c = chain(vec![entry(&gemini, 0, 0), entry(&groq, 0, 0)], 20 * S);
+    let t = c.translate(&req(), Some("groq")).await.unwrap();
+    assert_eq!(t.provider, "groq");
+    assert!(t.skipped.is_empty());
+    assert!(gemini.calls().is_empty());
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_unusable_reply_is_a_refusal_and_falls_through() {
+    let gemini = Arc::new(FakeProvider::new(
+        "gemini",
+        vec![],
+        Scripted {
+            latency: Duration::ZERO,
+            result: Ok("{\"options\": []}".into()),
+        },
+    ));
+    let groq = Arc::new(FakeProvider::new("groq", vec![], fake::ok("groq")));
+    let c = chain(vec![entry(&gemini, 0, 0), entry(&groq, 0, 0)], 20 * S);
+    let t = c.translate(&req(), None).await.unwrap();
+    assert_eq!(t.provider, "groq");
+    assert_eq!(t.skipped[0].reason, SkipReason::Refused);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_cancelled_probe_does_not_leave_the_breaker_half_open() {
+    let gemini = Arc::new(FakeProvider::new(
+        "gemini",
+        vec![
+            fake::limited(5),
+            Scripted {
+                latency: 3600 * S,
+                result: Ok("{\"options\":[\"x\"]}".into()),
+            },
+        ],
+        fake::ok("gemini"),
+    ));
+    let c = chain(vec![entry(&gemini, 0, 0)], 20 * S);
+    c.translate(&req(), None).await.unwrap_err();
+    tokio::time::sleep(5 * S).await;
+    // The probe hangs; the line is dropped (as on shutdown) before it answers.
+    let _ = tokio::time::timeout(S, c.translate(&req(), None)).await;
+    assert!(matches!(
+        c.entry("gemini").unwrap().breaker_state(),
+        State::Open { .. }
+    ));
+    assert_eq!(c.translate(&req(), None).await.unwrap().provider, "gemini");
+}
+
+// ------------------------------------------------------------------ properties
+
+/// A provider that checks, at each call, what the chain's breaker says about it.
+struct Monitored {
+    inner: FakeProvider,
+    chain: Arc<OnceLock<Arc<Chain>>>,
+    probes_in_flight: AtomicUsize,
+    violations: std::sync::Mutex<Vec<String>>,
+}
+
+impl Provider for Monitored {
+    fn name(&self) -> &str {
+        self.inner.name()
+    }
+    fn model(&self) -> &str {
+        "fake"
+    }
+    fn complete<'a>(
+        &'a self,
+        prompt: &'a Prompt,
+    ) -> crate::core::clock::BoxFuture<'a, Result<String, ProviderFailure>> {
+        let state = self
+            .chain
+            .get()
+            .and_then(|c| c.entry(self.name()).map(|e| e.breaker_state()));
+        let is_probe = matches!(state, Some(State::HalfOpen));
+        match &state {
+            Some(State::Open { .. }) | Some(State::Disabled { .. }) => self
+                .violations
+                .lock()
+                .unwrap()
+                .push(format!("request while {state:?}")),
+            _ => {}
+        }
+        if is_probe && self.probes_in_flight.fetch_add(1, Ordering::SeqCst) > 0 {
+            self.violations
+                .lock()
+                .unwrap()
+                .push("two probes in flight".into());
+        }
+        let fut = self.inner.complete(prompt);
+        Box::pin(async move {
+            let guard = ProbeCount {
+                count: &self.probes_in_flight,
+                active: is_probe,
+            };
+            let r = fut.await;
+            drop(guard);
+            r
+        })
+    }
+}
+
+struct ProbeCount<'a> {
+    count: &'a AtomicUsize,
+    active: bool,
+}
+
+impl Drop for ProbeCount<'_> {
+    fn drop(&mut self) {
+        if self.active {
+            self.count.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+}
+
+fn scripted(kind: u8, latency_ms: u64) -> Scripted {
+    let mut s = match kind % 8 {
+        0 | 1 | 2 => fake::ok("fine"),
+        3 => fake::limited(u64::from(kind % 40)),
+        4 | 5 => fake::fail(FailureClass::Transient),
+        6 => fake::fail(FailureClass::Refused),
+        _ => fake::fail(FailureClass::BadRequest),
+    };
+    s.latency = Duration::from_millis(latency_ms);
+    s
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig { cases: 48, ..Default::default() })]
+
+    #[test]
+    fn never_a_request_while_open_never_two_probes_never_past_the_deadline(
+        scripts in proptest::collection::vec(
+            proptest::collection::vec((proptest::prelude::any::<u8>(), 0u64..30_000), 1..40), 2..=3),
+        starts in proptest::collection::vec(0u64..120_000, 1..30),
+        unauthorized_at in proptest::option::of(0usize..40),
+    ) {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().unwrap();
+        rt.block_on(async move {
+            let cell: Arc<OnceLock<Arc<Chain>>> = Arc::new(OnceLock::new());
+            let mut monitors = Vec::new();
+            let mut entries = Vec::new();
+            for (i, script) in scripts.iter().enumerate() {
+                let mut steps: Vec<Scripted> = script.iter().map(|(k, l)| scripted(*k, *l)).collect();
+                if let (0, Some(at)) = (i, unauthorized_at) {
+                    if at < steps.len() { steps[at] = fake::fail(FailureClass::Unauthorized); }
+                }
+                let m = Arc::new(Monitored {
+                    inner: FakeProvider::new(&format!("p{i}"), steps, fake::ok("fine")),
+                    chain: cell.clone(),
+                    probes_in_flight: AtomicUsize::new(0),
+                    violations: std::sync::Mutex::new(Vec::new()),
+                });
+                let clock: Arc<dyn Clock> = Arc::new(TokioClock);
+                entries.push(ChainEntry::new(m.clone(), BreakerConfig { failures_to_open: 2, open: 5 * S, max_open: 40 * S }, RateLimit::new(30, 0, clock), String::new()));
+                monitors.push(m);
+            }
+            let deadline = 20 * S;
+            let c = Arc::new(chain(entries, deadline));
+            let _ = cell.set(c.clone());
+            let t0 = now();
+            let mut lines = Vec::new();
+            for start in starts {
+                let c = c.clone();
+                lines.push(tokio::spawn(async move {
+                    tokio::time::sleep(Duration::from_millis(start)).await;
+                    let begun = now();
+                    let r = c.translate(&req(), None).await;
+                    (now() - begun, r.is_ok())
+                }));
+            }
+            for l in lines {
+                let (took, _) = l.await.unwrap();
+                proptest::prop_assert!(took <= deadline, "a line took {took:?}");
+            }
+            for m in &monitors {
+                let v = m.violations.lock().unwrap();
+                proptest::prop_assert!(v.is_empty(), "{}: {:?}", m.name(), *v);
+            }
+            let _ = t0;
+            Ok(())
+        })?;
+    }
+}
+
+#[test]
+fn rate_limit_never_allows_more_than_rpm_in_any_minute_window() {
+    let clock = crate::core::clock::ManualClock::new();
+    let limit = RateLimit::new(10, 0, Arc::new(clock.clone()));
+    let start = clock.now();
+    let mut sent = Vec::new();
+    // Ask every 100 ms for ten minutes.
+    for _ in 0..6000 {
+        if limit.try_acquire().is_ok() {
+            sent.push(clock.now() - start);
+        }
+        clock.advance(Duration::from_millis(100));
+    }
+    assert_eq!(sent.len(), 100, "10 a minute for 10 minutes");
+    for (i, t) in sent.iter().enumerate() {
+        let in_window = sent[i..].iter().take_while(|u| **u < *t + 60 * S).count();
+        assert!(
+            in_window <= 10,
+            "{in_window} requests in the minute from {t:?}"
+        );
+    }
+}
+
+#[test]
+fn rate_limit_says_when_the_next_request_is_free_and_honours_the_daily_cap() {
+    let clock = crate::core::clock::ManualClock::new();
+    let limit = RateLimit::new(30, 3, Arc::new(clock.clone()));
+    let t0 = clock.now();
+    assert!(limit.try_acquire().is_ok());
+    assert_eq!(limit.try_acquire(), Err(t0 + 2 * S));
+    clock.advance(2 * S);
+    assert!(limit.try_acquire().is_ok());
+    clock.advance(2 * S);
+    assert!(limit.try_acquire().is_ok());
+    clock.advance(2 * S);
+    let Err(free) = limit.try_acquire() else {
+        panic!("the fourth request of the day must wait")
+    };
+    assert_eq!(
+        free - t0,
+        Duration::from_secs(86_400 / 3),
+        "one day-cell refills every 8 h"
+    );
+}
