@@ -95,11 +95,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
 
 fn config_init(path: &Path, force: bool) -> anyhow::Result<()> {
     if path.exists() && !force {
-        return Err(UsageError(format!(
-            "{} already exists; pass --force to overwrite it",
-            path.display()
-        ))
-        .into());
+        anyhow::bail!("{} already exists; pass --force to overwrite it", path.display());
     }
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         create_private_dir(dir).with_context(|| format!("cannot create {}", dir.display()))?;

@@ -789,3 +789,62 @@ fn search_value(value: &Spanned<DeValue<'_>>, offset: usize) -> Option<Vec<Strin
         _ => None,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_documented_example_is_exactly_the_defaults() {
+        let example = Config::parse(EXAMPLE, Path::new("config.example.toml")).unwrap();
+        let defaults = Config::defaults();
+        assert_eq!(example.translation, defaults.translation);
+        assert_eq!(example.breaker, defaults.breaker);
+        assert_eq!(example.providers, defaults.providers);
+        assert_eq!(defaults.providers.len(), 2);
+        assert_eq!(defaults.providers[0].extra, serde_json::json!({"thinkingConfig": {"thinkingLevel": "minimal"}}));
+    }
+
+    #[test]
+    fn an_empty_file_means_the_defaults() {
+        let c = Config::parse("", Path::new("c.toml")).unwrap();
+        assert_eq!(c.providers, Config::defaults().providers);
+        assert_eq!(c.translation.deadline, Duration::from_secs(20));
+    }
+
+    #[test]
+    fn base_url_rules_table() {
+        for (url, ok) in [
+            ("https://api.groq.com/openai/v1", true),
+            ("http://127.0.0.1:11434/v1", true),
+            ("http://localhost:1234/v1", true),
+            ("http://[::1]:8080/v1", true),
+            ("http://192.168.1.5:11434/v1", false),
+            ("http://api.example.com/v1", false),
+            ("ftp://example.com", false),
+            ("example.com/v1", false),
+            ("https:///v1", false),
+        ] {
+            assert_eq!(check_base_url(url).is_ok(), ok, "{url}");
+        }
+    }
+
+    #[test]
+    fn key_lookup_prefers_the_environment_then_the_file() {
+        let text = "[[providers]]\nname = \"g\"\nkind = \"gemini\"\nmodel = \"m\"\napi_key_env = \"G_KEY\"\napi_key = \"from-file\"\n";
+        let c = Config::parse(text, Path::new("c.toml")).unwrap();
+        let p = &c.providers[0];
+        let found = p.key(|v| (v == "G_KEY").then(|| "from-env".to_string()), None).unwrap();
+        assert_eq!(found, KeyLookup::Found { key: "from-env".into(), source: KeySource::Env("G_KEY".into()) });
+        let found = p.key(|_| None, None).unwrap();
+        assert_eq!(found, KeyLookup::Found { key: "from-file".into(), source: KeySource::ConfigFile });
+        assert!(!format!("{p:?}").contains("from-file"), "Debug never shows a key");
+
+        let keyless = "[[providers]]\nname = \"o\"\nkind = \"openai\"\nmodel = \"m\"\nbase_url = \"http://127.0.0.1:11434/v1\"\n";
+        let c = Config::parse(keyless, Path::new("c.toml")).unwrap();
+        assert_eq!(c.providers[0].key(|_| None, None).unwrap(), KeyLookup::NotNeeded);
+        let missing = "[[providers]]\nname = \"o\"\nkind = \"openai\"\nmodel = \"m\"\nbase_url = \"https://x.example/v1\"\napi_key_env = \"O_KEY\"\n";
+        let c = Config::parse(missing, Path::new("c.toml")).unwrap();
+        assert!(matches!(c.providers[0].key(|_| None, None).unwrap(), KeyLookup::Missing { .. }));
+    }
+}

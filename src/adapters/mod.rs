@@ -1,5 +1,6 @@
 //! Thin adapters between the core's ports and the outside world.
 
+pub mod clipboard;
 pub mod gemini;
 pub mod http;
 pub mod openai;

@@ -4,9 +4,15 @@
 
 pub mod breaker;
 pub mod chain;
+pub mod clean;
 pub mod clock;
+pub mod daemon;
+pub mod gates;
+pub mod intake;
+pub mod notice;
 pub mod prompt;
 pub mod provider;
+pub mod queue;
 pub mod ratelimit;
 pub mod reply;
 

@@ -1,0 +1,239 @@
+//! Reading the clipboard. On X11 yaku keeps its own x11rb connection: one pass reads the
+//! owner's TARGETS (for the password-manager hint) and the text, from the same owner; a
+//! connection that breaks (the X server restarted) is simply replaced by a new one on the
+//! next poll. arboard keeps one process-wide X11 connection that never recovers after the
+//! server restarts, which is why it is not used on X11. Elsewhere arboard reads the text.
+
+use crate::core::intake::{ClipboardError, ClipboardRead, ClipboardSource};
+
+#[cfg(all(unix, not(target_os = "macos")))]
+pub use x11::X11Clipboard as SystemClipboard;
+
+#[cfg(not(all(unix, not(target_os = "macos"))))]
+pub use other::ArboardClipboard as SystemClipboard;
+
+#[cfg(all(unix, not(target_os = "macos")))]
+mod x11 {
+    use std::time::{Duration, Instant};
+
+    use x11rb::connection::Connection;
+    use x11rb::protocol::Event;
+    use x11rb::protocol::xproto::{
+        Atom, AtomEnum, ConnectionExt, CreateWindowAux, EventMask, Window, WindowClass,
+    };
+    use x11rb::rust_connection::RustConnection;
+    use x11rb::{COPY_DEPTH_FROM_PARENT, CURRENT_TIME};
+
+    use super::*;
+
+    /// How long a clipboard owner may take to answer one conversion. A hung owner (a frozen
+    /// game under Wine) must not hold the poll loop for long.
+    const CONVERT_TIMEOUT: Duration = Duration::from_secs(2);
+
+    struct Atoms {
+        clipboard: Atom,
+        targets: Atom,
+        utf8: Atom,
+        text_plain_utf8: Atom,
+        incr: Atom,
+        property: Atom,
+        hints: [Atom; 2],
+    }
+
+    struct Conn {
+        conn: RustConnection,
+        window: Window,
+        atoms: Atoms,
+    }
+
+    /// The X11 CLIPBOARD selection, through a connection of our own.
+    pub struct X11Clipboard {
+        conn: Option<Conn>,
+        /// Texts longer than this many bytes are reported as oversized without being read.
+        max_bytes: usize,
+    }
+
+    impl X11Clipboard {
+        /// Does not connect yet: the display may not exist at start-up.
+        pub fn new(max_chars: usize) -> Self {
+            Self { conn: None, max_bytes: max_chars.saturating_mul(4).max(64) }
+        }
+
+        fn connect() -> Result<Conn, ClipboardError> {
+            let (conn, screen_num) =
+                x11rb::connect(None).map_err(|e| ClipboardError::Unavailable(format!("cannot open the X display: {e}")))?;
+            let screen = conn.setup().roots.get(screen_num).ok_or_else(|| ClipboardError::Unavailable("no X screen".into()))?;
+            let root = screen.root;
+            let visual = screen.root_visual;
+            let window = conn.generate_id().map_err(lost)?;
+            conn.create_window(
+                COPY_DEPTH_FROM_PARENT,
+                window,
+                root,
+                0,
+                0,
+                1,
+                1,
+                0,
+                WindowClass::INPUT_OUTPUT,
+                visual,
+                &CreateWindowAux::new().event_mask(EventMask::PROPERTY_CHANGE),
+            )
+            .map_err(lost)?;
+            let intern = |name: &[u8]| -> Result<Atom, ClipboardError> {
+                Ok(conn.intern_atom(false, name).map_err(lost)?.reply().map_err(lost)?.atom)
+            };
+            let atoms = Atoms {
+                clipboard: intern(b"CLIPBOARD")?,
+                targets: intern(b"TARGETS")?,
+                utf8: intern(b"UTF8_STRING")?,
+                text_plain_utf8: intern(b"text/plain;charset=utf-8")?,
+                incr: intern(b"INCR")?,
+                property: intern(b"YAKU_CLIPBOARD")?,
+                hints: [intern(b"x-kde-passwordManagerHint")?, intern(b"text/x-kde-passwordManagerHint")?],
+            };
+            conn.flush().map_err(lost)?;
+            Ok(Conn { conn, window, atoms })
+        }
+    }
+
+    fn lost(e: impl std::fmt::Display) -> ClipboardError {
+        ClipboardError::Unavailable(format!("X connection failed: {e}"))
+    }
+
+    /// The result of asking the owner for one target.
+    enum Converted {
+        Data(Vec<u8>),
+        Refused,
+        TooLarge(usize),
+    }
+
+    impl Conn {
+        fn convert(&self, target: Atom, max_bytes: usize) -> Result<Converted, ClipboardError> {
+            let a = &self.atoms;
+            self.conn.delete_property(self.window, a.property).map_err(lost)?;
+            self.conn.convert_selection(self.window, a.clipboard, target, a.property, CURRENT_TIME).map_err(lost)?;
+            self.conn.flush().map_err(lost)?;
+            let deadline = Instant::now() + CONVERT_TIMEOUT;
+            let notify = loop {
+                match self.conn.poll_for_event().map_err(lost)? {
+                    Some(Event::SelectionNotify(ev)) if ev.requestor == self.window => break ev,
+                    Some(_) => continue,
+                    None if Instant::now() >= deadline => {
+                        return Err(ClipboardError::Timeout);
+                    }
+                    None => std::thread::sleep(Duration::from_millis(1)),
+                }
+            };
+            if notify.property == u32::from(AtomEnum::NONE) {
+                return Ok(Converted::Refused);
+            }
+            // Ask for one byte more than allowed, so "exactly at the limit" is told from "over".
+            let words = u32::try_from(max_bytes / 4 + 1).unwrap_or(u32::MAX);
+            let reply = self
+                .conn
+                .get_property(true, self.window, a.property, AtomEnum::ANY, 0, words)
+                .map_err(lost)?
+                .reply()
+                .map_err(lost)?;
+            if reply.type_ == a.incr {
+                // INCR transfers are for data of hundreds of KiB: far past any game line.
+                let size = reply.value32().and_then(|mut v| v.next()).unwrap_or(u32::MAX) as usize;
+                return Ok(Converted::TooLarge(size));
+            }
+            if reply.bytes_after > 0 || reply.value.len() > max_bytes {
+                return Ok(Converted::TooLarge(reply.value.len() + reply.bytes_after as usize));
+            }
+            Ok(Converted::Data(reply.value))
+        }
+
+        fn read(&self, max_bytes: usize) -> Result<ClipboardRead, ClipboardError> {
+            let a = &self.atoms;
+            let owner = self.conn.get_selection_owner(a.clipboard).map_err(lost)?.reply().map_err(lost)?.owner;
+            if owner == u32::from(AtomEnum::NONE) {
+                return Ok(ClipboardRead::Empty);
+            }
+            let targets: Vec<Atom> = match self.convert(a.targets, 64 * 1024)? {
+                Converted::Data(bytes) => bytes
+                    .chunks_exact(4)
+                    .map(|c| u32::from_ne_bytes([c[0], c[1], c[2], c[3]]))
+                    .collect(),
+                // An owner that cannot list its targets: we cannot tell whether it is a secret.
+                Converted::Refused | Converted::TooLarge(_) => return Ok(ClipboardRead::Undecidable),
+            };
+            let concealed = targets.iter().any(|t| a.hints.contains(t));
+            let target = if targets.contains(&a.utf8) {
+                a.utf8
+            } else if targets.contains(&a.text_plain_utf8) {
+                a.text_plain_utf8
+            } else {
+                return Ok(ClipboardRead::Empty); // an image, files, ...: no text
+            };
+            match self.convert(target, max_bytes)? {
+                Converted::Data(bytes) => match String::from_utf8(bytes) {
+                    Ok(text) => Ok(ClipboardRead::Text { text, concealed: Some(concealed) }),
+                    Err(e) => Ok(ClipboardRead::Text {
+                        text: String::from_utf8_lossy(e.as_bytes()).into_owned(),
+                        concealed: Some(concealed),
+                    }),
+                },
+                Converted::Refused => Ok(ClipboardRead::Empty),
+                Converted::TooLarge(bytes) => Ok(ClipboardRead::Oversized { bytes }),
+            }
+        }
+    }
+
+    impl ClipboardSource for X11Clipboard {
+        fn read(&mut self) -> Result<ClipboardRead, ClipboardError> {
+            if self.conn.is_none() {
+                self.conn = Some(Self::connect()?);
+            }
+            let result = match &self.conn {
+                Some(c) => c.read(self.max_bytes),
+                None => Err(ClipboardError::Unavailable("not connected".into())),
+            };
+            if let Err(ClipboardError::Unavailable(_)) = &result {
+                // Broken pipe after an X server restart: the next read opens a new connection.
+                self.conn = None;
+            }
+            result
+        }
+    }
+}
+
+#[cfg(not(all(unix, not(target_os = "macos"))))]
+mod other {
+    use super::*;
+
+    /// The system clipboard through arboard (macOS, Windows). These platforms have no
+    /// password-manager hint check yet: `concealed` is None.
+    pub struct ArboardClipboard {
+        clipboard: Option<arboard::Clipboard>,
+        max_chars: usize,
+    }
+
+    impl ArboardClipboard {
+        pub fn new(max_chars: usize) -> Self {
+            Self { clipboard: None, max_chars }
+        }
+    }
+
+    impl ClipboardSource for ArboardClipboard {
+        fn read(&mut self) -> Result<ClipboardRead, ClipboardError> {
+            if self.clipboard.is_none() {
+                self.clipboard =
+                    Some(arboard::Clipboard::new().map_err(|e| ClipboardError::Unavailable(e.to_string()))?);
+            }
+            let Some(cb) = self.clipboard.as_mut() else { return Ok(ClipboardRead::Empty) };
+            match cb.get_text() {
+                Ok(text) if text.len() > self.max_chars.saturating_mul(4) => Ok(ClipboardRead::Oversized { bytes: text.len() }),
+                Ok(text) => Ok(ClipboardRead::Text { text, concealed: None }),
+                Err(arboard::Error::ContentNotAvailable) => Ok(ClipboardRead::Empty),
+                Err(e) => {
+                    self.clipboard = None;
+                    Err(ClipboardError::Unavailable(e.to_string()))
+                }
+            }
+        }
+    }
+}

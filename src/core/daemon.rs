@@ -1,0 +1,259 @@
+//! The daemon's pipeline: clipboard changes → intake (clean, gates) → latest-wins queue → the
+//! chain → notifications. One task owns all of it; the clipboard poll loop and the notifier
+//! are separate workers fed through bounded channels.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{mpsc, watch};
+use tracing::Instrument;
+
+use super::chain::{Chain, ChainFailure, Translation};
+use super::clock::{BoxFuture, Clock};
+use super::gates::Gates;
+use super::intake::{ClipEvent, Intake, intake};
+use super::notice::{self, Notice, OutageGate};
+use super::prompt::TranslationRequest;
+use super::queue::{DisplayOrder, LatestWins, Line, QueueEffect};
+
+/// The desktop notification port.
+pub trait Notifier: Send + Sync + 'static {
+    /// Shows `notice`, replacing yaku's previous notification.
+    fn show<'a>(&'a self, notice: &'a Notice) -> BoxFuture<'a, Result<(), String>>;
+}
+
+/// How the daemon behaves; from the config.
+#[derive(Debug, Clone)]
+pub struct DaemonSettings {
+    /// Undo Textractor's repeated characters and repeated lines before anything else.
+    pub collapse_repeats: bool,
+    pub show_original: bool,
+    /// Log the original line and its best translation (never a rejected text).
+    pub include_text: bool,
+    /// Every field but `text` is used for each line.
+    pub request: TranslationRequest,
+}
+
+/// Counts for status output and tests.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DaemonCounts {
+    pub accepted: u64,
+    pub rejected: u64,
+    pub superseded: u64,
+    pub translated: u64,
+    pub failed: u64,
+    /// Finished after a newer line was shown: logged, not shown.
+    pub stale: u64,
+}
+
+type Work = std::pin::Pin<Box<dyn Future<Output = (Line, Result<Translation, ChainFailure>)> + Send>>;
+
+pub struct Daemon {
+    chain: Arc<Chain>,
+    clock: Arc<dyn Clock>,
+    gates: Gates,
+    settings: DaemonSettings,
+    notices: watch::Sender<Option<Notice>>,
+    counts: watch::Sender<DaemonCounts>,
+    queue: LatestWins,
+    display: DisplayOrder,
+    outage: OutageGate,
+    next_id: u64,
+}
+
+impl Daemon {
+    pub fn new(
+        chain: Arc<Chain>,
+        clock: Arc<dyn Clock>,
+        gates: Gates,
+        settings: DaemonSettings,
+        notices: watch::Sender<Option<Notice>>,
+    ) -> Self {
+        Self {
+            chain,
+            clock,
+            gates,
+            settings,
+            notices,
+            counts: watch::Sender::new(DaemonCounts::default()),
+            queue: LatestWins::new(),
+            display: DisplayOrder::default(),
+            outage: OutageGate::default(),
+            next_id: 1,
+        }
+    }
+
+    /// A live view of the counts.
+    pub fn counts(&self) -> watch::Receiver<DaemonCounts> {
+        self.counts.subscribe()
+    }
+
+    /// Runs until `shutdown` resolves or the clipboard channel closes. Work in flight is
+    /// dropped (cancelled) on shutdown.
+    pub async fn run(mut self, mut events: mpsc::Receiver<ClipEvent>, shutdown: impl Future<Output = ()>) -> DaemonCounts {
+        tokio::pin!(shutdown);
+        let mut inflight: Option<Work> = None;
+        loop {
+            let work = async {
+                match inflight.as_mut() {
+                    Some(w) => w.await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                biased;
+                () = &mut shutdown => break,
+                (line, result) = work => {
+                    self.finish(line, result);
+                    let next = self.queue.finished();
+                    inflight = self.apply(next);
+                }
+                event = events.recv() => {
+                    let Some(event) = event else { break };
+                    if let Some(line) = self.accept(event) {
+                        let effects = self.queue.push(line);
+                        if let Some(w) = self.apply(effects) {
+                            inflight = Some(w);
+                        }
+                    }
+                }
+            }
+        }
+        if inflight.is_some() {
+            tracing::info!("shutting down: the line in flight is abandoned");
+        }
+        for effect in self.queue.clear() {
+            if let QueueEffect::Superseded(line) = effect {
+                tracing::info!(line_id = line.id, "shutting down: waiting line dropped");
+            }
+        }
+        self.counts.borrow().clone()
+    }
+
+    fn count(&self, f: impl FnOnce(&mut DaemonCounts)) {
+        self.counts.send_modify(f);
+    }
+
+    fn accept(&mut self, event: ClipEvent) -> Option<Line> {
+        match intake(event, &mut self.gates, self.settings.collapse_repeats) {
+            Intake::Rejected { gate, chars } => {
+                // Never the text: only which gate and how long it was.
+                tracing::debug!(gate, chars, "clipboard text rejected");
+                self.count(|c| c.rejected += 1);
+                None
+            }
+            Intake::Accepted(text) => {
+                let id = self.next_id;
+                self.next_id += 1;
+                self.count(|c| c.accepted += 1);
+                if self.settings.include_text {
+                    tracing::info!(line_id = id, chars = text.chars().count(), text = %text, "line accepted");
+                } else {
+                    tracing::info!(line_id = id, chars = text.chars().count(), "line accepted");
+                }
+                Some(Line { id, text, accepted_at: self.clock.now() })
+            }
+        }
+    }
+
+    /// Carries out queue effects; returns the work to start, if any.
+    fn apply(&mut self, effects: Vec<QueueEffect>) -> Option<Work> {
+        let mut start = None;
+        for effect in effects {
+            match effect {
+                QueueEffect::Superseded(line) => {
+                    tracing::info!(line_id = line.id, "skipped: a newer line replaced it in the queue");
+                    self.count(|c| c.superseded += 1);
+                }
+                QueueEffect::Start(line) => start = Some(self.translate(line)),
+            }
+        }
+        start
+    }
+
+    fn translate(&self, line: Line) -> Work {
+        let chain = self.chain.clone();
+        let mut request = self.settings.request.clone();
+        request.text = line.text.clone();
+        let span = tracing::info_span!("line", line_id = line.id);
+        Box::pin(
+            async move {
+                let result = chain.translate(&request, None).await;
+                (line, result)
+            }
+            .instrument(span),
+        )
+    }
+
+    fn finish(&mut self, line: Line, result: Result<Translation, ChainFailure>) {
+        let _span = tracing::info_span!("line", line_id = line.id).entered();
+        let waited = self.clock.now().saturating_duration_since(line.accepted_at);
+        match result {
+            Ok(t) => {
+                self.count(|c| c.translated += 1);
+                self.outage.succeeded();
+                for option in &t.options {
+                    self.gates.record_output(option);
+                }
+                let latency_ms = t.latency.as_millis() as u64;
+                let best = t.options.first().cloned().unwrap_or_default();
+                if self.settings.include_text {
+                    tracing::info!(provider = %t.provider, latency_ms, total_ms = ms(waited), original = %line.text, best = %best, "translated");
+                } else {
+                    tracing::info!(provider = %t.provider, latency_ms, total_ms = ms(waited), "translated");
+                }
+                for s in &t.skipped {
+                    tracing::info!(provider = %s.provider, reason = s.reason.as_str(), "fallback: {}", s.summary());
+                }
+                if !self.display.claim(line.id) {
+                    tracing::info!("not shown: a newer line's translation is on screen");
+                    self.count(|c| c.stale += 1);
+                    return;
+                }
+                let first = self.chain.entries().first().map(|e| e.name.as_str()).unwrap_or_default();
+                let n = notice::translation(&line.text, &t, self.settings.show_original, first);
+                self.notices.send_replace(Some(n));
+            }
+            Err(f) => {
+                self.count(|c| c.failed += 1);
+                let reasons: Vec<String> = f.skipped.iter().map(|s| format!("{}: {}", s.provider, s.summary())).collect();
+                tracing::warn!(total_ms = ms(waited), "no provider could translate the line: {}", reasons.join("; "));
+                if self.outage.failed() {
+                    self.notices.send_replace(Some(notice::outage(&f)));
+                }
+            }
+        }
+    }
+}
+
+fn ms(d: Duration) -> u64 {
+    d.as_millis() as u64
+}
+
+/// Shows the latest notice whenever it changes, each under a timeout (a hung notification
+/// server would otherwise block for ever). A failure is logged once, until a notice gets
+/// through again.
+pub async fn notify_worker(notifier: Arc<dyn Notifier>, mut notices: watch::Receiver<Option<Notice>>, timeout: Duration) {
+    let mut failing = false;
+    while notices.changed().await.is_ok() {
+        let Some(notice) = notices.borrow_and_update().clone() else { continue };
+        let outcome = match tokio::time::timeout(timeout, notifier.show(&notice)).await {
+            Ok(r) => r,
+            Err(_) => Err(format!("the notification server did not answer within {} s", timeout.as_secs())),
+        };
+        match outcome {
+            Ok(()) => {
+                if failing {
+                    tracing::info!("notifications are shown again");
+                }
+                failing = false;
+            }
+            Err(e) if !failing => {
+                tracing::warn!(error = %e, "cannot show notifications; translating goes on (see the log)");
+                failing = true;
+            }
+            Err(_) => {}
+        }
+    }
+}
