@@ -41,7 +41,9 @@ pub struct NoProvider;
 
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging();
+    if !matches!(cli.command, Command::Run) {
+        init_logging();
+    }
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
@@ -86,6 +88,10 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Config(ConfigCommand::Init { force }) => config_init(&path, force),
+        Command::Run => {
+            let config = Config::load(&path)?;
+            crate::run::run(&config)
+        }
         Command::Translate(args) => {
             let config = Config::load(&path)?;
             translate(&config, args)
@@ -95,7 +101,10 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
 
 fn config_init(path: &Path, force: bool) -> anyhow::Result<()> {
     if path.exists() && !force {
-        anyhow::bail!("{} already exists; pass --force to overwrite it", path.display());
+        anyhow::bail!(
+            "{} already exists; pass --force to overwrite it",
+            path.display()
+        );
     }
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         create_private_dir(dir).with_context(|| format!("cannot create {}", dir.display()))?;

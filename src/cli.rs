@@ -18,6 +18,8 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Watch the clipboard and show each copied line's translation (runs until SIGINT/SIGTERM)
+    Run,
     /// Translate one line now and print the options (exit 3 if no provider could)
     Translate(TranslateArgs),
     /// Write or locate the config file

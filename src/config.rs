@@ -10,6 +10,7 @@ use toml::Spanned;
 use toml::de::{DeTable, DeValue};
 
 use crate::core::breaker::BreakerConfig;
+use crate::core::gates::{GateConfig, GateConfigError, Gates};
 
 /// The documented example; also what `yaku config init` writes.
 pub const EXAMPLE: &str = include_str!("../config.example.toml");
@@ -53,6 +54,9 @@ pub fn config_path(cli: Option<&Path>) -> Result<PathBuf, ConfigError> {
 struct RawConfig {
     translation: RawTranslation,
     breaker: RawBreaker,
+    clipboard: RawClipboard,
+    notify: RawNotify,
+    log: RawLog,
     #[serde(default = "default_providers")]
     providers: Vec<RawProvider>,
 }
@@ -62,7 +66,85 @@ impl Default for RawConfig {
         Self {
             translation: RawTranslation::default(),
             breaker: RawBreaker::default(),
+            clipboard: RawClipboard::default(),
+            notify: RawNotify::default(),
+            log: RawLog::default(),
             providers: default_providers(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawClipboard {
+    poll_interval_ms: i64,
+    collapse_repeats: bool,
+    min_chars: i64,
+    max_chars: i64,
+    min_script_ratio: f64,
+    require_script: bool,
+    ignore: Vec<String>,
+}
+
+impl Default for RawClipboard {
+    fn default() -> Self {
+        Self {
+            poll_interval_ms: 250,
+            collapse_repeats: true,
+            min_chars: 1,
+            max_chars: 500,
+            min_script_ratio: 0.3,
+            require_script: true,
+            ignore: vec!["^https?://".into()],
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawNotify {
+    enabled: bool,
+    timeout_ms: i64,
+    show_original: bool,
+}
+
+impl Default for RawNotify {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            timeout_ms: 8000,
+            show_original: true,
+        }
+    }
+}
+
+/// How often the log file starts anew.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Rotation {
+    Hourly,
+    Daily,
+    Never,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawLog {
+    level: String,
+    dir: String,
+    rotation: Rotation,
+    keep_files: i64,
+    include_text: bool,
+}
+
+impl Default for RawLog {
+    fn default() -> Self {
+        Self {
+            level: "info".into(),
+            dir: String::new(),
+            rotation: Rotation::Daily,
+            keep_files: 7,
+            include_text: true,
         }
     }
 }
@@ -200,6 +282,40 @@ pub struct Config {
     pub translation: TranslationConfig,
     pub breaker: BreakerConfig,
     pub providers: Vec<ProviderConfig>,
+    pub clipboard: ClipboardConfig,
+    pub notify: NotifyConfig,
+    pub log: LogConfig,
+}
+
+/// `[clipboard]`: polling, cleaning and the privacy gates.
+#[derive(Debug, Clone)]
+pub struct ClipboardConfig {
+    pub poll_interval: Duration,
+    pub collapse_repeats: bool,
+    /// The gates' settings, checked by building `Gates` once at load.
+    pub gates: GateConfig,
+}
+
+/// `[notify]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NotifyConfig {
+    pub enabled: bool,
+    /// How long a notification stays; 0 leaves it to the notification server.
+    pub timeout_ms: u32,
+    pub show_original: bool,
+}
+
+/// `[log]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogConfig {
+    /// A tracing filter such as "info" or "yaku=debug"; `YAKU_LOG` overrides it.
+    pub level: String,
+    /// Empty: the platform default (`$XDG_STATE_HOME/yaku/logs` on Linux).
+    pub dir: Option<PathBuf>,
+    pub rotation: Rotation,
+    pub keep_files: usize,
+    /// Whether accepted lines and their translations are written to the log.
+    pub include_text: bool,
 }
 
 /// `[translation]`.
@@ -297,22 +413,8 @@ impl Config {
     }
 
     /// The defaults, as if no file existed.
-    pub fn defaults() -> Config {
-        // The defaults are constants checked by the tests; they cannot fail validation.
-        Config::from_raw(RawConfig::default(), "", Path::new("(defaults)"), false).unwrap_or_else(
-            |_| Config {
-                source: None,
-                translation: TranslationConfig {
-                    source_language: "Japanese".into(),
-                    target_language: "English".into(),
-                    options: 3,
-                    instructions: String::new(),
-                    deadline: Duration::from_secs(20),
-                },
-                breaker: BreakerConfig::default(),
-                providers: Vec::new(),
-            },
-        )
+    pub fn defaults() -> Result<Config, ConfigError> {
+        Config::from_raw(RawConfig::default(), "", Path::new("(defaults)"), false)
     }
 
     fn from_raw(
@@ -433,8 +535,83 @@ impl Config {
             });
         }
 
+        let c = &raw.clipboard;
+        let poll_interval = Duration::from_millis(v.int_range(
+            c.poll_interval_ms,
+            20,
+            10_000,
+            &["clipboard", "poll_interval_ms"],
+        )? as u64);
+        let min_chars = v.int_range(c.min_chars, 1, 100_000, &["clipboard", "min_chars"])? as usize;
+        let max_chars = v.int_range(c.max_chars, 1, 100_000, &["clipboard", "max_chars"])? as usize;
+        if max_chars < min_chars {
+            return Err(v.err(&["clipboard", "max_chars"], "must be at least `min_chars`"));
+        }
+        if !(0.0..=1.0).contains(&c.min_script_ratio) {
+            return Err(v.err(
+                &["clipboard", "min_script_ratio"],
+                &format!("{} is out of range: must be 0.0 to 1.0", c.min_script_ratio),
+            ));
+        }
+        let mut ignore = Vec::with_capacity(c.ignore.len());
+        for (i, pattern) in c.ignore.iter().enumerate() {
+            let re = regex::Regex::new(pattern).map_err(|e| {
+                v.err_at(
+                    &["clipboard".into(), "ignore".into(), i.into()],
+                    &format!("not a valid regular expression: {e}"),
+                )
+            })?;
+            ignore.push(re);
+        }
+        let gates = GateConfig {
+            min_chars,
+            max_chars,
+            min_script_ratio: c.min_script_ratio,
+            require_script: c.require_script,
+            source_language: t.source_language.trim().to_string(),
+            ignore,
+        };
+        Gates::new(gates.clone()).map_err(|e| match e {
+            GateConfigError::UnsupportedLanguage { .. } => {
+                v.err(&["translation", "source_language"], &e.to_string())
+            }
+            other => v.err(&["clipboard"], &other.to_string()),
+        })?;
+        let n = &raw.notify;
+        let timeout_ms = v.int_range(n.timeout_ms, 0, 600_000, &["notify", "timeout_ms"])? as u32;
+        let l = &raw.log;
+        if tracing_subscriber::EnvFilter::try_new(&l.level).is_err() || l.level.trim().is_empty() {
+            return Err(v.err(
+                &["log", "level"],
+                &format!(
+                    "\"{}\" is not a log level (error, warn, info, debug, trace)",
+                    l.level
+                ),
+            ));
+        }
+        let keep_files = v.int_range(l.keep_files, 1, 10_000, &["log", "keep_files"])? as usize;
+
         Ok(Config {
             source: exists.then(|| path.to_path_buf()),
+            clipboard: ClipboardConfig {
+                poll_interval,
+                collapse_repeats: c.collapse_repeats,
+                gates,
+            },
+            notify: NotifyConfig {
+                enabled: n.enabled,
+                timeout_ms,
+                show_original: n.show_original,
+            },
+            log: LogConfig {
+                level: l.level.trim().to_string(),
+                dir: Some(l.dir.trim())
+                    .filter(|d| !d.is_empty())
+                    .map(PathBuf::from),
+                rotation: l.rotation,
+                keep_files,
+                include_text: l.include_text,
+            },
             translation: TranslationConfig {
                 source_language: t.source_language.trim().to_string(),
                 target_language: t.target_language.trim().to_string(),
@@ -797,18 +974,54 @@ mod tests {
     #[test]
     fn the_documented_example_is_exactly_the_defaults() {
         let example = Config::parse(EXAMPLE, Path::new("config.example.toml")).unwrap();
-        let defaults = Config::defaults();
+        let defaults = Config::defaults().unwrap();
         assert_eq!(example.translation, defaults.translation);
         assert_eq!(example.breaker, defaults.breaker);
         assert_eq!(example.providers, defaults.providers);
+        assert_eq!(example.notify, defaults.notify);
+        assert_eq!(example.log, defaults.log);
+        assert_eq!(
+            example.clipboard.poll_interval,
+            defaults.clipboard.poll_interval
+        );
+        assert_eq!(
+            example.clipboard.collapse_repeats,
+            defaults.clipboard.collapse_repeats
+        );
+        let (e, d) = (&example.clipboard.gates, &defaults.clipboard.gates);
+        assert_eq!(
+            (
+                e.min_chars,
+                e.max_chars,
+                e.min_script_ratio,
+                e.require_script
+            ),
+            (
+                d.min_chars,
+                d.max_chars,
+                d.min_script_ratio,
+                d.require_script
+            )
+        );
+        let patterns = |g: &GateConfig| {
+            g.ignore
+                .iter()
+                .map(|r| r.as_str().to_string())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(patterns(e), patterns(d));
+        assert_eq!(patterns(d), vec!["^https?://"]);
         assert_eq!(defaults.providers.len(), 2);
-        assert_eq!(defaults.providers[0].extra, serde_json::json!({"thinkingConfig": {"thinkingLevel": "minimal"}}));
+        assert_eq!(
+            defaults.providers[0].extra,
+            serde_json::json!({"thinkingConfig": {"thinkingLevel": "minimal"}})
+        );
     }
 
     #[test]
     fn an_empty_file_means_the_defaults() {
         let c = Config::parse("", Path::new("c.toml")).unwrap();
-        assert_eq!(c.providers, Config::defaults().providers);
+        assert_eq!(c.providers, Config::defaults().unwrap().providers);
         assert_eq!(c.translation.deadline, Duration::from_secs(20));
     }
 
@@ -834,17 +1047,40 @@ mod tests {
         let text = "[[providers]]\nname = \"g\"\nkind = \"gemini\"\nmodel = \"m\"\napi_key_env = \"G_KEY\"\napi_key = \"from-file\"\n";
         let c = Config::parse(text, Path::new("c.toml")).unwrap();
         let p = &c.providers[0];
-        let found = p.key(|v| (v == "G_KEY").then(|| "from-env".to_string()), None).unwrap();
-        assert_eq!(found, KeyLookup::Found { key: "from-env".into(), source: KeySource::Env("G_KEY".into()) });
+        let found = p
+            .key(|v| (v == "G_KEY").then(|| "from-env".to_string()), None)
+            .unwrap();
+        assert_eq!(
+            found,
+            KeyLookup::Found {
+                key: "from-env".into(),
+                source: KeySource::Env("G_KEY".into())
+            }
+        );
         let found = p.key(|_| None, None).unwrap();
-        assert_eq!(found, KeyLookup::Found { key: "from-file".into(), source: KeySource::ConfigFile });
-        assert!(!format!("{p:?}").contains("from-file"), "Debug never shows a key");
+        assert_eq!(
+            found,
+            KeyLookup::Found {
+                key: "from-file".into(),
+                source: KeySource::ConfigFile
+            }
+        );
+        assert!(
+            !format!("{p:?}").contains("from-file"),
+            "Debug never shows a key"
+        );
 
         let keyless = "[[providers]]\nname = \"o\"\nkind = \"openai\"\nmodel = \"m\"\nbase_url = \"http://127.0.0.1:11434/v1\"\n";
         let c = Config::parse(keyless, Path::new("c.toml")).unwrap();
-        assert_eq!(c.providers[0].key(|_| None, None).unwrap(), KeyLookup::NotNeeded);
+        assert_eq!(
+            c.providers[0].key(|_| None, None).unwrap(),
+            KeyLookup::NotNeeded
+        );
         let missing = "[[providers]]\nname = \"o\"\nkind = \"openai\"\nmodel = \"m\"\nbase_url = \"https://x.example/v1\"\napi_key_env = \"O_KEY\"\n";
         let c = Config::parse(missing, Path::new("c.toml")).unwrap();
-        assert!(matches!(c.providers[0].key(|_| None, None).unwrap(), KeyLookup::Missing { .. }));
+        assert!(matches!(
+            c.providers[0].key(|_| None, None).unwrap(),
+            KeyLookup::Missing { .. }
+        ));
     }
 }

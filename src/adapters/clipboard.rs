@@ -56,13 +56,21 @@ mod x11 {
     impl X11Clipboard {
         /// Does not connect yet: the display may not exist at start-up.
         pub fn new(max_chars: usize) -> Self {
-            Self { conn: None, max_bytes: max_chars.saturating_mul(4).max(64) }
+            Self {
+                conn: None,
+                max_bytes: max_chars.saturating_mul(4).max(64),
+            }
         }
 
         fn connect() -> Result<Conn, ClipboardError> {
-            let (conn, screen_num) =
-                x11rb::connect(None).map_err(|e| ClipboardError::Unavailable(format!("cannot open the X display: {e}")))?;
-            let screen = conn.setup().roots.get(screen_num).ok_or_else(|| ClipboardError::Unavailable("no X screen".into()))?;
+            let (conn, screen_num) = x11rb::connect(None).map_err(|e| {
+                ClipboardError::Unavailable(format!("cannot open the X display: {e}"))
+            })?;
+            let screen = conn
+                .setup()
+                .roots
+                .get(screen_num)
+                .ok_or_else(|| ClipboardError::Unavailable("no X screen".into()))?;
             let root = screen.root;
             let visual = screen.root_visual;
             let window = conn.generate_id().map_err(lost)?;
@@ -81,7 +89,12 @@ mod x11 {
             )
             .map_err(lost)?;
             let intern = |name: &[u8]| -> Result<Atom, ClipboardError> {
-                Ok(conn.intern_atom(false, name).map_err(lost)?.reply().map_err(lost)?.atom)
+                Ok(conn
+                    .intern_atom(false, name)
+                    .map_err(lost)?
+                    .reply()
+                    .map_err(lost)?
+                    .atom)
             };
             let atoms = Atoms {
                 clipboard: intern(b"CLIPBOARD")?,
@@ -90,10 +103,17 @@ mod x11 {
                 text_plain_utf8: intern(b"text/plain;charset=utf-8")?,
                 incr: intern(b"INCR")?,
                 property: intern(b"YAKU_CLIPBOARD")?,
-                hints: [intern(b"x-kde-passwordManagerHint")?, intern(b"text/x-kde-passwordManagerHint")?],
+                hints: [
+                    intern(b"x-kde-passwordManagerHint")?,
+                    intern(b"text/x-kde-passwordManagerHint")?,
+                ],
             };
             conn.flush().map_err(lost)?;
-            Ok(Conn { conn, window, atoms })
+            Ok(Conn {
+                conn,
+                window,
+                atoms,
+            })
         }
     }
 
@@ -111,8 +131,12 @@ mod x11 {
     impl Conn {
         fn convert(&self, target: Atom, max_bytes: usize) -> Result<Converted, ClipboardError> {
             let a = &self.atoms;
-            self.conn.delete_property(self.window, a.property).map_err(lost)?;
-            self.conn.convert_selection(self.window, a.clipboard, target, a.property, CURRENT_TIME).map_err(lost)?;
+            self.conn
+                .delete_property(self.window, a.property)
+                .map_err(lost)?;
+            self.conn
+                .convert_selection(self.window, a.clipboard, target, a.property, CURRENT_TIME)
+                .map_err(lost)?;
             self.conn.flush().map_err(lost)?;
             let deadline = Instant::now() + CONVERT_TIMEOUT;
             let notify = loop {
@@ -138,18 +162,29 @@ mod x11 {
                 .map_err(lost)?;
             if reply.type_ == a.incr {
                 // INCR transfers are for data of hundreds of KiB: far past any game line.
-                let size = reply.value32().and_then(|mut v| v.next()).unwrap_or(u32::MAX) as usize;
+                let size = reply
+                    .value32()
+                    .and_then(|mut v| v.next())
+                    .unwrap_or(u32::MAX) as usize;
                 return Ok(Converted::TooLarge(size));
             }
             if reply.bytes_after > 0 || reply.value.len() > max_bytes {
-                return Ok(Converted::TooLarge(reply.value.len() + reply.bytes_after as usize));
+                return Ok(Converted::TooLarge(
+                    reply.value.len() + reply.bytes_after as usize,
+                ));
             }
             Ok(Converted::Data(reply.value))
         }
 
         fn read(&self, max_bytes: usize) -> Result<ClipboardRead, ClipboardError> {
             let a = &self.atoms;
-            let owner = self.conn.get_selection_owner(a.clipboard).map_err(lost)?.reply().map_err(lost)?.owner;
+            let owner = self
+                .conn
+                .get_selection_owner(a.clipboard)
+                .map_err(lost)?
+                .reply()
+                .map_err(lost)?
+                .owner;
             if owner == u32::from(AtomEnum::NONE) {
                 return Ok(ClipboardRead::Empty);
             }
@@ -159,7 +194,9 @@ mod x11 {
                     .map(|c| u32::from_ne_bytes([c[0], c[1], c[2], c[3]]))
                     .collect(),
                 // An owner that cannot list its targets: we cannot tell whether it is a secret.
-                Converted::Refused | Converted::TooLarge(_) => return Ok(ClipboardRead::Undecidable),
+                Converted::Refused | Converted::TooLarge(_) => {
+                    return Ok(ClipboardRead::Undecidable);
+                }
             };
             let concealed = targets.iter().any(|t| a.hints.contains(t));
             let target = if targets.contains(&a.utf8) {
@@ -171,7 +208,10 @@ mod x11 {
             };
             match self.convert(target, max_bytes)? {
                 Converted::Data(bytes) => match String::from_utf8(bytes) {
-                    Ok(text) => Ok(ClipboardRead::Text { text, concealed: Some(concealed) }),
+                    Ok(text) => Ok(ClipboardRead::Text {
+                        text,
+                        concealed: Some(concealed),
+                    }),
                     Err(e) => Ok(ClipboardRead::Text {
                         text: String::from_utf8_lossy(e.as_bytes()).into_owned(),
                         concealed: Some(concealed),
@@ -214,20 +254,32 @@ mod other {
 
     impl ArboardClipboard {
         pub fn new(max_chars: usize) -> Self {
-            Self { clipboard: None, max_chars }
+            Self {
+                clipboard: None,
+                max_chars,
+            }
         }
     }
 
     impl ClipboardSource for ArboardClipboard {
         fn read(&mut self) -> Result<ClipboardRead, ClipboardError> {
             if self.clipboard.is_none() {
-                self.clipboard =
-                    Some(arboard::Clipboard::new().map_err(|e| ClipboardError::Unavailable(e.to_string()))?);
+                self.clipboard = Some(
+                    arboard::Clipboard::new()
+                        .map_err(|e| ClipboardError::Unavailable(e.to_string()))?,
+                );
             }
-            let Some(cb) = self.clipboard.as_mut() else { return Ok(ClipboardRead::Empty) };
+            let Some(cb) = self.clipboard.as_mut() else {
+                return Ok(ClipboardRead::Empty);
+            };
             match cb.get_text() {
-                Ok(text) if text.len() > self.max_chars.saturating_mul(4) => Ok(ClipboardRead::Oversized { bytes: text.len() }),
-                Ok(text) => Ok(ClipboardRead::Text { text, concealed: None }),
+                Ok(text) if text.len() > self.max_chars.saturating_mul(4) => {
+                    Ok(ClipboardRead::Oversized { bytes: text.len() })
+                }
+                Ok(text) => Ok(ClipboardRead::Text {
+                    text,
+                    concealed: None,
+                }),
                 Err(arboard::Error::ContentNotAvailable) => Ok(ClipboardRead::Empty),
                 Err(e) => {
                     self.clipboard = None;

@@ -57,7 +57,9 @@ impl Gemini {
                 "required": ["options"]
             }
         });
-        http::merge_json(&mut generation, &self.settings.extra);
+        if self.settings.extra.is_object() {
+            http::merge_json(&mut generation, &self.settings.extra);
+        }
         json!({
             "systemInstruction": { "parts": [{ "text": prompt.system }] },
             "contents": [{ "role": "user", "parts": [{ "text": prompt.user }] }],
@@ -77,7 +79,8 @@ impl Gemini {
             value.set_sensitive(true);
             req = req.header(HeaderName::from_static("x-goog-api-key"), value);
         }
-        let reply = http::send(req, self.settings.timeout).await?;
+        let mut reply = http::send(req, self.settings.timeout).await?;
+        reply.redact(self.settings.api_key.as_deref());
         if reply.status != 200 {
             return Err(http::classify_error(&reply, |r, j| {
                 rate_limit(r, j, SystemTime::now())

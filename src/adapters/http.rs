@@ -27,6 +27,22 @@ pub struct RawReply {
     pub body: Vec<u8>,
 }
 
+impl RawReply {
+    /// Removes `secret` from the body before anything reads it: an error body may echo the
+    /// request, and later shortening could cut an echoed key where whole-key redaction misses it.
+    pub fn redact(&mut self, secret: Option<&str>) {
+        let Some(secret) = secret.filter(|s| s.len() >= 4) else {
+            return;
+        };
+        let needle = secret.as_bytes();
+        if !self.body.windows(needle.len()).any(|w| w == needle) {
+            return;
+        }
+        let text = String::from_utf8_lossy(&self.body).replace(secret, "[redacted]");
+        self.body = text.into_bytes();
+    }
+}
+
 /// Sends the request and reads the whole (bounded) reply. Transport failures are `Transient`.
 pub async fn send(
     req: reqwest::RequestBuilder,

@@ -3,6 +3,7 @@
 pub mod clipboard;
 pub mod gemini;
 pub mod http;
+pub mod notify;
 pub mod openai;
 
 use std::time::Duration;

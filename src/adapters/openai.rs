@@ -44,7 +44,9 @@ impl OpenAi {
         if self.settings.json_mode {
             body["response_format"] = json!({ "type": "json_object" });
         }
-        http::merge_json(&mut body, &self.settings.extra);
+        if self.settings.extra.is_object() {
+            http::merge_json(&mut body, &self.settings.extra);
+        }
         body
     }
 
@@ -60,7 +62,8 @@ impl OpenAi {
             value.set_sensitive(true);
             req = req.header(AUTHORIZATION, value);
         }
-        let reply = http::send(req, self.settings.timeout).await?;
+        let mut reply = http::send(req, self.settings.timeout).await?;
+        reply.redact(self.settings.api_key.as_deref());
         if reply.status != 200 {
             return Err(http::classify_error(&reply, |r, j| {
                 rate_limit(r, j, SystemTime::now())

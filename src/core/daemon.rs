@@ -47,7 +47,8 @@ pub struct DaemonCounts {
     pub stale: u64,
 }
 
-type Work = std::pin::Pin<Box<dyn Future<Output = (Line, Result<Translation, ChainFailure>)> + Send>>;
+type Work =
+    std::pin::Pin<Box<dyn Future<Output = (Line, Result<Translation, ChainFailure>)> + Send>>;
 
 pub struct Daemon {
     chain: Arc<Chain>,
@@ -91,7 +92,11 @@ impl Daemon {
 
     /// Runs until `shutdown` resolves or the clipboard channel closes. Work in flight is
     /// dropped (cancelled) on shutdown.
-    pub async fn run(mut self, mut events: mpsc::Receiver<ClipEvent>, shutdown: impl Future<Output = ()>) -> DaemonCounts {
+    pub async fn run(
+        mut self,
+        mut events: mpsc::Receiver<ClipEvent>,
+        shutdown: impl Future<Output = ()>,
+    ) -> DaemonCounts {
         tokio::pin!(shutdown);
         let mut inflight: Option<Work> = None;
         loop {
@@ -152,7 +157,11 @@ impl Daemon {
                 } else {
                     tracing::info!(line_id = id, chars = text.chars().count(), "line accepted");
                 }
-                Some(Line { id, text, accepted_at: self.clock.now() })
+                Some(Line {
+                    id,
+                    text,
+                    accepted_at: self.clock.now(),
+                })
             }
         }
     }
@@ -163,7 +172,10 @@ impl Daemon {
         for effect in effects {
             match effect {
                 QueueEffect::Superseded(line) => {
-                    tracing::info!(line_id = line.id, "skipped: a newer line replaced it in the queue");
+                    tracing::info!(
+                        line_id = line.id,
+                        "skipped: a newer line replaced it in the queue"
+                    );
                     self.count(|c| c.superseded += 1);
                 }
                 QueueEffect::Start(line) => start = Some(self.translate(line)),
@@ -211,14 +223,27 @@ impl Daemon {
                     self.count(|c| c.stale += 1);
                     return;
                 }
-                let first = self.chain.entries().first().map(|e| e.name.as_str()).unwrap_or_default();
+                let first = self
+                    .chain
+                    .entries()
+                    .first()
+                    .map(|e| e.name.as_str())
+                    .unwrap_or_default();
                 let n = notice::translation(&line.text, &t, self.settings.show_original, first);
                 self.notices.send_replace(Some(n));
             }
             Err(f) => {
                 self.count(|c| c.failed += 1);
-                let reasons: Vec<String> = f.skipped.iter().map(|s| format!("{}: {}", s.provider, s.summary())).collect();
-                tracing::warn!(total_ms = ms(waited), "no provider could translate the line: {}", reasons.join("; "));
+                let reasons: Vec<String> = f
+                    .skipped
+                    .iter()
+                    .map(|s| format!("{}: {}", s.provider, s.summary()))
+                    .collect();
+                tracing::warn!(
+                    total_ms = ms(waited),
+                    "no provider could translate the line: {}",
+                    reasons.join("; ")
+                );
                 if self.outage.failed() {
                     self.notices.send_replace(Some(notice::outage(&f)));
                 }
@@ -234,13 +259,22 @@ fn ms(d: Duration) -> u64 {
 /// Shows the latest notice whenever it changes, each under a timeout (a hung notification
 /// server would otherwise block for ever). A failure is logged once, until a notice gets
 /// through again.
-pub async fn notify_worker(notifier: Arc<dyn Notifier>, mut notices: watch::Receiver<Option<Notice>>, timeout: Duration) {
+pub async fn notify_worker(
+    notifier: Arc<dyn Notifier>,
+    mut notices: watch::Receiver<Option<Notice>>,
+    timeout: Duration,
+) {
     let mut failing = false;
     while notices.changed().await.is_ok() {
-        let Some(notice) = notices.borrow_and_update().clone() else { continue };
+        let Some(notice) = notices.borrow_and_update().clone() else {
+            continue;
+        };
         let outcome = match tokio::time::timeout(timeout, notifier.show(&notice)).await {
             Ok(r) => r,
-            Err(_) => Err(format!("the notification server did not answer within {} s", timeout.as_secs())),
+            Err(_) => Err(format!(
+                "the notification server did not answer within {} s",
+                timeout.as_secs()
+            )),
         };
         match outcome {
             Ok(()) => {
@@ -255,5 +289,220 @@ pub async fn notify_worker(notifier: Arc<dyn Notifier>, mut notices: watch::Rece
             }
             Err(_) => {}
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use super::*;
+    use crate::core::breaker::BreakerConfig;
+    use crate::core::chain::{ChainConfig, ChainEntry};
+    use crate::core::clock::TokioClock;
+    use crate::core::fake::{self, FakeProvider, Scripted};
+    use crate::core::gates::GateConfig;
+    use crate::core::provider::FailureClass;
+    use crate::core::ratelimit::RateLimit;
+
+    struct Recorder(Mutex<Vec<Notice>>);
+
+    impl Notifier for Recorder {
+        fn show<'a>(&'a self, notice: &'a Notice) -> BoxFuture<'a, Result<(), String>> {
+            self.0.lock().unwrap().push(notice.clone());
+            Box::pin(std::future::ready(Ok(())))
+        }
+    }
+
+    struct Rig {
+        tx: mpsc::Sender<ClipEvent>,
+        shown: Arc<Recorder>,
+        provider: Arc<FakeProvider>,
+        stop: tokio::sync::oneshot::Sender<()>,
+        done: tokio::task::JoinHandle<DaemonCounts>,
+    }
+
+    fn rig(script: Vec<Scripted>, then: Scripted) -> Rig {
+        let clock: Arc<dyn Clock> = Arc::new(TokioClock);
+        let provider = Arc::new(FakeProvider::new("gemini", script, then));
+        let entry = ChainEntry::new(
+            provider.clone(),
+            BreakerConfig::default(),
+            RateLimit::new(0, 0, clock.clone()),
+            String::new(),
+        );
+        let chain = Arc::new(Chain::new(
+            vec![entry],
+            clock.clone(),
+            ChainConfig::default(),
+        ));
+        let settings = DaemonSettings {
+            collapse_repeats: true,
+            show_original: true,
+            include_text: false,
+            request: TranslationRequest {
+                text: String::new(),
+                source_language: "Japanese".into(),
+                target_language: "English".into(),
+                options: 3,
+                instructions: String::new(),
+            },
+        };
+        let (notices_tx, notices_rx) = watch::channel(None);
+        let daemon = Daemon::new(
+            chain,
+            clock,
+            Gates::new(GateConfig::default()).unwrap(),
+            settings,
+            notices_tx,
+        );
+        let shown = Arc::new(Recorder(Mutex::new(Vec::new())));
+        tokio::spawn(notify_worker(
+            shown.clone(),
+            notices_rx,
+            Duration::from_secs(5),
+        ));
+        let (tx, rx) = mpsc::channel(16);
+        let (stop, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let done = tokio::spawn(daemon.run(rx, async move {
+            let _ = stop_rx.await;
+        }));
+        Rig {
+            tx,
+            shown,
+            provider,
+            stop,
+            done,
+        }
+    }
+
+    fn copy(text: &str) -> ClipEvent {
+        ClipEvent::Text {
+            text: text.into(),
+            concealed: Some(false),
+        }
+    }
+
+    async fn settle() {
+        tokio::time::sleep(Duration::from_secs(30)).await;
+    }
+
+    fn slow_ok(text: &str) -> Scripted {
+        let mut s = fake::ok(text);
+        s.latency = Duration::from_millis(300);
+        s
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_burst_translates_the_first_and_the_last_line_only_and_shows_the_last() {
+        let r = rig(vec![], slow_ok("translated"));
+        for i in 0..10 {
+            r.tx.send(copy(&format!("{i}番目のセリフです")))
+                .await
+                .unwrap();
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        settle().await;
+        assert_eq!(
+            r.provider.calls().len(),
+            2,
+            "the first line, then the newest waiting one"
+        );
+        let _ = r.stop.send(());
+        let counts = r.done.await.unwrap();
+        assert_eq!(
+            (counts.accepted, counts.translated, counts.superseded),
+            (10, 2, 8)
+        );
+        let shown = r.shown.0.lock().unwrap();
+        assert_eq!(
+            shown.last().unwrap().body.lines().last(),
+            Some("9番目のセリフです")
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn repeats_own_output_and_secrets_never_reach_the_provider() {
+        let r = rig(vec![], fake::ok("Good morning."));
+        r.tx.send(copy("おはよう")).await.unwrap();
+        settle().await;
+        for text in [
+            "おはよう",
+            "Good morning.",
+            "hunter2",
+            "gsk_abcdefghijklmnopqrstuvwxyz0123456789ABCDEFGHIJKLMN",
+        ] {
+            r.tx.send(copy(text)).await.unwrap();
+        }
+        r.tx.send(ClipEvent::Text {
+            text: "パスワードです".into(),
+            concealed: Some(true),
+        })
+        .await
+        .unwrap();
+        r.tx.send(ClipEvent::Oversized { bytes: 10 << 20 })
+            .await
+            .unwrap();
+        settle().await;
+        assert_eq!(r.provider.calls().len(), 1);
+        let _ = r.stop.send(());
+        let counts = r.done.await.unwrap();
+        assert_eq!((counts.accepted, counts.rejected), (1, 6));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_outage_is_shown_once_until_a_line_succeeds() {
+        let r = rig(
+            vec![
+                fake::fail(FailureClass::Refused),
+                fake::fail(FailureClass::Refused),
+                fake::ok("back"),
+                fake::fail(FailureClass::Refused),
+            ],
+            fake::ok("x"),
+        );
+        for line in ["一行目", "二行目", "三行目", "四行目"] {
+            r.tx.send(copy(line)).await.unwrap();
+            settle().await;
+        }
+        let shown: Vec<String> = r
+            .shown
+            .0
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|n| n.summary.clone())
+            .collect();
+        assert_eq!(
+            shown,
+            [
+                "yaku could not translate",
+                "back",
+                "yaku could not translate"
+            ]
+        );
+        let _ = r.stop.send(());
+        r.done.await.unwrap();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn shutdown_abandons_a_hung_request_at_once() {
+        let r = rig(
+            vec![],
+            Scripted {
+                latency: Duration::from_secs(3600),
+                result: Ok("{}".into()),
+            },
+        );
+        r.tx.send(copy("止まらない")).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let t0 = tokio::time::Instant::now();
+        let _ = r.stop.send(());
+        let counts = r.done.await.unwrap();
+        assert_eq!(tokio::time::Instant::now() - t0, Duration::ZERO);
+        assert_eq!(
+            (counts.accepted, counts.translated, counts.failed),
+            (1, 0, 0)
+        );
     }
 }

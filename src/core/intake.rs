@@ -15,7 +15,10 @@ pub enum ClipboardRead {
     /// No text: empty, an image, files, or the owner would not give text.
     Empty,
     /// Text, and whether its owner flagged it as a password (None: the platform cannot tell).
-    Text { text: String, concealed: Option<bool> },
+    Text {
+        text: String,
+        concealed: Option<bool>,
+    },
     /// Text too long to be a game line; it was not read.
     Oversized { bytes: usize },
     /// There is content, but whether it is concealed could not be decided.
@@ -41,8 +44,13 @@ pub trait ClipboardSource: Send {
 /// A change worth passing on.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ClipEvent {
-    Text { text: String, concealed: Option<bool> },
-    Oversized { bytes: usize },
+    Text {
+        text: String,
+        concealed: Option<bool>,
+    },
+    Oversized {
+        bytes: usize,
+    },
     Undecidable,
 }
 
@@ -112,7 +120,9 @@ pub fn watch(
                     tracing::warn!(error = %e, "cannot read the clipboard; retrying");
                     last_warning = Some(Instant::now());
                 }
-                (interval * 2u32.saturating_pow(failures.min(8))).min(Duration::from_secs(2)).max(interval)
+                (interval * 2u32.saturating_pow(failures.min(8)))
+                    .min(Duration::from_secs(2))
+                    .max(interval)
             }
         };
         std::thread::sleep(wait);
@@ -124,19 +134,35 @@ pub fn watch(
 pub enum Intake {
     Accepted(String),
     /// Rejected by a gate. `chars` is the text's length; the text itself is never kept.
-    Rejected { gate: &'static str, chars: usize },
+    Rejected {
+        gate: &'static str,
+        chars: usize,
+    },
 }
 
 /// Cleans a change and runs it through the gates.
 pub fn intake(event: ClipEvent, gates: &mut Gates, collapse: bool) -> Intake {
     match event {
-        ClipEvent::Oversized { bytes } => Intake::Rejected { gate: Rejection::TooLong.gate_name(), chars: bytes },
-        ClipEvent::Undecidable => Intake::Rejected { gate: Rejection::Concealed.gate_name(), chars: 0 },
+        ClipEvent::Oversized { bytes } => Intake::Rejected {
+            gate: Rejection::TooLong.gate_name(),
+            chars: bytes,
+        },
+        ClipEvent::Undecidable => Intake::Rejected {
+            gate: Rejection::Concealed.gate_name(),
+            chars: 0,
+        },
         ClipEvent::Text { text, concealed } => {
-            let cleaned = if collapse { collapse_repeats(&text) } else { text.trim().to_string() };
+            let cleaned = if collapse {
+                collapse_repeats(&text)
+            } else {
+                text.trim().to_string()
+            };
             match gates.check(&cleaned, concealed) {
                 Ok(()) => Intake::Accepted(cleaned),
-                Err(r) => Intake::Rejected { gate: r.gate_name(), chars: cleaned.chars().count() },
+                Err(r) => Intake::Rejected {
+                    gate: r.gate_name(),
+                    chars: cleaned.chars().count(),
+                },
             }
         }
     }

@@ -25,22 +25,39 @@ pub fn escape(text: &str) -> String {
 
 /// The notification for a translated line. `first_provider` is the chain's first provider:
 /// an answer from another one says "via NAME".
-pub fn translation(original: &str, t: &Translation, show_original: bool, first_provider: &str) -> Notice {
+pub fn translation(
+    original: &str,
+    t: &Translation,
+    show_original: bool,
+    first_provider: &str,
+) -> Notice {
     let summary = escape(t.options.first().map(String::as_str).unwrap_or_default());
-    let mut body: Vec<String> =
-        t.options.iter().enumerate().skip(1).map(|(i, o)| format!("{}. {}", i + 1, escape(o))).collect();
+    let mut body: Vec<String> = t
+        .options
+        .iter()
+        .enumerate()
+        .skip(1)
+        .map(|(i, o)| format!("{}. {}", i + 1, escape(o)))
+        .collect();
     if show_original {
         body.push(escape(original));
     }
     if t.provider != first_provider {
         body.push(format!("via {}", escape(&t.provider)));
     }
-    Notice { summary, body: body.join("\n") }
+    Notice {
+        summary,
+        body: body.join("\n"),
+    }
 }
 
 /// The notification for a line no provider could translate.
 pub fn outage(f: &ChainFailure) -> Notice {
-    let parts: Vec<String> = f.skipped.iter().map(|s| escape(&format!("{}: {}", s.provider, s.summary()))).collect();
+    let parts: Vec<String> = f
+        .skipped
+        .iter()
+        .map(|s| escape(&format!("{}: {}", s.provider, s.summary())))
+        .collect();
     Notice {
         summary: "yaku could not translate".into(),
         body: format!("{} — run `yaku check`", parts.join(" · ")),
@@ -85,7 +102,12 @@ mod tests {
 
     #[test]
     fn summary_is_the_best_option_and_body_the_rest_then_the_original() {
-        let n = translation("先輩<3", &t("gemini", &["Senpai <3 & me", "B", "C"]), true, "gemini");
+        let n = translation(
+            "先輩<3",
+            &t("gemini", &["Senpai <3 & me", "B", "C"]),
+            true,
+            "gemini",
+        );
         assert_eq!(n.summary, "Senpai &lt;3 &amp; me");
         assert_eq!(n.body, "2. B\n3. C\n先輩&lt;3");
         let n = translation("先輩", &t("groq", &["A"]), false, "gemini");
@@ -94,7 +116,7 @@ mod tests {
 
     #[test]
     fn outage_lists_each_provider_and_what_to_do() {
-        let s = |p: &str, reason, secs| Skipped {
+        let s = |p: &str, reason, secs: Option<u64>| Skipped {
             provider: p.into(),
             reason,
             retry_after: secs.map(Duration::from_secs),
@@ -103,10 +125,16 @@ mod tests {
             advice: String::new(),
         };
         let f = ChainFailure {
-            skipped: vec![s("gemini", SkipReason::RateLimited, Some(37)), s("groq", SkipReason::Unauthorized, None)],
+            skipped: vec![
+                s("gemini", SkipReason::RateLimited, Some(37)),
+                s("groq", SkipReason::Unauthorized, None),
+            ],
             latency: Duration::ZERO,
         };
-        assert_eq!(outage(&f).body, "gemini: rate limited for 37 s · groq: key rejected — run `yaku check`");
+        assert_eq!(
+            outage(&f).body,
+            "gemini: rate limited for 37 s · groq: key rejected — run `yaku check`"
+        );
     }
 
     #[test]

@@ -60,7 +60,11 @@ impl LatestWins {
 
     /// Drops everything waiting (shutdown, pause), returning it as superseded.
     pub fn clear(&mut self) -> Vec<QueueEffect> {
-        self.waiting.take().map(QueueEffect::Superseded).into_iter().collect()
+        self.waiting
+            .take()
+            .map(QueueEffect::Superseded)
+            .into_iter()
+            .collect()
     }
 
     /// Lines in the queue, the one in flight included.
@@ -95,7 +99,11 @@ mod tests {
     use super::*;
 
     fn line(id: u64) -> Line {
-        Line { id, text: format!("line {id}"), accepted_at: Instant::now() }
+        Line {
+            id,
+            text: format!("line {id}"),
+            accepted_at: Instant::now(),
+        }
     }
 
     enum Op {
@@ -116,12 +124,24 @@ mod tests {
         let cases: &[(&[Op], &[E], usize)] = &[
             (&[Push(1)], &[E::Start(1)], 1),
             (&[Push(1), Push(2)], &[E::Start(1)], 2),
-            (&[Push(1), Push(2), Push(3)], &[E::Start(1), E::Superseded(2)], 2),
-            (&[Push(1), Push(2), Push(3), Finish], &[E::Start(1), E::Superseded(2), E::Start(3)], 1),
+            (
+                &[Push(1), Push(2), Push(3)],
+                &[E::Start(1), E::Superseded(2)],
+                2,
+            ),
+            (
+                &[Push(1), Push(2), Push(3), Finish],
+                &[E::Start(1), E::Superseded(2), E::Start(3)],
+                1,
+            ),
             (&[Push(1), Finish], &[E::Start(1)], 0),
             (&[Push(1), Finish, Push(2)], &[E::Start(1), E::Start(2)], 1),
             (&[Finish], &[], 0),
-            (&[Push(1), Push(2), Clear, Finish], &[E::Start(1), E::Superseded(2)], 0),
+            (
+                &[Push(1), Push(2), Clear, Finish],
+                &[E::Start(1), E::Superseded(2)],
+                0,
+            ),
         ];
         for (i, (ops, want, len)) in cases.iter().enumerate() {
             let mut q = LatestWins::new();
@@ -147,7 +167,11 @@ mod tests {
         let mut q = LatestWins::new();
         let mut superseded = 0;
         for id in 0..10_000 {
-            superseded += q.push(line(id)).iter().filter(|e| matches!(e, QueueEffect::Superseded(_))).count();
+            superseded += q
+                .push(line(id))
+                .iter()
+                .filter(|e| matches!(e, QueueEffect::Superseded(_)))
+                .count();
             assert!(q.len() <= 2);
         }
         assert_eq!(superseded, 9_998);

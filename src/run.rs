@@ -1,0 +1,311 @@
+//! `yaku run`: the daemon's composition — single instance, log files, the clipboard thread,
+//! the notifier worker, the pipeline, and shutdown on SIGINT/SIGTERM.
+
+use std::fs::File;
+use std::io::{IsTerminal, Read, Seek, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use anyhow::Context;
+use tracing_subscriber::Layer;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+
+use crate::adapters::clipboard::SystemClipboard;
+use crate::adapters::notify::DesktopNotifier;
+use crate::app::{build_chain, create_private_dir, request_for};
+use crate::config::{Config, LogConfig, Rotation};
+use crate::core::clock::{Clock, TokioClock};
+use crate::core::daemon::{Daemon, DaemonSettings, notify_worker};
+use crate::core::gates::Gates;
+use crate::core::intake::{WatchControl, watch};
+
+/// yaku's directories: where the lock and the logs go.
+#[derive(Debug, Clone)]
+pub struct Dirs {
+    /// `$XDG_RUNTIME_DIR/yaku`, else the state (or data) dir.
+    pub runtime: PathBuf,
+    /// `$XDG_STATE_HOME/yaku` on Linux, else the local data dir.
+    pub state: PathBuf,
+}
+
+impl Dirs {
+    pub fn resolve() -> anyhow::Result<Dirs> {
+        let project = directories::ProjectDirs::from("", "", "yaku")
+            .context("no home directory found: set $HOME")?;
+        let state = project
+            .state_dir()
+            .unwrap_or_else(|| project.data_local_dir())
+            .to_path_buf();
+        let runtime = project
+            .runtime_dir()
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| state.clone());
+        Ok(Dirs { runtime, state })
+    }
+
+    /// Where the log files go under `config`.
+    pub fn log_dir(&self, config: &LogConfig) -> PathBuf {
+        config
+            .dir
+            .clone()
+            .unwrap_or_else(|| self.state.join("logs"))
+    }
+}
+
+/// The single-instance lock, held for the life of the process.
+pub struct InstanceLock {
+    _file: File,
+}
+
+/// Takes the lock in `dir`, or says which pid holds it.
+pub fn acquire_lock(dir: &Path) -> anyhow::Result<Result<InstanceLock, Option<u32>>> {
+    create_private_dir(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let path = dir.join("yaku.lock");
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .with_context(|| format!("cannot open {}", path.display()))?;
+    match file.try_lock() {
+        Ok(()) => {
+            file.set_len(0)?;
+            file.rewind()?;
+            write!(file, "{}", std::process::id())?;
+            file.flush()?;
+            Ok(Ok(InstanceLock { _file: file }))
+        }
+        Err(std::fs::TryLockError::WouldBlock) => {
+            let mut pid = String::new();
+            let _ = file.read_to_string(&mut pid);
+            Ok(Err(pid.trim().parse().ok()))
+        }
+        Err(std::fs::TryLockError::Error(e)) => {
+            Err(e).with_context(|| format!("cannot lock {}", path.display()))
+        }
+    }
+}
+
+/// Log files (and stderr when it is a terminal). The guard flushes the file writer on drop.
+fn init_logging(
+    config: &LogConfig,
+    dir: &Path,
+) -> Option<tracing_appender::non_blocking::WorkerGuard> {
+    let filter = || {
+        tracing_subscriber::EnvFilter::try_from_env("YAKU_LOG")
+            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&config.level))
+    };
+    let stderr_layer = std::io::stderr().is_terminal().then(|| {
+        tracing_subscriber::fmt::layer()
+            .with_writer(std::io::stderr)
+            .with_target(false)
+            .with_filter(filter())
+    });
+    let file = match open_log(config, dir) {
+        Ok(appender) => Some(appender),
+        Err(e) => {
+            // Translating matters more than logging: go on, and say so where a person sees it.
+            eprintln!(
+                "yaku: cannot write logs in {}: {e:#}; logging to stderr only",
+                dir.display()
+            );
+            None
+        }
+    };
+    let (file_layer, guard) = match file {
+        Some(appender) => {
+            let (writer, guard) = tracing_appender::non_blocking(appender);
+            let layer = tracing_subscriber::fmt::layer()
+                .with_writer(writer)
+                .with_ansi(false)
+                .with_target(false)
+                .with_filter(filter());
+            (Some(layer), Some(guard))
+        }
+        None => (None, None),
+    };
+    let fallback = (file_layer.is_none() && stderr_layer.is_none()).then(|| {
+        tracing_subscriber::fmt::layer()
+            .with_writer(std::io::stderr)
+            .with_ansi(false)
+            .with_target(false)
+            .with_filter(filter())
+    });
+    let _ = tracing_subscriber::registry()
+        .with(stderr_layer)
+        .with(file_layer)
+        .with(fallback)
+        .try_init();
+    guard
+}
+
+fn open_log(
+    config: &LogConfig,
+    dir: &Path,
+) -> anyhow::Result<tracing_appender::rolling::RollingFileAppender> {
+    create_private_dir(dir)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
+    }
+    let rotation = match config.rotation {
+        Rotation::Hourly => tracing_appender::rolling::Rotation::HOURLY,
+        Rotation::Daily => tracing_appender::rolling::Rotation::DAILY,
+        Rotation::Never => tracing_appender::rolling::Rotation::NEVER,
+    };
+    let mut builder = tracing_appender::rolling::RollingFileAppender::builder()
+        .rotation(rotation)
+        .filename_prefix("yaku")
+        .filename_suffix("log")
+        .max_log_files(config.keep_files);
+    // With no rotation the file itself is yaku.log; a symlink of that name would clash.
+    if config.rotation != Rotation::Never {
+        builder = builder.latest_symlink("yaku.log");
+    }
+    Ok(builder.build(dir)?)
+}
+
+/// Files yaku creates (logs, lock) are for the user alone.
+fn private_umask() {
+    #[cfg(unix)]
+    // SAFETY: umask only sets the process's file-creation mask; it cannot fail.
+    unsafe {
+        libc::umask(0o077);
+    }
+}
+
+/// Resolves when SIGINT or SIGTERM arrives.
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) {
+            (Ok(mut term), Ok(mut int)) => {
+                tokio::select! {
+                    _ = term.recv() => tracing::info!("SIGTERM: stopping"),
+                    _ = int.recv() => tracing::info!("SIGINT: stopping"),
+                }
+            }
+            _ => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+        tracing::info!("Ctrl-C: stopping");
+    }
+}
+
+/// Runs the daemon until a signal. Returns after the logs are flushed.
+pub fn run(config: &Config) -> anyhow::Result<()> {
+    private_umask();
+    let dirs = Dirs::resolve()?;
+    let _lock = match acquire_lock(&dirs.runtime)? {
+        Ok(lock) => lock,
+        Err(pid) => {
+            match pid {
+                Some(pid) => println!("yaku is already running (pid {pid})"),
+                None => println!("yaku is already running"),
+            }
+            return Ok(());
+        }
+    };
+    let log_dir = dirs.log_dir(&config.log);
+    let guard = init_logging(&config.log, &log_dir);
+    tracing::info!(
+        version = env!("CARGO_PKG_VERSION"),
+        pid = std::process::id(),
+        config = %config.source.as_deref().map_or("(defaults)".into(), |p| p.display().to_string()),
+        log_dir = %log_dir.display(),
+        "yaku starting"
+    );
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("yaku-worker")
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let result = runtime.block_on(serve(config));
+    // In-flight HTTP requests were dropped with the pipeline; do not wait on anything else.
+    runtime.shutdown_timeout(Duration::from_millis(500));
+    match &result {
+        Ok(()) => tracing::info!("yaku stopped"),
+        Err(e) => tracing::error!("yaku stopped: {e:#}"),
+    }
+    drop(guard);
+    result
+}
+
+async fn serve(config: &Config) -> anyhow::Result<()> {
+    let clock: Arc<dyn Clock> = Arc::new(TokioClock);
+    let chain = Arc::new(build_chain(config, clock.clone())?);
+    for entry in chain.entries() {
+        match &entry.unusable {
+            Some(s) => {
+                tracing::warn!(provider = %entry.name, "provider skipped: {} — {}", s.summary(), s.advice)
+            }
+            None => tracing::info!(provider = %entry.name, "provider ready"),
+        }
+    }
+    let gates = Gates::new(config.clipboard.gates.clone())
+        .context("the privacy gates could not be set up")?;
+
+    let (events_tx, events_rx) = tokio::sync::mpsc::channel(16);
+    let control = WatchControl::default();
+    let watch_control = control.clone();
+    let interval = config.clipboard.poll_interval;
+    let max_chars = config.clipboard.gates.max_chars;
+    std::thread::Builder::new()
+        .name("yaku-clipboard".into())
+        .spawn(move || {
+            watch(
+                SystemClipboard::new(max_chars),
+                interval,
+                events_tx,
+                watch_control,
+            )
+        })
+        .context("cannot start the clipboard thread")?;
+
+    let (notices_tx, notices_rx) = tokio::sync::watch::channel(None);
+    let notifier = config.notify.enabled.then(|| {
+        let notifier = Arc::new(DesktopNotifier::new(config.notify.timeout_ms));
+        tokio::spawn(notify_worker(notifier, notices_rx, Duration::from_secs(5)))
+    });
+
+    let settings = DaemonSettings {
+        collapse_repeats: config.clipboard.collapse_repeats,
+        show_original: config.notify.show_original,
+        include_text: config.log.include_text,
+        request: request_for(config, ""),
+    };
+    let daemon = Daemon::new(chain, clock, gates, settings, notices_tx);
+    tracing::info!(
+        poll_ms = interval.as_millis() as u64,
+        "watching the clipboard"
+    );
+    let counts = daemon.run(events_rx, shutdown_signal()).await;
+    control.stop.store(true, Ordering::Relaxed);
+    if let Some(task) = notifier {
+        task.abort();
+    }
+    tracing::info!(
+        accepted = counts.accepted,
+        translated = counts.translated,
+        failed = counts.failed,
+        superseded = counts.superseded,
+        rejected = counts.rejected,
+        "session summary"
+    );
+    Ok(())
+}
