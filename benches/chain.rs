@@ -4,6 +4,7 @@
 //! p50/p99 of both over interleaved runs, since the target is stated at p99.
 //!
 //! cargo bench --bench chain
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests may panic
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -26,7 +27,9 @@ async fn serve() -> String {
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move {
         loop {
-            let Ok((mut sock, _)) = listener.accept().await else { return };
+            let Ok((mut sock, _)) = listener.accept().await else {
+                return;
+            };
             sock.set_nodelay(true).ok();
             tokio::spawn(async move {
                 let mut buf = Vec::with_capacity(16 * 1024);
@@ -103,14 +106,41 @@ fn setup(url: &str) -> Setup {
     let clock: Arc<dyn Clock> = Arc::new(TokioClock);
     let gemini = Gemini::new(settings(url)).unwrap();
     let body = gemini.body(&Prompt::build(&request()));
-    let entry = ChainEntry::new(Arc::new(gemini), BreakerConfig::default(), RateLimit::new(0, 0, clock.clone()), String::new());
-    let chain = Chain::new(vec![entry], clock, ChainConfig { deadline: Duration::from_secs(20), ..ChainConfig::default() });
-    let client = reqwest::Client::builder().timeout(Duration::from_secs(5)).build().unwrap();
-    Setup { chain, client, url: format!("{url}/models/gemini-bench:generateContent"), body }
+    let entry = ChainEntry::new(
+        Arc::new(gemini),
+        BreakerConfig::default(),
+        RateLimit::new(0, 0, clock.clone()),
+        String::new(),
+    );
+    let chain = Chain::new(
+        vec![entry],
+        clock,
+        ChainConfig {
+            deadline: Duration::from_secs(20),
+            ..ChainConfig::default()
+        },
+    );
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()
+        .unwrap();
+    Setup {
+        chain,
+        client,
+        url: format!("{url}/models/gemini-bench:generateContent"),
+        body,
+    }
 }
 
 async fn direct(s: &Setup) {
-    let resp = s.client.post(&s.url).header("x-goog-api-key", "bench-key").json(&s.body).send().await.unwrap();
+    let resp = s
+        .client
+        .post(&s.url)
+        .header("x-goog-api-key", "bench-key")
+        .json(&s.body)
+        .send()
+        .await
+        .unwrap();
     let bytes = resp.bytes().await.unwrap();
     assert!(bytes.len() > 100);
 }
@@ -121,7 +151,11 @@ async fn through_chain(s: &Setup) {
 }
 
 fn bench(c: &mut Criterion) {
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
     let url = rt.block_on(serve());
     let s = setup(&url);
     let mut g = c.benchmark_group("translate_one_line");
@@ -131,7 +165,11 @@ fn bench(c: &mut Criterion) {
 }
 
 fn percentiles() {
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
     let url = rt.block_on(serve());
     let s = setup(&url);
     let n = 5000;
@@ -155,8 +193,16 @@ fn percentiles() {
     let p = |v: &[Duration], q: f64| v[((v.len() as f64 * q) as usize).min(v.len() - 1)];
     let us = |d: Duration| d.as_secs_f64() * 1e6;
     println!("\npercentiles over {n} interleaved requests each (µs):");
-    println!("  direct reqwest: p50 {:8.1}  p99 {:8.1}", us(p(&d, 0.5)), us(p(&d, 0.99)));
-    println!("  through chain:  p50 {:8.1}  p99 {:8.1}", us(p(&ch, 0.5)), us(p(&ch, 0.99)));
+    println!(
+        "  direct reqwest: p50 {:8.1}  p99 {:8.1}",
+        us(p(&d, 0.5)),
+        us(p(&d, 0.99))
+    );
+    println!(
+        "  through chain:  p50 {:8.1}  p99 {:8.1}",
+        us(p(&ch, 0.5)),
+        us(p(&ch, 0.99))
+    );
     println!(
         "  chain adds:     p50 {:8.1}  p99 {:8.1}",
         us(p(&ch, 0.5)) - us(p(&d, 0.5)),

@@ -231,15 +231,15 @@ fn translate(config: &Config, args: TranslateArgs) -> anyhow::Result<()> {
         )
         .into());
     }
-    if let Some(name) = &args.provider {
-        if !config.providers.iter().any(|p| &p.name == name) {
-            let names: Vec<&str> = config.providers.iter().map(|p| p.name.as_str()).collect();
-            return Err(UsageError(format!(
-                "no provider named \"{name}\"; configured: {}",
-                names.join(", ")
-            ))
-            .into());
-        }
+    if let Some(name) = &args.provider
+        && !config.providers.iter().any(|p| &p.name == name)
+    {
+        let names: Vec<&str> = config.providers.iter().map(|p| p.name.as_str()).collect();
+        return Err(UsageError(format!(
+            "no provider named \"{name}\"; configured: {}",
+            names.join(", ")
+        ))
+        .into());
     }
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -702,16 +702,15 @@ impl ProviderConfig {
         env: impl Fn(&str) -> Option<String>,
         config_file: Option<&Path>,
     ) -> Result<KeyLookup, ConfigError> {
-        if let Some(var) = &self.api_key_env {
-            if let Some(key) = env(var)
+        if let Some(var) = &self.api_key_env
+            && let Some(key) = env(var)
                 .map(|k| k.trim().to_string())
                 .filter(|k| !k.is_empty())
-            {
-                return Ok(KeyLookup::Found {
-                    key,
-                    source: KeySource::Env(var.clone()),
-                });
-            }
+        {
+            return Ok(KeyLookup::Found {
+                key,
+                source: KeySource::Env(var.clone()),
+            });
         }
         if let Some(key) = &self.api_key {
             if let Some(path) = config_file {

@@ -1,5 +1,6 @@
 //! The chain over the real HTTP adapters and loopback servers, on a manual clock: what the
 //! providers' own request logs show about the breaker and the rate limits.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests may panic
 
 mod support;
 
@@ -52,7 +53,11 @@ async fn rig(gemini_rpm: u32) -> Rig {
     let groq = MockServer::start().await;
     let clock = ManualClock::new();
     let dyn_clock: Arc<dyn Clock> = Arc::new(clock.clone());
-    let breaker = BreakerConfig { failures_to_open: 3, open: 30 * S, max_open: 900 * S };
+    let breaker = BreakerConfig {
+        failures_to_open: 3,
+        open: 30 * S,
+        max_open: 900 * S,
+    };
     let entries = vec![
         ChainEntry::new(
             Arc::new(Gemini::new(settings("gemini", "gemini-test", &gemini.uri())).unwrap()),
@@ -67,8 +72,21 @@ async fn rig(gemini_rpm: u32) -> Rig {
             "check GROQ_API_KEY".into(),
         ),
     ];
-    let chain = Chain::with_seed(entries, dyn_clock, ChainConfig { deadline: 20 * S, retry_base: Duration::from_millis(50) }, 1);
-    Rig { gemini, groq, clock, chain }
+    let chain = Chain::with_seed(
+        entries,
+        dyn_clock,
+        ChainConfig {
+            deadline: 20 * S,
+            retry_base: Duration::from_millis(50),
+        },
+        1,
+    );
+    Rig {
+        gemini,
+        groq,
+        clock,
+        chain,
+    }
 }
 
 async fn count(server: &MockServer) -> usize {
@@ -97,7 +115,10 @@ async fn gemini_429_with_retry_delay_37s_goes_to_groq_and_gemini_hears_nothing_f
 
     let t = r.chain.translate(&req(), None).await.unwrap();
     assert_eq!(t.provider, "groq");
-    assert_eq!((t.skipped[0].reason, t.skipped[0].retry_after), (SkipReason::RateLimited, Some(37 * S)));
+    assert_eq!(
+        (t.skipped[0].reason, t.skipped[0].retry_after),
+        (SkipReason::RateLimited, Some(37 * S))
+    );
     assert_eq!(count(&r.gemini).await, 1);
 
     for _ in 0..36 {
@@ -107,14 +128,21 @@ async fn gemini_429_with_retry_delay_37s_goes_to_groq_and_gemini_hears_nothing_f
     }
     r.clock.advance(Duration::from_millis(999));
     r.chain.translate(&req(), None).await.unwrap();
-    assert_eq!(count(&r.gemini).await, 1, "no request to gemini before 37 s of virtual time");
+    assert_eq!(
+        count(&r.gemini).await,
+        1,
+        "no request to gemini before 37 s of virtual time"
+    );
     assert_eq!(count(&r.groq).await, 38);
 
     r.clock.advance(Duration::from_millis(1));
     let t = r.chain.translate(&req(), None).await.unwrap();
     assert_eq!(t.provider, "gemini");
     assert_eq!(count(&r.gemini).await, 2, "exactly one probe at 37 s");
-    assert_eq!(r.chain.entry("gemini").unwrap().breaker_state(), State::Closed { failures: 0 });
+    assert_eq!(
+        r.chain.entry("gemini").unwrap().breaker_state(),
+        State::Closed { failures: 0 }
+    );
 }
 
 #[tokio::test]
@@ -136,7 +164,10 @@ async fn a_bad_gemini_key_disables_it_and_later_lines_send_it_nothing() {
         r.clock.advance(3600 * S);
     }
     assert_eq!(count(&r.gemini).await, 1);
-    assert!(matches!(r.chain.entry("gemini").unwrap().breaker_state(), State::Disabled { .. }));
+    assert!(matches!(
+        r.chain.entry("gemini").unwrap().breaker_state(),
+        State::Disabled { .. }
+    ));
 }
 
 #[tokio::test]
@@ -147,31 +178,53 @@ async fn a_safety_refusal_goes_to_the_next_provider_and_gemini_stays_closed() {
         "usageMetadata": { "promptTokenCount": 12, "totalTokenCount": 12 },
         "modelVersion": "gemini-test"
     });
-    Mock::given(method("POST")).respond_with(ResponseTemplate::new(200).set_body_json(blocked)).mount(&r.gemini).await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(blocked))
+        .mount(&r.gemini)
+        .await;
     Mock::given(method("POST"))
         .respond_with(ResponseTemplate::new(200).set_body_json(openai_ok(&["From groq."])))
         .mount(&r.groq)
         .await;
     for _ in 0..4 {
         let t = r.chain.translate(&req(), None).await.unwrap();
-        assert_eq!((t.provider.as_str(), t.skipped[0].reason), ("groq", SkipReason::Refused));
+        assert_eq!(
+            (t.provider.as_str(), t.skipped[0].reason),
+            ("groq", SkipReason::Refused)
+        );
     }
     assert_eq!(count(&r.gemini).await, 4);
-    assert_eq!(r.chain.entry("gemini").unwrap().breaker_state(), State::Closed { failures: 0 });
+    assert_eq!(
+        r.chain.entry("gemini").unwrap().breaker_state(),
+        State::Closed { failures: 0 }
+    );
 }
 
 #[tokio::test]
 async fn gemini_503s_are_retried_once_then_open_its_breaker() {
     let r = rig(0).await;
     let overloaded = serde_json::json!({ "error": { "code": 503, "message": "The model is overloaded. Please try again later.", "status": "UNAVAILABLE" } });
-    Mock::given(method("POST")).respond_with(ResponseTemplate::new(503).set_body_json(overloaded)).mount(&r.gemini).await;
-    Mock::given(method("POST")).respond_with(ResponseTemplate::new(503).set_body_string("<html>502</html>")).mount(&r.groq).await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(503).set_body_json(overloaded))
+        .mount(&r.gemini)
+        .await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(503).set_body_string("<html>502</html>"))
+        .mount(&r.groq)
+        .await;
     let err = r.chain.translate(&req(), None).await.unwrap_err();
     assert_eq!(count(&r.gemini).await, 2, "one retry per provider per line");
     assert_eq!(count(&r.groq).await, 2);
-    assert!(err.skipped.iter().all(|s| s.reason == SkipReason::Transient));
+    assert!(
+        err.skipped
+            .iter()
+            .all(|s| s.reason == SkipReason::Transient)
+    );
     r.chain.translate(&req(), None).await.unwrap_err();
-    assert!(matches!(r.chain.entry("gemini").unwrap().breaker_state(), State::Open { .. }));
+    assert!(matches!(
+        r.chain.entry("gemini").unwrap().breaker_state(),
+        State::Open { .. }
+    ));
     let before = count(&r.gemini).await;
     let err = r.chain.translate(&req(), None).await.unwrap_err();
     assert_eq!(count(&r.gemini).await, before, "no request while open");
@@ -203,8 +256,18 @@ async fn the_rate_limit_spaces_requests_so_the_provider_never_answers_429() {
     }
     assert_eq!(count(&r.gemini).await, gemini_times.len());
     for (i, t) in gemini_times.iter().enumerate() {
-        let window = gemini_times[i..].iter().take_while(|u| **u < *t + 60 * S).count();
-        assert!(window <= 10, "{window} gemini requests within 60 s of {t:?}");
+        let window = gemini_times[i..]
+            .iter()
+            .take_while(|u| **u < *t + 60 * S)
+            .count();
+        assert!(
+            window <= 10,
+            "{window} gemini requests within 60 s of {t:?}"
+        );
     }
-    assert!(gemini_times.len() >= 29, "the budget is used, not wasted: {}", gemini_times.len());
+    assert!(
+        gemini_times.len() >= 29,
+        "the budget is used, not wasted: {}",
+        gemini_times.len()
+    );
 }

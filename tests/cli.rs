@@ -1,5 +1,6 @@
 //! `yaku translate` and `yaku config` as a user runs them: the real binary against loopback
 //! servers that speak Gemini's and Groq's wire formats.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests may panic
 
 mod support;
 
@@ -18,11 +19,19 @@ struct Servers {
 
 impl Servers {
     async fn start() -> Self {
-        Self { gemini: MockServer::start().await, groq: MockServer::start().await, dir: tempfile::tempdir().unwrap() }
+        Self {
+            gemini: MockServer::start().await,
+            groq: MockServer::start().await,
+            dir: tempfile::tempdir().unwrap(),
+        }
     }
 
     fn config(&self) -> String {
-        let path = write_config(self.dir.path(), &two_provider_config(&self.gemini.uri(), &self.groq.uri()), 0o600);
+        let path = write_config(
+            self.dir.path(),
+            &two_provider_config(&self.gemini.uri(), &self.groq.uri()),
+            0o600,
+        );
         path.to_string_lossy().into_owned()
     }
 
@@ -38,7 +47,10 @@ impl Servers {
     async fn groq_replies(&self, status: u16, body: Value) {
         Mock::given(method("POST"))
             .and(path("/chat/completions"))
-            .and(header("authorization", format!("Bearer {FAKE_KEY}").as_str()))
+            .and(header(
+                "authorization",
+                format!("Bearer {FAKE_KEY}").as_str(),
+            ))
             .respond_with(ResponseTemplate::new(status).set_body_json(body))
             .mount(&self.groq)
             .await;
@@ -46,17 +58,32 @@ impl Servers {
 }
 
 fn keys() -> Vec<(&'static str, &'static str)> {
-    vec![("YAKU_TEST_GEMINI_KEY", FAKE_KEY), ("YAKU_TEST_GROQ_KEY", FAKE_KEY)]
+    vec![
+        ("YAKU_TEST_GEMINI_KEY", FAKE_KEY),
+        ("YAKU_TEST_GROQ_KEY", FAKE_KEY),
+    ]
 }
 
 #[tokio::test]
 async fn plain_output_is_the_best_option_then_the_others_numbered() {
     let s = Servers::start().await;
-    s.gemini_replies(200, gemini_ok(&["Good morning, senpai.", "Morning, senpai!", "Hey, senpai."])).await;
+    s.gemini_replies(
+        200,
+        gemini_ok(&["Good morning, senpai.", "Morning, senpai!", "Hey, senpai."]),
+    )
+    .await;
     let cfg = s.config();
-    let out = yaku(&["translate", "--config", &cfg, "おはよう、先輩。"], &keys(), None).await;
+    let out = yaku(
+        &["translate", "--config", &cfg, "おはよう、先輩。"],
+        &keys(),
+        None,
+    )
+    .await;
     assert_eq!(out.status.code(), Some(0), "stderr: {}", text(&out.stderr));
-    assert_eq!(text(&out.stdout), "Good morning, senpai.\n  2. Morning, senpai!\n  3. Hey, senpai.\n");
+    assert_eq!(
+        text(&out.stdout),
+        "Good morning, senpai.\n  2. Morning, senpai!\n  3. Hey, senpai.\n"
+    );
     let err = text(&out.stderr);
     assert!(err.contains("via gemini in "), "stderr: {err}");
     assert!(s.groq.received_requests().await.unwrap().is_empty());
@@ -67,12 +94,16 @@ async fn reads_the_line_from_stdin_when_no_text_or_a_dash_is_given() {
     let s = Servers::start().await;
     s.gemini_replies(200, gemini_ok(&["Hello."])).await;
     let cfg = s.config();
-    for args in [vec!["translate", "--config", &cfg], vec!["translate", "--config", &cfg, "-"]] {
+    for args in [
+        vec!["translate", "--config", &cfg],
+        vec!["translate", "--config", &cfg, "-"],
+    ] {
         let out = yaku(&args, &keys(), Some("こんにちは\n")).await;
         assert_eq!(out.status.code(), Some(0), "stderr: {}", text(&out.stderr));
         assert_eq!(text(&out.stdout), "Hello.\n");
     }
-    let sent: Value = serde_json::from_slice(&s.gemini.received_requests().await.unwrap()[0].body).unwrap();
+    let sent: Value =
+        serde_json::from_slice(&s.gemini.received_requests().await.unwrap()[0].body).unwrap();
     let user = sent["contents"][0]["parts"][0]["text"].as_str().unwrap();
     assert!(user.contains("こんにちは"), "{user}");
 }
@@ -81,9 +112,15 @@ async fn reads_the_line_from_stdin_when_no_text_or_a_dash_is_given() {
 async fn gemini_rate_limited_falls_back_to_groq_and_json_says_why() {
     let s = Servers::start().await;
     s.gemini_replies(429, gemini_429("37s")).await;
-    s.groq_replies(200, openai_ok(&["Good morning, senpai.", "Morning!"])).await;
+    s.groq_replies(200, openai_ok(&["Good morning, senpai.", "Morning!"]))
+        .await;
     let cfg = s.config();
-    let out = yaku(&["translate", "--json", "--config", &cfg, "おはよう、先輩。"], &keys(), None).await;
+    let out = yaku(
+        &["translate", "--json", "--config", &cfg, "おはよう、先輩。"],
+        &keys(),
+        None,
+    )
+    .await;
     assert_eq!(out.status.code(), Some(0), "stderr: {}", text(&out.stderr));
     let v: Value = serde_json::from_slice(&out.stdout).unwrap();
     let keys_of = |v: &Value| {
@@ -91,19 +128,43 @@ async fn gemini_rate_limited_falls_back_to_groq_and_json_says_why() {
         k.sort();
         k
     };
-    assert_eq!(keys_of(&v), ["best", "latency_ms", "options", "provider", "skipped", "text"]);
+    assert_eq!(
+        keys_of(&v),
+        [
+            "best",
+            "latency_ms",
+            "options",
+            "provider",
+            "skipped",
+            "text"
+        ]
+    );
     assert_eq!(v["text"], "おはよう、先輩。");
     assert_eq!(v["best"], "Good morning, senpai.");
-    assert_eq!(v["options"], serde_json::json!(["Good morning, senpai.", "Morning!"]));
+    assert_eq!(
+        v["options"],
+        serde_json::json!(["Good morning, senpai.", "Morning!"])
+    );
     assert_eq!(v["provider"], "groq");
-    assert_eq!(v["skipped"], serde_json::json!([{ "provider": "gemini", "reason": "rate_limited", "retry_after_ms": 37000 }]));
+    assert_eq!(
+        v["skipped"],
+        serde_json::json!([{ "provider": "gemini", "reason": "rate_limited", "retry_after_ms": 37000 }])
+    );
     assert!(v["latency_ms"].is_u64());
     assert_eq!(s.gemini.received_requests().await.unwrap().len(), 1);
 
     // Plain mode says the same on stderr.
-    let out = yaku(&["translate", "--config", &cfg, "おはよう、先輩。"], &keys(), None).await;
+    let out = yaku(
+        &["translate", "--config", &cfg, "おはよう、先輩。"],
+        &keys(),
+        None,
+    )
+    .await;
     let err = text(&out.stderr);
-    assert!(err.contains("via groq in ") && err.contains("(gemini: rate limited for 37 s)"), "{err}");
+    assert!(
+        err.contains("via groq in ") && err.contains("(gemini: rate limited for 37 s)"),
+        "{err}"
+    );
 }
 
 #[tokio::test]
@@ -116,14 +177,30 @@ async fn all_providers_failing_exits_3_and_says_what_to_do_about_each() {
     assert_eq!(out.status.code(), Some(3));
     assert!(out.stdout.is_empty());
     let err = text(&out.stderr);
-    assert!(err.contains("gemini: key rejected — the key was rejected: check YAKU_TEST_GEMINI_KEY"), "{err}");
-    assert!(err.contains("groq: key rejected — the key was rejected: check YAKU_TEST_GROQ_KEY"), "{err}");
+    assert!(
+        err.contains("gemini: key rejected — the key was rejected: check YAKU_TEST_GEMINI_KEY"),
+        "{err}"
+    );
+    assert!(
+        err.contains("groq: key rejected — the key was rejected: check YAKU_TEST_GROQ_KEY"),
+        "{err}"
+    );
 
-    let out = yaku(&["translate", "--json", "--config", &cfg, "おはよう"], &keys(), None).await;
+    let out = yaku(
+        &["translate", "--json", "--config", &cfg, "おはよう"],
+        &keys(),
+        None,
+    )
+    .await;
     assert_eq!(out.status.code(), Some(3));
     let v: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["best"], Value::Null);
-    let reasons: Vec<&str> = v["skipped"].as_array().unwrap().iter().map(|s| s["reason"].as_str().unwrap()).collect();
+    let reasons: Vec<&str> = v["skipped"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["reason"].as_str().unwrap())
+        .collect();
     assert_eq!(reasons, ["unauthorized", "unauthorized"]);
 }
 
@@ -132,16 +209,27 @@ async fn missing_keys_skip_providers_with_a_reason_instead_of_failing_to_load() 
     let s = Servers::start().await;
     s.groq_replies(200, openai_ok(&["Hi."])).await;
     let cfg = s.config();
-    let out = yaku(&["translate", "--json", "--config", &cfg, "やあ"], &[("YAKU_TEST_GROQ_KEY", FAKE_KEY)], None).await;
+    let out = yaku(
+        &["translate", "--json", "--config", &cfg, "やあ"],
+        &[("YAKU_TEST_GROQ_KEY", FAKE_KEY)],
+        None,
+    )
+    .await;
     assert_eq!(out.status.code(), Some(0), "stderr: {}", text(&out.stderr));
     let v: Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(v["skipped"], serde_json::json!([{ "provider": "gemini", "reason": "no_key", "retry_after_ms": null }]));
+    assert_eq!(
+        v["skipped"],
+        serde_json::json!([{ "provider": "gemini", "reason": "no_key", "retry_after_ms": null }])
+    );
     assert!(s.gemini.received_requests().await.unwrap().is_empty());
 
     let out = yaku(&["translate", "--config", &cfg, "やあ"], &[], None).await;
     assert_eq!(out.status.code(), Some(3));
     let err = text(&out.stderr);
-    assert!(err.contains("gemini: no API key — set YAKU_TEST_GEMINI_KEY"), "{err}");
+    assert!(
+        err.contains("gemini: no API key — set YAKU_TEST_GEMINI_KEY"),
+        "{err}"
+    );
 }
 
 #[tokio::test]
@@ -150,11 +238,21 @@ async fn provider_flag_uses_only_that_provider_and_an_unknown_name_is_a_usage_er
     s.gemini_replies(200, gemini_ok(&["From gemini."])).await;
     s.groq_replies(200, openai_ok(&["From groq."])).await;
     let cfg = s.config();
-    let out = yaku(&["translate", "--provider", "groq", "--config", &cfg, "やあ"], &keys(), None).await;
+    let out = yaku(
+        &["translate", "--provider", "groq", "--config", &cfg, "やあ"],
+        &keys(),
+        None,
+    )
+    .await;
     assert_eq!(text(&out.stdout), "From groq.\n");
     assert!(s.gemini.received_requests().await.unwrap().is_empty());
 
-    let out = yaku(&["translate", "--provider", "deepl", "--config", &cfg, "やあ"], &keys(), None).await;
+    let out = yaku(
+        &["translate", "--provider", "deepl", "--config", &cfg, "やあ"],
+        &keys(),
+        None,
+    )
+    .await;
     assert_eq!(out.status.code(), Some(2));
     assert!(text(&out.stderr).contains("no provider named \"deepl\"; configured: gemini, groq"));
 }
@@ -177,37 +275,95 @@ async fn usage_errors_exit_2() {
 async fn config_errors_exit_78_naming_the_file_line_and_key() {
     let dir = tempfile::tempdir().unwrap();
     let cases: &[(&str, &str)] = &[
-        ("[translation]\noptoins = 3\n", "line 2: translation.optoins: unknown field `optoins`"),
-        ("[translation]\noptions = 9\n", "line 2: translation.options: 9 is out of range: must be 1 to 5"),
-        ("[translation]\ndeadline_secs = \"soon\"\n", "line 2: translation.deadline_secs: invalid type: string \"soon\", expected a number"),
-        ("[breaker]\nopen_secs = 60\nmax_open_secs = 30\n", "line 3: breaker.max_open_secs: must be at least `open_secs`"),
-        ("[[providers]]\nname = \"x\"\nkind = \"opnai\"\nmodel = \"m\"\n", "line 3: providers[0].kind: unknown variant `opnai`"),
-        ("[[providers]]\nname = \"x\"\nkind = \"openai\"\nmodel = \"m\"\nbase_url = \"http://example.com/v1\"\n", "line 5: providers[0].base_url: \"http://example.com/v1\" must use https://"),
-        ("[[providers]]\nname = \"x\"\nkind = \"gemini\"\nmodel = \"m\"\n\n[[providers]]\nname = \"x\"\nkind = \"gemini\"\nmodel = \"m\"\n", "line 7: providers[1].name: \"x\" is used by an earlier provider"),
-        ("[[providers]]\nname = \"x\"\nkind = \"gemini\"\n", "line 1: providers[0]: missing field `model`"),
-        ("[[providers]]\nname = \"x\"\nkind = \"gemini\"\nmodel = \"m\"\nrequests_per_minute = -1\n", "line 5: providers[0].requests_per_minute: -1 is out of range"),
+        (
+            "[translation]\noptoins = 3\n",
+            "line 2: translation.optoins: unknown field `optoins`",
+        ),
+        (
+            "[translation]\noptions = 9\n",
+            "line 2: translation.options: 9 is out of range: must be 1 to 5",
+        ),
+        (
+            "[translation]\ndeadline_secs = \"soon\"\n",
+            "line 2: translation.deadline_secs: invalid type: string \"soon\", expected a number",
+        ),
+        (
+            "[breaker]\nopen_secs = 60\nmax_open_secs = 30\n",
+            "line 3: breaker.max_open_secs: must be at least `open_secs`",
+        ),
+        (
+            "[[providers]]\nname = \"x\"\nkind = \"opnai\"\nmodel = \"m\"\n",
+            "line 3: providers[0].kind: unknown variant `opnai`",
+        ),
+        (
+            "[[providers]]\nname = \"x\"\nkind = \"openai\"\nmodel = \"m\"\nbase_url = \"http://example.com/v1\"\n",
+            "line 5: providers[0].base_url: \"http://example.com/v1\" must use https://",
+        ),
+        (
+            "[[providers]]\nname = \"x\"\nkind = \"gemini\"\nmodel = \"m\"\n\n[[providers]]\nname = \"x\"\nkind = \"gemini\"\nmodel = \"m\"\n",
+            "line 7: providers[1].name: \"x\" is used by an earlier provider",
+        ),
+        (
+            "[[providers]]\nname = \"x\"\nkind = \"gemini\"\n",
+            "line 1: providers[0]: missing field `model`",
+        ),
+        (
+            "[[providers]]\nname = \"x\"\nkind = \"gemini\"\nmodel = \"m\"\nrequests_per_minute = -1\n",
+            "line 5: providers[0].requests_per_minute: -1 is out of range",
+        ),
         ("[translation\n", "line 1"),
     ];
     for (toml, want) in cases {
         let cfg = write_config(dir.path(), toml, 0o600);
-        let out = yaku(&["translate", "--config", cfg.to_str().unwrap(), "やあ"], &[], None).await;
+        let out = yaku(
+            &["translate", "--config", cfg.to_str().unwrap(), "やあ"],
+            &[],
+            None,
+        )
+        .await;
         assert_eq!(out.status.code(), Some(78), "{toml}");
         let err = text(&out.stderr);
-        assert!(err.contains(cfg.to_str().unwrap()) && err.contains(want), "for {toml:?}\nwanted: {want}\ngot: {err}");
+        assert!(
+            err.contains(cfg.to_str().unwrap()) && err.contains(want),
+            "for {toml:?}\nwanted: {want}\ngot: {err}"
+        );
     }
 }
 
 #[tokio::test]
 async fn a_config_that_is_a_directory_or_not_utf8_is_a_config_error() {
     let dir = tempfile::tempdir().unwrap();
-    let out = yaku(&["translate", "--config", dir.path().to_str().unwrap(), "やあ"], &[], None).await;
+    let out = yaku(
+        &[
+            "translate",
+            "--config",
+            dir.path().to_str().unwrap(),
+            "やあ",
+        ],
+        &[],
+        None,
+    )
+    .await;
     assert_eq!(out.status.code(), Some(78));
-    assert!(text(&out.stderr).contains("is a directory"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("is a directory"),
+        "{}",
+        text(&out.stderr)
+    );
     let path = dir.path().join("latin1.toml");
     std::fs::write(&path, b"[translation]\ninstructions = \"caf\xe9\"\n").unwrap();
-    let out = yaku(&["translate", "--config", path.to_str().unwrap(), "やあ"], &[], None).await;
+    let out = yaku(
+        &["translate", "--config", path.to_str().unwrap(), "やあ"],
+        &[],
+        None,
+    )
+    .await;
     assert_eq!(out.status.code(), Some(78));
-    assert!(text(&out.stderr).contains("line 2: not UTF-8"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("line 2: not UTF-8"),
+        "{}",
+        text(&out.stderr)
+    );
 }
 
 #[tokio::test]
@@ -223,7 +379,10 @@ async fn a_key_in_a_config_file_others_can_read_is_refused_with_the_chmod_fix() 
     let out = yaku(&["translate", "--config", cfg, "やあ"], &[], None).await;
     assert_eq!(out.status.code(), Some(78));
     let err = text(&out.stderr);
-    assert!(err.contains(&format!("run `chmod 600 {cfg}`")) && err.contains("line 6"), "{err}");
+    assert!(
+        err.contains(&format!("run `chmod 600 {cfg}`")) && err.contains("line 6"),
+        "{err}"
+    );
     assert!(!err.contains(FAKE_KEY));
     assert!(s.gemini.received_requests().await.unwrap().is_empty());
 
@@ -249,8 +408,15 @@ async fn the_key_never_appears_in_any_output() {
         env.push(("YAKU_LOG", "trace"));
         let out = yaku(&args, &env, None).await;
         assert_eq!(out.status.code(), Some(3));
-        assert!(!text(&out.stdout).contains(FAKE_KEY), "stdout leaks the key");
-        assert!(!text(&out.stderr).contains(FAKE_KEY), "stderr leaks the key: {}", text(&out.stderr));
+        assert!(
+            !text(&out.stdout).contains(FAKE_KEY),
+            "stdout leaks the key"
+        );
+        assert!(
+            !text(&out.stderr).contains(FAKE_KEY),
+            "stderr leaks the key: {}",
+            text(&out.stderr)
+        );
     }
 }
 
@@ -261,12 +427,25 @@ async fn config_init_writes_a_private_example_and_never_overwrites_without_force
     let cfg_s = cfg.to_str().unwrap();
     let out = yaku(&["config", "init", "--config", cfg_s], &[], None).await;
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
-    assert_eq!(std::fs::read_to_string(&cfg).unwrap(), include_str!("../config.example.toml"));
+    assert_eq!(
+        std::fs::read_to_string(&cfg).unwrap(),
+        include_str!("../config.example.toml")
+    );
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        assert_eq!(std::fs::metadata(&cfg).unwrap().permissions().mode() & 0o777, 0o600);
-        assert_eq!(std::fs::metadata(cfg.parent().unwrap()).unwrap().permissions().mode() & 0o777, 0o700);
+        assert_eq!(
+            std::fs::metadata(&cfg).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+        assert_eq!(
+            std::fs::metadata(cfg.parent().unwrap())
+                .unwrap()
+                .permissions()
+                .mode()
+                & 0o777,
+            0o700
+        );
     }
     std::fs::write(&cfg, "# mine\n").unwrap();
     let out = yaku(&["config", "init", "--config", cfg_s], &[], None).await;
@@ -275,15 +454,31 @@ async fn config_init_writes_a_private_example_and_never_overwrites_without_force
     assert_eq!(std::fs::read_to_string(&cfg).unwrap(), "# mine\n");
     let out = yaku(&["config", "init", "--force", "--config", cfg_s], &[], None).await;
     assert_eq!(out.status.code(), Some(0));
-    assert_eq!(std::fs::read_to_string(&cfg).unwrap(), include_str!("../config.example.toml"));
+    assert_eq!(
+        std::fs::read_to_string(&cfg).unwrap(),
+        include_str!("../config.example.toml")
+    );
 }
 
 #[tokio::test]
 async fn config_path_follows_the_flag_then_the_environment_then_the_platform_dir() {
-    let out = yaku(&["config", "path", "--config", "/x/y.toml"], &[("YAKU_CONFIG", "/env/c.toml")], None).await;
+    let out = yaku(
+        &["config", "path", "--config", "/x/y.toml"],
+        &[("YAKU_CONFIG", "/env/c.toml")],
+        None,
+    )
+    .await;
     assert_eq!(text(&out.stdout), "/x/y.toml\n");
     let out = yaku(&["config", "path"], &[("YAKU_CONFIG", "/env/c.toml")], None).await;
     assert_eq!(text(&out.stdout), "/env/c.toml\n");
-    let out = yaku(&["config", "path"], &[("HOME", "/home/reader"), ("XDG_CONFIG_HOME", "/home/reader/.config")], None).await;
+    let out = yaku(
+        &["config", "path"],
+        &[
+            ("HOME", "/home/reader"),
+            ("XDG_CONFIG_HOME", "/home/reader/.config"),
+        ],
+        None,
+    )
+    .await;
     assert_eq!(text(&out.stdout), "/home/reader/.config/yaku/config.toml\n");
 }

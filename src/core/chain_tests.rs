@@ -427,7 +427,7 @@ impl Drop for ProbeCount<'_> {
 
 fn scripted(kind: u8, latency_ms: u64) -> Scripted {
     let mut s = match kind % 8 {
-        0 | 1 | 2 => fake::ok("fine"),
+        0..=2 => fake::ok("fine"),
         3 => fake::limited(u64::from(kind % 40)),
         4 | 5 => fake::fail(FailureClass::Transient),
         6 => fake::fail(FailureClass::Refused),
@@ -454,9 +454,8 @@ proptest::proptest! {
             let mut entries = Vec::new();
             for (i, script) in scripts.iter().enumerate() {
                 let mut steps: Vec<Scripted> = script.iter().map(|(k, l)| scripted(*k, *l)).collect();
-                if let (0, Some(at)) = (i, unauthorized_at) {
-                    if at < steps.len() { steps[at] = fake::fail(FailureClass::Unauthorized); }
-                }
+                if let (0, Some(at)) = (i, unauthorized_at)
+                    && at < steps.len() { steps[at] = fake::fail(FailureClass::Unauthorized); }
                 let m = Arc::new(Monitored {
                     inner: FakeProvider::new(&format!("p{i}"), steps, fake::ok("fine")),
                     chain: cell.clone(),

@@ -170,7 +170,7 @@ fn collapse_periodic(chars: &[char]) -> Option<Vec<char>> {
     let p = smallest_period(chars);
     // Only the primitive (smallest) unit counts: "ねえねえねえねえ" is "ねえ"×4, which is
     // kept, not "ねえねえ"×2.
-    if p == 0 || p == n || n % p != 0 {
+    if p == 0 || p == n || !n.is_multiple_of(p) {
         return None;
     }
     let unit = chars.get(..p)?;

@@ -107,10 +107,10 @@ pub fn watch(
                     tracing::info!("clipboard readable again");
                     failures = 0;
                 }
-                if let Some(event) = detector.observe(read) {
-                    if tx.blocking_send(event).is_err() {
-                        return; // the daemon is gone
-                    }
+                if let Some(event) = detector.observe(read)
+                    && tx.blocking_send(event).is_err()
+                {
+                    return; // the daemon is gone
                 }
                 interval
             }

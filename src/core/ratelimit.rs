@@ -65,15 +65,15 @@ impl RateLimit {
         // Governor's check spends a cell when it allows. The minute is asked first: a minute cell
         // spent on a request the day then refuses only delays the next request, whereas a day
         // cell spent that way would be lost for hours.
-        if let Some(minute) = &self.per_minute {
-            if let Err(not_until) = minute.check() {
-                return Err(self.origin + not_until.earliest_possible());
-            }
+        if let Some(minute) = &self.per_minute
+            && let Err(not_until) = minute.check()
+        {
+            return Err(self.origin + not_until.earliest_possible());
         }
-        if let Some(day) = &self.per_day {
-            if let Err(not_until) = day.check() {
-                return Err(self.origin + not_until.earliest_possible());
-            }
+        if let Some(day) = &self.per_day
+            && let Err(not_until) = day.check()
+        {
+            return Err(self.origin + not_until.earliest_possible());
         }
         Ok(())
     }

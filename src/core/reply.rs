@@ -78,12 +78,11 @@ fn looks_like_json(text: &str) -> bool {
 /// The first `{…}` or `[…]` span in prose that parses as JSON.
 fn embedded_json(text: &str) -> Option<Value> {
     for (open, close) in [('{', '}'), ('[', ']')] {
-        if let (Some(start), Some(end)) = (text.find(open), text.rfind(close)) {
-            if start < end {
-                if let Ok(v) = serde_json::from_str::<Value>(&text[start..=end]) {
-                    return Some(v);
-                }
-            }
+        if let (Some(start), Some(end)) = (text.find(open), text.rfind(close))
+            && start < end
+            && let Ok(v) = serde_json::from_str::<Value>(&text[start..=end])
+        {
+            return Some(v);
         }
     }
     None
@@ -126,10 +125,10 @@ fn numbered_item(line: &str) -> Option<&str> {
     for prefix in ["OPCAO_", "OPÇÃO_", "Option ", "option ", "OPTION "] {
         if let Some(rest) = line.strip_prefix(prefix) {
             let rest = rest.trim_start_matches(|c: char| c.is_ascii_digit());
-            if rest.len() < line.len() - prefix.len() {
-                if let Some(item) = rest.strip_prefix(':').or_else(|| rest.strip_prefix('.')) {
-                    return Some(item.trim());
-                }
+            if rest.len() < line.len() - prefix.len()
+                && let Some(item) = rest.strip_prefix(':').or_else(|| rest.strip_prefix('.'))
+            {
+                return Some(item.trim());
             }
         }
     }

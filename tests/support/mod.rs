@@ -120,16 +120,25 @@ pub fn write_config(dir: &Path, text: &str, mode: u32) -> PathBuf {
 /// and `stdin`; off the async runtime so loopback servers keep serving.
 pub async fn yaku(args: &[&str], env: &[(&str, &str)], stdin: Option<&str>) -> Output {
     let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
-    let env: Vec<(String, String)> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    let env: Vec<(String, String)> = env
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
     let stdin = stdin.map(str::to_string);
-    tokio::task::spawn_blocking(move || yaku_blocking(&args, &env, stdin.as_deref())).await.unwrap()
+    tokio::task::spawn_blocking(move || yaku_blocking(&args, &env, stdin.as_deref()))
+        .await
+        .unwrap()
 }
 
 pub fn yaku_blocking(args: &[String], env: &[(String, String)], stdin: Option<&str>) -> Output {
     use std::io::Write;
     use std::process::{Command, Stdio};
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_yaku"));
-    cmd.args(args).env_clear().stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    cmd.args(args)
+        .env_clear()
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
     for var in ["PATH", "HOME"] {
         if let Some(v) = std::env::var_os(var) {
             cmd.env(var, v);
