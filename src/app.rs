@@ -88,6 +88,10 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Config(ConfigCommand::Init { force }) => config_init(&path, force),
+        Command::Logs { follow } => {
+            let config = Config::load(&path)?;
+            crate::run::logs(&config, follow)
+        }
         Command::Run => {
             let config = Config::load(&path)?;
             crate::run::run(&config)

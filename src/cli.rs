@@ -20,6 +20,12 @@ pub struct Cli {
 pub enum Command {
     /// Watch the clipboard and show each copied line's translation (runs until SIGINT/SIGTERM)
     Run,
+    /// Print the current log file's path, or follow it across rotations
+    Logs {
+        /// Print the log as it grows, following it across rotations (like `tail -F`)
+        #[arg(long, short = 'f')]
+        follow: bool,
+    },
     /// Translate one line now and print the options (exit 3 if no provider could)
     Translate(TranslateArgs),
     /// Write or locate the config file

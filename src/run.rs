@@ -309,3 +309,156 @@ async fn serve(config: &Config) -> anyhow::Result<()> {
     );
     Ok(())
 }
+
+/// The file `tail -F` should follow: the `yaku.log` symlink (the file itself when logs do not
+/// rotate).
+pub fn current_log(config: &Config) -> anyhow::Result<PathBuf> {
+    Ok(Dirs::resolve()?.log_dir(&config.log).join("yaku.log"))
+}
+
+/// `yaku logs [--follow]`.
+pub fn logs(config: &Config, follow: bool) -> anyhow::Result<()> {
+    let path = current_log(config)?;
+    if !follow {
+        println!("{}", path.display());
+        return Ok(());
+    }
+    follow_file(&path, &mut std::io::stdout().lock(), || false)
+}
+
+/// Writes the last `n` lines of `f` (from its last 16 KiB) and leaves it at its end.
+fn write_last_lines(f: &mut File, out: &mut impl Write, n: usize) -> anyhow::Result<()> {
+    let len = f.metadata()?.len();
+    f.seek(std::io::SeekFrom::Start(len.saturating_sub(16 * 1024)))?;
+    let mut tail = Vec::new();
+    f.read_to_end(&mut tail)?;
+    let starts: Vec<usize> = std::iter::once(0)
+        .chain(
+            tail.iter()
+                .enumerate()
+                .filter(|(_, b)| **b == b'\n')
+                .map(|(i, _)| i + 1),
+        )
+        .filter(|&i| i < tail.len())
+        .collect();
+    let from = starts.len().saturating_sub(n);
+    if let Some(&start) = starts.get(from) {
+        out.write_all(&tail[start..])?;
+    }
+    Ok(())
+}
+
+/// Copies `path` to `out` as it grows, reopening it when the symlink moves to a new file or
+/// the file is truncated, until `stop` says so (never, from the command line).
+pub fn follow_file(
+    path: &Path,
+    out: &mut impl Write,
+    mut stop: impl FnMut() -> bool,
+) -> anyhow::Result<()> {
+    let mut current: Option<(File, PathBuf)> = None;
+    let mut waited_notice = false;
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let target = std::fs::canonicalize(path).ok();
+        let moved = match (&current, &target) {
+            (Some((_, open)), Some(t)) => open != t,
+            (None, Some(_)) => true,
+            _ => false,
+        };
+        if moved {
+            if let Some(t) = target {
+                match File::open(&t) {
+                    Ok(f) => {
+                        let first = current.is_none() && !waited_notice;
+                        current = Some((f, t));
+                        if first {
+                            if let Some((f, _)) = current.as_mut() {
+                                write_last_lines(f, out, 10)?;
+                            }
+                        }
+                    }
+                    Err(_) => current = None,
+                }
+            }
+        } else if target.is_none() && current.is_none() && !waited_notice {
+            eprintln!(
+                "yaku: waiting for {} to appear (is `yaku run` running?)",
+                path.display()
+            );
+            waited_notice = true;
+        }
+        if let Some((f, _)) = current.as_mut() {
+            let len = f.metadata().map(|m| m.len()).unwrap_or(0);
+            if f.stream_position()? > len {
+                f.rewind()?; // truncated
+            }
+            loop {
+                let n = f.read(&mut buf)?;
+                if n == 0 {
+                    break;
+                }
+                out.write_all(&buf[..n])?;
+            }
+            out.flush()?;
+        }
+        if stop() {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn follow_shows_the_last_lines_then_follows_across_a_rotation() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = dir.path().join("yaku.2026-11-27.log");
+        let second = dir.path().join("yaku.2026-11-28.log");
+        let link = dir.path().join("yaku.log");
+        let old: String = (1..=15).map(|i| format!("old {i}\n")).collect();
+        std::fs::write(&first, old).unwrap();
+        std::os::unix::fs::symlink(&first, &link).unwrap();
+        let mut out = Vec::new();
+        let mut step = 0;
+        follow_file(&link, &mut out, || {
+            step += 1;
+            match step {
+                1 => {
+                    let mut f = std::fs::OpenOptions::new()
+                        .append(true)
+                        .open(&first)
+                        .unwrap();
+                    writeln!(f, "appended").unwrap();
+                }
+                2 => {
+                    std::fs::write(&second, "new day\n").unwrap();
+                    std::fs::remove_file(&link).unwrap();
+                    std::os::unix::fs::symlink(&second, &link).unwrap();
+                }
+                _ => {}
+            }
+            step > 3
+        })
+        .unwrap();
+        let text = String::from_utf8(out).unwrap();
+        let expected: String =
+            (6..=15).map(|i| format!("old {i}\n")).collect::<String>() + "appended\nnew day\n";
+        assert_eq!(text, expected);
+    }
+
+    #[test]
+    fn a_second_lock_reports_the_pid_of_the_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = acquire_lock(dir.path()).unwrap();
+        assert!(first.is_ok());
+        assert_eq!(
+            acquire_lock(dir.path()).unwrap().err(),
+            Some(Some(std::process::id()))
+        );
+        drop(first);
+        assert!(acquire_lock(dir.path()).unwrap().is_ok());
+    }
+}
