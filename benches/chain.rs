@@ -92,6 +92,7 @@ fn request() -> TranslationRequest {
         target_language: "English".into(),
         options: 3,
         instructions: String::new(),
+        ..Default::default()
     }
 }
 

@@ -214,6 +214,7 @@ pub fn request_for(config: &Config, text: &str) -> TranslationRequest {
         target_language: config.translation.target_language.clone(),
         options: config.translation.options,
         instructions: config.translation.instructions.clone(),
+        ..Default::default()
     }
 }
 

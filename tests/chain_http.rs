@@ -38,6 +38,7 @@ fn req() -> TranslationRequest {
         target_language: "English".into(),
         options: 3,
         instructions: String::new(),
+        ..Default::default()
     }
 }
 

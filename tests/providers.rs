@@ -172,6 +172,7 @@ fn prompt() -> Prompt {
         target_language: "English".into(),
         options: 3,
         instructions: String::new(),
+        ..Default::default()
     })
 }
 

@@ -14,6 +14,7 @@ use super::prompt::{Prompt, TranslationRequest};
 use super::provider::{FailureClass, Provider, ProviderFailure, QuotaScope};
 use super::ratelimit::RateLimit;
 use super::reply::parse_options;
+use super::store::AttemptRecord;
 
 /// Why a provider did not give this line its translation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -123,6 +124,8 @@ pub struct Translation {
     /// Providers asked before the one that answered, and why they did not.
     pub skipped: Vec<Skipped>,
     pub latency: Duration,
+    /// Every request sent for the line, in order (for the statistics).
+    pub attempts: Vec<AttemptRecord>,
 }
 
 /// No provider could translate the line.
@@ -132,6 +135,8 @@ pub struct ChainFailure {
     /// Each provider and its last reason, in chain order.
     pub skipped: Vec<Skipped>,
     pub latency: Duration,
+    /// Every request sent for the line, in order (for the statistics).
+    pub attempts: Vec<AttemptRecord>,
 }
 
 /// A provider as the chain holds it.
@@ -300,6 +305,7 @@ impl Chain {
                 last: None,
             })
             .collect();
+        let mut sent: Vec<AttemptRecord> = Vec::new();
 
         loop {
             for (slot, &i) in used.iter().enumerate() {
@@ -327,7 +333,14 @@ impl Chain {
                 a.sent += 1;
                 tracing::debug!(provider = %entry.name, attempt = a.sent, probe, "sending");
                 let outcome = self
-                    .call(entry, provider.as_ref(), &prompt, probe, deadline)
+                    .call(
+                        entry,
+                        provider.as_ref(),
+                        &prompt,
+                        probe,
+                        deadline,
+                        &mut sent,
+                    )
                     .await;
                 let now = self.clock.now();
                 match outcome {
@@ -340,6 +353,7 @@ impl Chain {
                             model: provider.model().to_string(),
                             skipped,
                             latency,
+                            attempts: sent,
                         });
                     }
                     Some(Err(failure)) => {
@@ -386,6 +400,7 @@ impl Chain {
                     return Err(ChainFailure {
                         skipped,
                         latency: now.saturating_duration_since(start),
+                        attempts: sent,
                     });
                 }
             }
@@ -494,7 +509,17 @@ impl Chain {
         prompt: &Prompt,
         probe: bool,
         deadline: Instant,
+        log: &mut Vec<AttemptRecord>,
     ) -> Option<Result<Vec<String>, ProviderFailure>> {
+        let sent_at = self.clock.now();
+        let mut record = |outcome: &'static str, opened_breaker: bool, at: Instant| {
+            log.push(AttemptRecord {
+                provider: entry.name.clone(),
+                outcome,
+                latency_ms: at.saturating_duration_since(sent_at).as_millis() as u64,
+                opened_breaker,
+            })
+        };
         let mut pending = PendingCall {
             entry,
             clock: self.clock.as_ref(),
@@ -502,27 +527,34 @@ impl Chain {
             armed: true,
         };
         let remaining = deadline.saturating_duration_since(self.clock.now());
-        let reply = tokio::time::timeout(remaining, provider.complete(prompt))
-            .await
-            .ok()?;
+        let Ok(reply) = tokio::time::timeout(remaining, provider.complete(prompt)).await else {
+            record("transient", false, self.clock.now());
+            return None;
+        };
         let result = reply.and_then(|text| {
             parse_options(&text, usize::from(prompt.options))
                 .map_err(|e| ProviderFailure::new(FailureClass::Refused, e.to_string()))
         });
         let jitter = self.jitter();
         pending.armed = false;
-        let transition = entry.lock().breaker.record(
-            self.clock.now(),
-            probe,
-            result.as_ref().map(|_| ()),
-            jitter,
-        );
+        let now = self.clock.now();
+        let transition =
+            entry
+                .lock()
+                .breaker
+                .record(now, probe, result.as_ref().map(|_| ()), jitter);
         match &result {
             Ok(_) => tracing::debug!(provider = %entry.name, "answered"),
             Err(f) => {
                 tracing::info!(provider = %entry.name, class = %f.class, detail = %f.detail, "provider failed")
             }
         }
+        let opened = matches!(transition, Some(Transition::Opened { .. }));
+        record(
+            result.as_ref().map_or_else(|f| f.class.as_str(), |_| "ok"),
+            opened,
+            now,
+        );
         if let Some(t) = transition {
             self.log_transition(entry, t, result.as_ref().err());
         }

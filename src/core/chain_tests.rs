@@ -17,6 +17,7 @@ fn req() -> TranslationRequest {
         target_language: "English".into(),
         options: 3,
         instructions: String::new(),
+        ..Default::default()
     }
 }
 
@@ -536,5 +537,43 @@ fn rate_limit_says_when_the_next_request_is_free_and_honours_the_daily_cap() {
         free - t0,
         Duration::from_secs(86_400 / 3),
         "one day-cell refills every 8 h"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn every_request_is_recorded_with_its_outcome_latency_and_breaker_effect() {
+    let mut slow = fake::ok("late answer");
+    slow.latency = 2 * S;
+    let gemini = Arc::new(FakeProvider::new(
+        "gemini",
+        vec![fake::limited(30)],
+        fake::ok("x"),
+    ));
+    let groq = Arc::new(FakeProvider::new(
+        "groq",
+        vec![fake::fail(FailureClass::Transient), slow],
+        fake::ok("y"),
+    ));
+    let c = chain(vec![entry(&gemini, 0, 0), entry(&groq, 0, 0)], 20 * S);
+    let t = c.translate(&req(), None).await.unwrap();
+    let got: Vec<(&str, &str, u64, bool)> = t
+        .attempts
+        .iter()
+        .map(|a| {
+            (
+                a.provider.as_str(),
+                a.outcome,
+                a.latency_ms,
+                a.opened_breaker,
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            ("gemini", "rate_limited", 0, true),
+            ("groq", "transient", 0, false),
+            ("groq", "ok", 2000, false)
+        ]
     );
 }

@@ -346,6 +346,7 @@ mod tests {
                 target_language: "English".into(),
                 options: 3,
                 instructions: String::new(),
+                ..Default::default()
             },
         };
         let (notices_tx, notices_rx) = watch::channel(None);

@@ -9,12 +9,14 @@ pub mod clock;
 pub mod daemon;
 pub mod gates;
 pub mod intake;
+pub mod memory;
 pub mod notice;
 pub mod prompt;
 pub mod provider;
 pub mod queue;
 pub mod ratelimit;
 pub mod reply;
+pub mod store;
 
 #[cfg(test)]
 pub mod fake;

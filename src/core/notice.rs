@@ -97,6 +97,7 @@ mod tests {
             model: "m".into(),
             skipped: vec![],
             latency: Duration::from_millis(5),
+            attempts: vec![],
         }
     }
 
@@ -130,6 +131,7 @@ mod tests {
                 s("groq", SkipReason::Unauthorized, None),
             ],
             latency: Duration::ZERO,
+            attempts: vec![],
         };
         assert_eq!(
             outage(&f).body,
