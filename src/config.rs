@@ -11,6 +11,7 @@ use toml::de::{DeTable, DeValue};
 
 use crate::core::breaker::BreakerConfig;
 use crate::core::gates::{GateConfig, GateConfigError, Gates};
+use crate::core::memory::{Glossary, GlossaryEntry, parse_glossary_tsv};
 
 /// The documented example; also what `yaku config init` writes.
 pub const EXAMPLE: &str = include_str!("../config.example.toml");
@@ -57,6 +58,10 @@ struct RawConfig {
     clipboard: RawClipboard,
     notify: RawNotify,
     log: RawLog,
+    glossary: toml::Table,
+    cache: RawCache,
+    history: RawHistory,
+    store: RawStore,
     #[serde(default = "default_providers")]
     providers: Vec<RawProvider>,
 }
@@ -69,9 +74,47 @@ impl Default for RawConfig {
             clipboard: RawClipboard::default(),
             notify: RawNotify::default(),
             log: RawLog::default(),
+            glossary: toml::Table::new(),
+            cache: RawCache::default(),
+            history: RawHistory::default(),
+            store: RawStore::default(),
             providers: default_providers(),
         }
     }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawCache {
+    enabled: bool,
+}
+
+impl Default for RawCache {
+    fn default() -> Self {
+        Self { enabled: true }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawHistory {
+    max_rows: i64,
+    max_days: i64,
+}
+
+impl Default for RawHistory {
+    fn default() -> Self {
+        Self {
+            max_rows: 100_000,
+            max_days: 0,
+        }
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawStore {
+    path: String,
 }
 
 #[derive(Debug, Deserialize)]
@@ -157,6 +200,9 @@ struct RawTranslation {
     options: i64,
     instructions: String,
     deadline_secs: f64,
+    context_lines: i64,
+    context_reset_secs: f64,
+    glossary_file: String,
 }
 
 impl Default for RawTranslation {
@@ -167,6 +213,9 @@ impl Default for RawTranslation {
             options: 3,
             instructions: String::new(),
             deadline_secs: 20.0,
+            context_lines: 4,
+            context_reset_secs: 600.0,
+            glossary_file: String::new(),
         }
     }
 }
@@ -285,6 +334,25 @@ pub struct Config {
     pub clipboard: ClipboardConfig,
     pub notify: NotifyConfig,
     pub log: LogConfig,
+    pub memory: MemoryConfig,
+}
+
+/// Context, glossary, cache, history and store settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MemoryConfig {
+    /// Previous accepted lines sent as context (0 = none).
+    pub context_lines: usize,
+    /// The context is forgotten after this long without a line.
+    pub context_reset: Duration,
+    /// `[glossary]` entries, then the `glossary_file` ones.
+    pub glossary: Glossary,
+    pub cache_enabled: bool,
+    /// 0 = no limit.
+    pub history_max_rows: u64,
+    /// 0 = keep for ever.
+    pub history_max_days: u64,
+    /// Empty in the file: the platform data dir (`~/.local/share/yaku/yaku.db`).
+    pub store_path: Option<PathBuf>,
 }
 
 /// `[clipboard]`: polling, cleaning and the privacy gates.
@@ -591,8 +659,74 @@ impl Config {
         }
         let keep_files = v.int_range(l.keep_files, 1, 10_000, &["log", "keep_files"])? as usize;
 
+        let context_lines =
+            v.int_range(t.context_lines, 0, 50, &["translation", "context_lines"])? as usize;
+        let context_reset = v.secs(
+            t.context_reset_secs,
+            1.0,
+            86_400.0,
+            &["translation", "context_reset_secs"],
+        )?;
+        let mut glossary = Vec::new();
+        for (term, rendering) in &raw.glossary {
+            let Some(target) = rendering.as_str().map(str::trim).filter(|t| !t.is_empty()) else {
+                let segs: Vec<PathSeg> = vec!["glossary".into()];
+                return Err(v.err_at(
+                    &segs,
+                    &format!(
+                        "\"{term}\" must map to a non-empty string, as in \"先輩\" = \"senpai\""
+                    ),
+                ));
+            };
+            if term.trim().is_empty() {
+                return Err(v.err(&["glossary"], "a glossary term cannot be empty"));
+            }
+            glossary.push(GlossaryEntry {
+                source: term.trim().to_string(),
+                target: target.to_string(),
+                note: String::new(),
+            });
+        }
+        let glossary_file = t.glossary_file.trim();
+        if !glossary_file.is_empty() {
+            let file = path.parent().map_or_else(
+                || PathBuf::from(glossary_file),
+                |dir| dir.join(glossary_file),
+            );
+            let text = std::fs::read_to_string(&file).map_err(|e| {
+                v.err(
+                    &["translation", "glossary_file"],
+                    &format!("cannot read {}: {e}", file.display()),
+                )
+            })?;
+            let entries =
+                parse_glossary_tsv(&text).map_err(|(line, message)| ConfigError::Invalid {
+                    path: file.clone(),
+                    line: Some(line),
+                    key: "glossary_file".into(),
+                    message,
+                })?;
+            glossary.extend(entries);
+        }
+        let max_rows =
+            v.int_range(raw.history.max_rows, 0, i64::MAX, &["history", "max_rows"])? as u64;
+        let max_days =
+            v.int_range(raw.history.max_days, 0, 100_000, &["history", "max_days"])? as u64;
+        let memory = MemoryConfig {
+            context_lines,
+            context_reset,
+            glossary: Glossary::new(glossary),
+            cache_enabled: raw.cache.enabled,
+            history_max_rows: max_rows,
+            history_max_days: max_days,
+            store_path: Some(raw.store.path.trim())
+                .filter(|p| !p.is_empty())
+                .map(PathBuf::from),
+        };
+
         Ok(Config {
             source: exists.then(|| path.to_path_buf()),
+            memory,
             clipboard: ClipboardConfig {
                 poll_interval,
                 collapse_repeats: c.collapse_repeats,
@@ -979,6 +1113,8 @@ mod tests {
         assert_eq!(example.providers, defaults.providers);
         assert_eq!(example.notify, defaults.notify);
         assert_eq!(example.log, defaults.log);
+        assert_eq!(example.memory, defaults.memory);
+        assert!(defaults.memory.glossary.is_empty());
         assert_eq!(
             example.clipboard.poll_interval,
             defaults.clipboard.poll_interval

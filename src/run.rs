@@ -288,8 +288,13 @@ async fn serve(config: &Config) -> anyhow::Result<()> {
         show_original: config.notify.show_original,
         include_text: config.log.include_text,
         request: request_for(config, ""),
+        context_lines: config.memory.context_lines,
+        context_reset: config.memory.context_reset,
+        glossary: config.memory.glossary.clone(),
+        cache_enabled: config.memory.cache_enabled,
     };
-    let daemon = Daemon::new(chain, clock, gates, settings, notices_tx);
+    let store = None; // wired to the SQLite store below
+    let daemon = Daemon::new(chain, clock, gates, settings, notices_tx, store);
     tracing::info!(
         poll_ms = interval.as_millis() as u64,
         "watching the clipboard"

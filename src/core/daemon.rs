@@ -13,9 +13,11 @@ use super::chain::{Chain, ChainFailure, Translation};
 use super::clock::{BoxFuture, Clock};
 use super::gates::Gates;
 use super::intake::{ClipEvent, Intake, intake};
+use super::memory::{ContextWindow, Glossary, cache_key};
 use super::notice::{self, Notice, OutageGate};
 use super::prompt::TranslationRequest;
 use super::queue::{DisplayOrder, LatestWins, Line, QueueEffect};
+use super::store::{CachedAnswer, Finished, Source, Status, StoreHandle};
 
 /// The desktop notification port.
 pub trait Notifier: Send + Sync + 'static {
@@ -31,8 +33,13 @@ pub struct DaemonSettings {
     pub show_original: bool,
     /// Log the original line and its best translation (never a rejected text).
     pub include_text: bool,
-    /// Every field but `text` is used for each line.
+    /// Every field but `text`, `context` and `glossary` is used for each line.
     pub request: TranslationRequest,
+    /// Previous lines sent as context, and when they are forgotten.
+    pub context_lines: usize,
+    pub context_reset: Duration,
+    pub glossary: Glossary,
+    pub cache_enabled: bool,
 }
 
 /// Counts for status output and tests.
@@ -45,10 +52,12 @@ pub struct DaemonCounts {
     pub failed: u64,
     /// Finished after a newer line was shown: logged, not shown.
     pub stale: u64,
+    /// Answered from the cache, with no request.
+    pub cached: u64,
 }
 
 type Work =
-    std::pin::Pin<Box<dyn Future<Output = (Line, Result<Translation, ChainFailure>)> + Send>>;
+    std::pin::Pin<Box<dyn Future<Output = (u64, Result<Translation, ChainFailure>)> + Send>>;
 
 pub struct Daemon {
     chain: Arc<Chain>,
@@ -61,6 +70,10 @@ pub struct Daemon {
     display: DisplayOrder,
     outage: OutageGate,
     next_id: u64,
+    /// The line being translated (its work future is polled by `run`).
+    in_flight: Option<Line>,
+    store: Option<Arc<StoreHandle>>,
+    context: ContextWindow,
 }
 
 impl Daemon {
@@ -70,8 +83,12 @@ impl Daemon {
         gates: Gates,
         settings: DaemonSettings,
         notices: watch::Sender<Option<Notice>>,
+        store: Option<Arc<StoreHandle>>,
     ) -> Self {
+        let context = ContextWindow::new(settings.context_lines, settings.context_reset);
         Self {
+            store,
+            context,
             chain,
             clock,
             gates,
@@ -82,6 +99,7 @@ impl Daemon {
             display: DisplayOrder::default(),
             outage: OutageGate::default(),
             next_id: 1,
+            in_flight: None,
         }
     }
 
@@ -109,28 +127,38 @@ impl Daemon {
             tokio::select! {
                 biased;
                 () = &mut shutdown => break,
-                (line, result) = work => {
-                    self.finish(line, result);
+                (id, result) = work => {
+                    if let Some(line) = self.in_flight.take().filter(|l| l.id == id) {
+                        self.finish(line, result);
+                    }
                     let next = self.queue.finished();
                     inflight = self.apply(next);
                 }
                 event = events.recv() => {
                     let Some(event) = event else { break };
                     if let Some(line) = self.accept(event) {
-                        let effects = self.queue.push(line);
-                        if let Some(w) = self.apply(effects) {
-                            inflight = Some(w);
+                        if let Some(line) = self.answer_from_cache(line) {
+                            let effects = self.queue.push(line);
+                            if let Some(w) = self.apply(effects) {
+                                inflight = Some(w);
+                            }
                         }
                     }
                 }
             }
         }
-        if inflight.is_some() {
-            tracing::info!("shutting down: the line in flight is abandoned");
+        drop(inflight);
+        if let Some(line) = self.in_flight.take() {
+            tracing::info!(
+                line_id = line.id,
+                "shutting down: the line in flight is abandoned"
+            );
+            self.record(&line, Status::Interrupted, None, &[]);
         }
         for effect in self.queue.clear() {
             if let QueueEffect::Superseded(line) = effect {
                 tracing::info!(line_id = line.id, "shutting down: waiting line dropped");
+                self.record(&line, Status::Skipped, None, &[]);
             }
         }
         self.counts.borrow().clone()
@@ -157,11 +185,28 @@ impl Daemon {
                 } else {
                     tracing::info!(line_id = id, chars = text.chars().count(), "line accepted");
                 }
-                Some(Line {
-                    id,
-                    text,
-                    accepted_at: self.clock.now(),
-                })
+                let now = self.clock.now();
+                let mut line = Line::new(id, text, now);
+                line.context = self.context.next(&line.text, now);
+                line.glossary = self.settings.glossary.applicable(&line.text, &line.context);
+                if self.settings.cache_enabled {
+                    let r = &self.settings.request;
+                    let own = self.settings.glossary.applicable(&line.text, &[]);
+                    line.cache_key = Some(cache_key(
+                        &line.text,
+                        &r.source_language,
+                        &r.target_language,
+                        r.options,
+                        &r.instructions,
+                        &own,
+                    ));
+                }
+                line.history_id = self.store.as_ref().and_then(|s| {
+                    s.with("recorded a line", |st| {
+                        st.begin(&line.text, Source::Clipboard, std::time::SystemTime::now())
+                    })
+                });
+                Some(line)
             }
         }
     }
@@ -177,25 +222,96 @@ impl Daemon {
                         "skipped: a newer line replaced it in the queue"
                     );
                     self.count(|c| c.superseded += 1);
+                    self.record(&line, Status::Skipped, None, &[]);
                 }
-                QueueEffect::Start(line) => start = Some(self.translate(line)),
+                QueueEffect::Start(line) => {
+                    start = Some(self.translate(&line));
+                    self.in_flight = Some(line);
+                }
             }
         }
         start
     }
 
-    fn translate(&self, line: Line) -> Work {
+    fn translate(&self, line: &Line) -> Work {
         let chain = self.chain.clone();
         let mut request = self.settings.request.clone();
         request.text = line.text.clone();
-        let span = tracing::info_span!("line", line_id = line.id);
-        Box::pin(
-            async move {
-                let result = chain.translate(&request, None).await;
-                (line, result)
-            }
-            .instrument(span),
-        )
+        request.context = line.context.clone();
+        request.glossary = line.glossary.clone();
+        let id = line.id;
+        let span = tracing::info_span!("line", line_id = id);
+        Box::pin(async move { (id, chain.translate(&request, None).await) }.instrument(span))
+    }
+
+    /// Shows a cached answer at once; returns the line when it must be translated.
+    fn answer_from_cache(&mut self, line: Line) -> Option<Line> {
+        let key = line.cache_key.as_deref()?;
+        let hit = self
+            .store
+            .as_ref()
+            .and_then(|s| s.with("read the cache", |st| st.cache_get(key)))
+            .flatten();
+        let Some(answer) = hit else { return Some(line) };
+        let _span = tracing::info_span!("line", line_id = line.id).entered();
+        self.count(|c| c.cached += 1);
+        let t = Translation {
+            options: answer.options,
+            provider: answer.provider,
+            model: answer.model,
+            skipped: Vec::new(),
+            latency: std::time::Duration::ZERO,
+            attempts: Vec::new(),
+        };
+        if self.settings.include_text {
+            tracing::info!(provider = %t.provider, original = %line.text, best = %t.options[0], "cached");
+        } else {
+            tracing::info!(provider = %t.provider, "cached");
+        }
+        self.record(&line, Status::Cached, Some(&t), &[]);
+        self.show(&line, &t);
+        None
+    }
+
+    /// Gives the line's history row its final status.
+    fn record(
+        &self,
+        line: &Line,
+        status: Status,
+        t: Option<&Translation>,
+        attempts: &[crate::core::store::AttemptRecord],
+    ) {
+        let (Some(store), Some(id)) = (&self.store, line.history_id) else {
+            return;
+        };
+        let finished = Finished {
+            status,
+            provider: t.map(|t| t.provider.clone()),
+            model: t.map(|t| t.model.clone()),
+            options: t.map(|t| t.options.clone()).unwrap_or_default(),
+            latency_ms: t.map(|t| t.latency.as_millis() as u64),
+            error: None,
+        };
+        store.with("finished a line", |st| st.finish(id, &finished, attempts));
+    }
+
+    fn show(&mut self, line: &Line, t: &Translation) {
+        for option in &t.options {
+            self.gates.record_output(option);
+        }
+        if !self.display.claim(line.id) {
+            tracing::info!("not shown: a newer line's translation is on screen");
+            self.count(|c| c.stale += 1);
+            return;
+        }
+        let first = self
+            .chain
+            .entries()
+            .first()
+            .map(|e| e.name.as_str())
+            .unwrap_or_default();
+        let n = notice::translation(&line.text, t, self.settings.show_original, first);
+        self.notices.send_replace(Some(n));
     }
 
     fn finish(&mut self, line: Line, result: Result<Translation, ChainFailure>) {
@@ -205,8 +321,16 @@ impl Daemon {
             Ok(t) => {
                 self.count(|c| c.translated += 1);
                 self.outage.succeeded();
-                for option in &t.options {
-                    self.gates.record_output(option);
+                self.record(&line, Status::Translated, Some(&t), &t.attempts);
+                if let Some(key) = &line.cache_key {
+                    let answer = CachedAnswer {
+                        options: t.options.clone(),
+                        provider: t.provider.clone(),
+                        model: t.model.clone(),
+                    };
+                    if let Some(store) = &self.store {
+                        store.with("stored a translation", |st| st.cache_put(key, &answer));
+                    }
                 }
                 let latency_ms = t.latency.as_millis() as u64;
                 let best = t.options.first().cloned().unwrap_or_default();
@@ -300,7 +424,7 @@ mod tests {
     use crate::core::breaker::BreakerConfig;
     use crate::core::chain::{ChainConfig, ChainEntry};
     use crate::core::clock::TokioClock;
-    use crate::core::fake::{self, FakeProvider, Scripted};
+    use crate::core::fake::{self, FakeProvider, MemStore, PromptLog, Scripted};
     use crate::core::gates::GateConfig;
     use crate::core::provider::FailureClass;
     use crate::core::ratelimit::RateLimit;
@@ -317,14 +441,22 @@ mod tests {
     struct Rig {
         tx: mpsc::Sender<ClipEvent>,
         shown: Arc<Recorder>,
-        provider: Arc<FakeProvider>,
+        provider: Arc<PromptLog>,
+        store: Arc<MemStore>,
         stop: tokio::sync::oneshot::Sender<()>,
         done: tokio::task::JoinHandle<DaemonCounts>,
     }
 
     fn rig(script: Vec<Scripted>, then: Scripted) -> Rig {
+        rig_with(script, then, Glossary::default())
+    }
+
+    fn rig_with(script: Vec<Scripted>, then: Scripted, glossary: Glossary) -> Rig {
         let clock: Arc<dyn Clock> = Arc::new(TokioClock);
-        let provider = Arc::new(FakeProvider::new("gemini", script, then));
+        let provider = Arc::new(PromptLog {
+            inner: FakeProvider::new("gemini", script, then),
+            prompts: Mutex::new(Vec::new()),
+        });
         let entry = ChainEntry::new(
             provider.clone(),
             BreakerConfig::default(),
@@ -341,14 +473,26 @@ mod tests {
             show_original: true,
             include_text: false,
             request: TranslationRequest {
-                text: String::new(),
                 source_language: "Japanese".into(),
                 target_language: "English".into(),
                 options: 3,
-                instructions: String::new(),
                 ..Default::default()
             },
+            context_lines: 2,
+            context_reset: Duration::from_secs(600),
+            glossary,
+            cache_enabled: true,
         };
+        let store = Arc::new(MemStore::default());
+        let dyn_store: Arc<dyn crate::core::store::Store> = store.clone();
+        let opener: crate::core::store::Opener =
+            Box::new(|| Err(crate::core::store::StoreError("unused".into())));
+        let handle = Arc::new(StoreHandle::new(
+            Some(dyn_store),
+            opener,
+            clock.clone(),
+            Duration::from_secs(600),
+        ));
         let (notices_tx, notices_rx) = watch::channel(None);
         let daemon = Daemon::new(
             chain,
@@ -356,6 +500,7 @@ mod tests {
             Gates::new(GateConfig::default()).unwrap(),
             settings,
             notices_tx,
+            Some(handle),
         );
         let shown = Arc::new(Recorder(Mutex::new(Vec::new())));
         tokio::spawn(notify_worker(
@@ -372,9 +517,110 @@ mod tests {
             tx,
             shown,
             provider,
+            store,
             stop,
             done,
         }
+    }
+
+    fn calls(r: &Rig) -> usize {
+        r.provider.prompts.lock().unwrap().len()
+    }
+
+    fn sent_object(r: &Rig, i: usize) -> serde_json::Value {
+        let p = r.provider.prompts.lock().unwrap()[i].user.clone();
+        serde_json::from_str(p.split_once('\n').unwrap().1).unwrap()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_cached_line_is_shown_with_no_request_and_recorded_as_cached() {
+        let r = rig(vec![], fake::ok("Good morning."));
+        r.tx.send(copy("おはよう")).await.unwrap();
+        settle().await;
+        r.tx.send(copy("こんにちは")).await.unwrap();
+        settle().await;
+        r.tx.send(copy("おはよう")).await.unwrap();
+        settle().await;
+        assert_eq!(calls(&r), 2, "the repeated line came from the cache");
+        let _ = r.stop.send(());
+        let counts = r.done.await.unwrap();
+        assert_eq!(counts.cached, 1);
+        assert_eq!(
+            r.store.statuses(),
+            vec![
+                ("おはよう".into(), "translated"),
+                ("こんにちは".into(), "translated"),
+                ("おはよう".into(), "cached")
+            ]
+        );
+        assert_eq!(
+            r.shown.0.lock().unwrap().last().unwrap().summary,
+            "Good morning."
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn context_lines_and_applicable_glossary_entries_travel_with_the_request() {
+        use crate::core::memory::GlossaryEntry;
+        let g = |s: &str, t: &str| GlossaryEntry {
+            source: s.into(),
+            target: t.into(),
+            note: String::new(),
+        };
+        let glossary = Glossary::new(vec![
+            g("春香", "Haruka"),
+            g("先輩", "senpai"),
+            g("魔法", "magic"),
+        ]);
+        let r = rig_with(vec![], fake::ok("ok"), glossary);
+        for line in ["春香が来た。", "おはよう。", "先輩、遅いよ！"] {
+            r.tx.send(copy(line)).await.unwrap();
+            settle().await;
+        }
+        let last = sent_object(&r, 2);
+        assert_eq!(
+            last["context"],
+            serde_json::json!(["1. 春香が来た。", "2. おはよう。"])
+        );
+        let terms: Vec<&str> = last["glossary"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["term"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            terms,
+            ["春香", "先輩"],
+            "the name in the context keeps its rendering; 魔法 appears nowhere"
+        );
+        assert!(sent_object(&r, 0).get("context").is_none());
+        let _ = r.stop.send(());
+        r.done.await.unwrap();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn superseded_lines_are_skipped_and_shutdown_marks_the_line_in_flight_interrupted() {
+        let r = rig(
+            vec![],
+            Scripted {
+                latency: Duration::from_secs(3600),
+                result: Ok("{}".into()),
+            },
+        );
+        for line in ["一行目です", "二行目です", "三行目です"] {
+            r.tx.send(copy(line)).await.unwrap();
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let _ = r.stop.send(());
+        r.done.await.unwrap();
+        assert_eq!(
+            r.store.statuses(),
+            vec![
+                ("一行目です".into(), "interrupted"),
+                ("二行目です".into(), "skipped"),
+                ("三行目です".into(), "skipped")
+            ]
+        );
     }
 
     fn copy(text: &str) -> ClipEvent {
@@ -404,11 +650,7 @@ mod tests {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         settle().await;
-        assert_eq!(
-            r.provider.calls().len(),
-            2,
-            "the first line, then the newest waiting one"
-        );
+        assert_eq!(calls(&r), 2, "the first line, then the newest waiting one");
         let _ = r.stop.send(());
         let counts = r.done.await.unwrap();
         assert_eq!(
@@ -445,7 +687,7 @@ mod tests {
             .await
             .unwrap();
         settle().await;
-        assert_eq!(r.provider.calls().len(), 1);
+        assert_eq!(calls(&r), 1);
         let _ = r.stop.send(());
         let counts = r.done.await.unwrap();
         assert_eq!((counts.accepted, counts.rejected), (1, 6));

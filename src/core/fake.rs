@@ -94,3 +94,97 @@ impl Provider for FakeProvider {
         })
     }
 }
+
+/// An in-memory `Store`: history rows and a cache, inspectable by tests.
+#[derive(Default)]
+pub struct MemStore {
+    pub rows: Mutex<
+        Vec<(
+            String,
+            super::store::Status,
+            Vec<super::store::AttemptRecord>,
+        )>,
+    >,
+    pub cache: Mutex<std::collections::HashMap<String, super::store::CachedAnswer>>,
+}
+
+impl MemStore {
+    pub fn statuses(&self) -> Vec<(String, &'static str)> {
+        self.rows
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(t, s, _)| (t.clone(), s.as_str()))
+            .collect()
+    }
+}
+
+impl super::store::Store for MemStore {
+    fn begin(
+        &self,
+        text: &str,
+        _: super::store::Source,
+        _: std::time::SystemTime,
+    ) -> Result<i64, super::store::StoreError> {
+        let mut rows = self.rows.lock().unwrap();
+        rows.push((text.to_string(), super::store::Status::Pending, Vec::new()));
+        Ok(rows.len() as i64)
+    }
+    fn finish(
+        &self,
+        id: i64,
+        f: &super::store::Finished,
+        attempts: &[super::store::AttemptRecord],
+    ) -> Result<(), super::store::StoreError> {
+        let mut rows = self.rows.lock().unwrap();
+        let row = &mut rows[(id - 1) as usize];
+        assert_eq!(
+            row.1,
+            super::store::Status::Pending,
+            "a second final status for {:?}",
+            row.0
+        );
+        row.1 = f.status;
+        row.2 = attempts.to_vec();
+        Ok(())
+    }
+    fn cache_get(
+        &self,
+        key: &str,
+    ) -> Result<Option<super::store::CachedAnswer>, super::store::StoreError> {
+        Ok(self.cache.lock().unwrap().get(key).cloned())
+    }
+    fn cache_put(
+        &self,
+        key: &str,
+        answer: &super::store::CachedAnswer,
+    ) -> Result<(), super::store::StoreError> {
+        self.cache
+            .lock()
+            .unwrap()
+            .insert(key.to_string(), answer.clone());
+        Ok(())
+    }
+}
+
+/// A provider that records the prompts it was sent.
+pub struct PromptLog {
+    pub inner: FakeProvider,
+    pub prompts: Mutex<Vec<Prompt>>,
+}
+
+impl Provider for PromptLog {
+    fn name(&self) -> &str {
+        self.inner.name()
+    }
+    fn model(&self) -> &str {
+        self.inner.model()
+    }
+    fn complete<'a>(
+        &'a self,
+        prompt: &'a Prompt,
+    ) -> BoxFuture<'a, Result<String, ProviderFailure>> {
+        self.prompts.lock().unwrap().push(prompt.clone());
+        self.inner.complete(prompt)
+    }
+}

@@ -4,6 +4,8 @@
 
 use std::time::Instant;
 
+use super::memory::GlossaryEntry;
+
 /// A clipboard line that passed the gates.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Line {
@@ -12,6 +14,29 @@ pub struct Line {
     /// The cleaned text.
     pub text: String,
     pub accepted_at: Instant,
+    /// Its history row, when the store is up.
+    pub history_id: Option<i64>,
+    /// The previous lines sent with it as context.
+    pub context: Vec<String>,
+    /// The glossary entries that apply to it or its context.
+    pub glossary: Vec<GlossaryEntry>,
+    /// Its cache key, when the cache is on.
+    pub cache_key: Option<String>,
+}
+
+impl Line {
+    /// A line with no memory attached.
+    pub fn new(id: u64, text: String, accepted_at: Instant) -> Self {
+        Self {
+            id,
+            text,
+            accepted_at,
+            history_id: None,
+            context: Vec::new(),
+            glossary: Vec::new(),
+            cache_key: None,
+        }
+    }
 }
 
 /// What the caller must do after a queue operation.
@@ -99,11 +124,7 @@ mod tests {
     use super::*;
 
     fn line(id: u64) -> Line {
-        Line {
-            id,
-            text: format!("line {id}"),
-            accepted_at: Instant::now(),
-        }
+        Line::new(id, format!("line {id}"), Instant::now())
     }
 
     enum Op {

@@ -2,7 +2,10 @@
 //! provider statistics are computed from. The SQLite adapter implements it; the core only
 //! calls it and carries on without it when it fails.
 
-use std::time::SystemTime;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use super::clock::Clock;
 
 /// Where a line came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -113,4 +116,185 @@ pub trait Store: Send + Sync {
     fn cache_get(&self, key: &str) -> Result<Option<CachedAnswer>, StoreError>;
     /// Stores (or replaces) the answer for `key`.
     fn cache_put(&self, key: &str, answer: &CachedAnswer) -> Result<(), StoreError>;
+}
+
+/// Opens the store again after a failure.
+pub type Opener = Box<dyn Fn() -> Result<Arc<dyn Store>, StoreError> + Send + Sync>;
+
+/// The store as the daemon uses it: a failure (disk full, read-only file, a deleted
+/// directory) is logged once and the daemon goes on without it, trying again every
+/// `retry` (10 minutes) — it never stops translating for the store.
+pub struct StoreHandle {
+    state: Mutex<StoreState>,
+    opener: Opener,
+    clock: Arc<dyn Clock>,
+    retry: Duration,
+}
+
+enum StoreState {
+    Up(Arc<dyn Store>),
+    Down { retry_at: Instant },
+}
+
+/// How long the store stays unused after a failure.
+pub const STORE_RETRY: Duration = Duration::from_secs(600);
+
+impl StoreHandle {
+    /// A store that is open now (`Some`) or will be opened at the first retry.
+    pub fn new(
+        store: Option<Arc<dyn Store>>,
+        opener: Opener,
+        clock: Arc<dyn Clock>,
+        retry: Duration,
+    ) -> Self {
+        let state = match store {
+            Some(s) => StoreState::Up(s),
+            None => StoreState::Down {
+                retry_at: clock.now() + retry,
+            },
+        };
+        Self {
+            state: Mutex::new(state),
+            opener,
+            clock,
+            retry,
+        }
+    }
+
+    /// Runs `op` on the store, or returns None when it is down or `op` fails.
+    pub fn with<T>(
+        &self,
+        what: &str,
+        op: impl FnOnce(&dyn Store) -> Result<T, StoreError>,
+    ) -> Option<T> {
+        let store = {
+            let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+            match &*state {
+                StoreState::Up(s) => s.clone(),
+                StoreState::Down { retry_at } if self.clock.now() < *retry_at => return None,
+                StoreState::Down { .. } => match (self.opener)() {
+                    Ok(s) => {
+                        tracing::info!("the history store is available again");
+                        *state = StoreState::Up(s.clone());
+                        s
+                    }
+                    Err(e) => {
+                        tracing::debug!(error = %e, "the history store is still unavailable");
+                        *state = StoreState::Down {
+                            retry_at: self.clock.now() + self.retry,
+                        };
+                        return None;
+                    }
+                },
+            }
+        };
+        match op(store.as_ref()) {
+            Ok(v) => Some(v),
+            Err(e) => {
+                tracing::warn!(
+                    error = %e,
+                    retry_secs = self.retry.as_secs(),
+                    "history store failed while it {what}; translating goes on without history and cache"
+                );
+                *self.state.lock().unwrap_or_else(|e| e.into_inner()) = StoreState::Down {
+                    retry_at: self.clock.now() + self.retry,
+                };
+                None
+            }
+        }
+    }
+
+    /// Whether the store is in use now.
+    pub fn is_up(&self) -> bool {
+        matches!(
+            *self.state.lock().unwrap_or_else(|e| e.into_inner()),
+            StoreState::Up(_)
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use super::*;
+    use crate::core::clock::ManualClock;
+
+    struct Broken(AtomicUsize);
+
+    impl Store for Broken {
+        fn begin(&self, _: &str, _: Source, _: SystemTime) -> Result<i64, StoreError> {
+            self.0.fetch_add(1, Ordering::SeqCst);
+            Err(StoreError("disk full".into()))
+        }
+        fn finish(&self, _: i64, _: &Finished, _: &[AttemptRecord]) -> Result<(), StoreError> {
+            Ok(())
+        }
+        fn cache_get(&self, _: &str) -> Result<Option<CachedAnswer>, StoreError> {
+            Ok(None)
+        }
+        fn cache_put(&self, _: &str, _: &CachedAnswer) -> Result<(), StoreError> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_failing_store_is_left_alone_for_ten_minutes_then_reopened() {
+        let clock = ManualClock::new();
+        let broken = Arc::new(Broken(AtomicUsize::new(0)));
+        let opens = Arc::new(AtomicUsize::new(0));
+        let (b, o) = (broken.clone(), opens.clone());
+        let opener: Opener = Box::new(move || {
+            o.fetch_add(1, Ordering::SeqCst);
+            Ok(b.clone() as Arc<dyn Store>)
+        });
+        let h = StoreHandle::new(
+            Some(broken.clone()),
+            opener,
+            Arc::new(clock.clone()),
+            STORE_RETRY,
+        );
+        assert_eq!(
+            h.with("began a line", |s| s.begin(
+                "x",
+                Source::Cli,
+                SystemTime::now()
+            )),
+            None
+        );
+        assert!(!h.is_up());
+        for _ in 0..5 {
+            clock.advance(Duration::from_secs(100));
+            assert_eq!(
+                h.with("began a line", |s| s.begin(
+                    "x",
+                    Source::Cli,
+                    SystemTime::now()
+                )),
+                None
+            );
+        }
+        assert_eq!(
+            (
+                broken.0.load(Ordering::SeqCst),
+                opens.load(Ordering::SeqCst)
+            ),
+            (1, 0)
+        );
+        clock.advance(Duration::from_secs(100));
+        assert_eq!(h.with("read the cache", |s| s.cache_get("k")), Some(None));
+        assert_eq!(opens.load(Ordering::SeqCst), 1, "reopened after 10 minutes");
+        assert!(h.is_up());
+    }
+
+    #[test]
+    fn a_store_that_cannot_open_at_start_is_retried_later() {
+        let clock = ManualClock::new();
+        let opener: Opener = Box::new(|| Err(StoreError("read-only".into())));
+        let h = StoreHandle::new(None, opener, Arc::new(clock.clone()), STORE_RETRY);
+        assert_eq!(h.with("read the cache", |s| s.cache_get("k")), None);
+        clock.advance(STORE_RETRY);
+        assert_eq!(h.with("read the cache", |s| s.cache_get("k")), None);
+        assert!(!h.is_up());
+    }
 }

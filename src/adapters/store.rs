@@ -1,0 +1,711 @@
+//! The SQLite adapter of the `Store` port: the history of accepted lines, the translation
+//! cache and the provider statistics, in one file that users may open with `sqlite3`.
+//!
+//! The file is opened in WAL mode (`synchronous = NORMAL`, a 5 s busy timeout), so the daemon
+//! and a `yaku history` / `yaku stats` command can use it at the same time. Times are unix
+//! milliseconds, UTC.
+//!
+//! # Schema (version 1, kept in `PRAGMA user_version`)
+//!
+//! ```sql
+//! -- One row per accepted line. `status` starts as 'pending' and is replaced exactly once by
+//! -- 'translated', 'cached', 'failed' or 'skipped' -- or by 'interrupted' at the next start
+//! -- when yaku stopped (crash, kill -9) before the line finished.
+//! CREATE TABLE lines (
+//!     id          INTEGER PRIMARY KEY, -- insertion order: "newest" means the highest id
+//!     at_ms       INTEGER NOT NULL,    -- when the line was accepted
+//!     source      TEXT    NOT NULL,    -- 'clipboard' | 'cli'
+//!     text        TEXT    NOT NULL,
+//!     status      TEXT    NOT NULL,
+//!     provider    TEXT,                -- who answered ('translated', 'cached')
+//!     model       TEXT,
+//!     best        TEXT,                -- options[0], for reading the table by hand
+//!     options     TEXT,                -- JSON array of strings, best first; NULL when none
+//!     latency_ms  INTEGER,
+//!     error       TEXT,                -- 'failed': each provider's reason
+//!     fallback    INTEGER NOT NULL DEFAULT 0, -- 1: translated by another provider than the first one asked
+//!     finished_ms INTEGER              -- when the final status was set
+//! );
+//! CREATE INDEX lines_at ON lines(at_ms);
+//! CREATE INDEX lines_status ON lines(status, provider, at_ms, fallback);
+//!
+//! -- One row per request sent to a provider for a line: what `yaku stats` counts.
+//! CREATE TABLE attempts (
+//!     id             INTEGER PRIMARY KEY,
+//!     line_id        INTEGER NOT NULL REFERENCES lines(id) ON DELETE CASCADE,
+//!     seq            INTEGER NOT NULL, -- 0 = the line's first request
+//!     provider       TEXT    NOT NULL,
+//!     outcome        TEXT    NOT NULL, -- 'ok', 'rate_limited', 'transient', 'refused',
+//!                                      -- 'unauthorized', 'model_unavailable', 'bad_request'
+//!     latency_ms     INTEGER NOT NULL,
+//!     opened_breaker INTEGER NOT NULL, -- 1: this outcome opened the provider's breaker
+//!     at_ms          INTEGER NOT NULL  -- the line's at_ms, so `since` selects both alike
+//! );
+//! CREATE UNIQUE INDEX attempts_line ON attempts(line_id, seq);
+//! CREATE INDEX attempts_stats ON attempts(provider, outcome, latency_ms, at_ms, opened_breaker);
+//!
+//! -- Translations by cache key; `hits` counts lookups that found the entry.
+//! CREATE TABLE cache (
+//!     key        TEXT PRIMARY KEY,
+//!     options    TEXT    NOT NULL,     -- JSON array of strings, best first
+//!     provider   TEXT    NOT NULL,
+//!     model      TEXT    NOT NULL,
+//!     created_ms INTEGER NOT NULL,     -- when this answer was stored (a replacement resets it)
+//!     hits       INTEGER NOT NULL DEFAULT 0
+//! );
+//! ```
+//!
+//! The covering indexes `lines_status` and `attempts_stats` are what keep `yaku stats` fast
+//! on a large history: both aggregates read only an index, in its order.
+
+mod format;
+mod query;
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, SystemTime};
+
+use rusqlite::{Connection, ErrorCode, OptionalExtension, TransactionBehavior, params};
+
+use crate::core::store::{AttemptRecord, CachedAnswer, Finished, Source, Status, Store, StoreError};
+
+pub use format::{rfc3339_ms, system_time_from_ms, unix_ms};
+pub use query::{ExportFormat, HistoryRow, ProviderStats, Stats, render_table};
+
+/// The schema version this build writes: the number of `MIGRATIONS`.
+pub const SCHEMA_VERSION: u32 = MIGRATIONS.len() as u32;
+
+/// Forward migrations; step `i` takes the file from version `i` to `i + 1`. Never edit a
+/// released step: append a new one.
+const MIGRATIONS: &[&str] = &[V1];
+
+/// Version 1, the initial schema. Kept identical to the module doc (a unit test checks it),
+/// comments included, so `sqlite3 yaku.db .schema` shows them.
+const V1: &str = "\
+-- One row per accepted line. `status` starts as 'pending' and is replaced exactly once by
+-- 'translated', 'cached', 'failed' or 'skipped' -- or by 'interrupted' at the next start
+-- when yaku stopped (crash, kill -9) before the line finished.
+CREATE TABLE lines (
+    id          INTEGER PRIMARY KEY, -- insertion order: \"newest\" means the highest id
+    at_ms       INTEGER NOT NULL,    -- when the line was accepted
+    source      TEXT    NOT NULL,    -- 'clipboard' | 'cli'
+    text        TEXT    NOT NULL,
+    status      TEXT    NOT NULL,
+    provider    TEXT,                -- who answered ('translated', 'cached')
+    model       TEXT,
+    best        TEXT,                -- options[0], for reading the table by hand
+    options     TEXT,                -- JSON array of strings, best first; NULL when none
+    latency_ms  INTEGER,
+    error       TEXT,                -- 'failed': each provider's reason
+    fallback    INTEGER NOT NULL DEFAULT 0, -- 1: translated by another provider than the first one asked
+    finished_ms INTEGER              -- when the final status was set
+);
+CREATE INDEX lines_at ON lines(at_ms);
+CREATE INDEX lines_status ON lines(status, provider, at_ms, fallback);
+
+-- One row per request sent to a provider for a line: what `yaku stats` counts.
+CREATE TABLE attempts (
+    id             INTEGER PRIMARY KEY,
+    line_id        INTEGER NOT NULL REFERENCES lines(id) ON DELETE CASCADE,
+    seq            INTEGER NOT NULL, -- 0 = the line's first request
+    provider       TEXT    NOT NULL,
+    outcome        TEXT    NOT NULL, -- 'ok', 'rate_limited', 'transient', 'refused',
+                                     -- 'unauthorized', 'model_unavailable', 'bad_request'
+    latency_ms     INTEGER NOT NULL,
+    opened_breaker INTEGER NOT NULL, -- 1: this outcome opened the provider's breaker
+    at_ms          INTEGER NOT NULL  -- the line's at_ms, so `since` selects both alike
+);
+CREATE UNIQUE INDEX attempts_line ON attempts(line_id, seq);
+CREATE INDEX attempts_stats ON attempts(provider, outcome, latency_ms, at_ms, opened_breaker);
+
+-- Translations by cache key; `hits` counts lookups that found the entry.
+CREATE TABLE cache (
+    key        TEXT PRIMARY KEY,
+    options    TEXT    NOT NULL,     -- JSON array of strings, best first
+    provider   TEXT    NOT NULL,
+    model      TEXT    NOT NULL,
+    created_ms INTEGER NOT NULL,     -- when this answer was stored (a replacement resets it)
+    hits       INTEGER NOT NULL DEFAULT 0
+);
+";
+
+/// How to open the store. `Options::default()` is what the daemon uses.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Options {
+    /// How long a write waits for another connection's write transaction before failing.
+    pub busy_timeout: Duration,
+    /// Run `PRAGMA quick_check` at open (reads the whole file) instead of only reading the
+    /// schema. Either way a file that is not a database is moved aside.
+    pub quick_check: bool,
+    /// Turn rows still `pending` into `interrupted`. Right for the daemon at start; a command
+    /// that may run beside a live daemon passes `false`, or it would end the daemon's line.
+    pub recover_pending: bool,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            busy_timeout: Duration::from_secs(5),
+            quick_check: true,
+            recover_pending: true,
+        }
+    }
+}
+
+/// What `open` found and did, for the caller to warn about once.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct OpenReport {
+    /// The file at the path was unreadable and was moved aside; a fresh store was created.
+    pub moved_aside: Option<MovedAside>,
+    /// Rows that were still `pending` and are now `interrupted`.
+    pub interrupted: u64,
+    /// The schema version found, when migrations ran (0 for a new file).
+    pub migrated_from: Option<u32>,
+}
+
+/// An unreadable store file that was renamed instead of deleted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MovedAside {
+    /// The new name, `<name>.corrupt-<unix seconds>`; its `-wal`/`-shm` files, if there were
+    /// any, got the same name plus `-wal`/`-shm`.
+    pub to: PathBuf,
+    /// What SQLite said about it.
+    pub reason: String,
+}
+
+/// The SQLite store. One connection behind a mutex: the daemon's calls are short, and SQLite
+/// serialises writers anyway.
+pub struct SqliteStore {
+    conn: Mutex<Connection>,
+    path: Option<PathBuf>,
+}
+
+impl std::fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteStore").field("path", &self.path).finish()
+    }
+}
+
+/// Why a connection could not be used: only `Unreadable` justifies moving the file aside.
+enum Health {
+    Unreadable(String),
+    Failed(StoreError),
+}
+
+impl SqliteStore {
+    /// Opens (creating, migrating, repairing) the store at `path` with the default options.
+    pub fn open(path: &Path) -> Result<(SqliteStore, OpenReport), StoreError> {
+        Self::open_with(path, &Options::default())
+    }
+
+    /// Opens the store at `path`: creates the parent directory (0700) and the file (0600) when
+    /// missing, moves an unreadable file aside and starts afresh, migrates the schema, and
+    /// (with `recover_pending`) marks rows left `pending` as `interrupted`.
+    pub fn open_with(path: &Path, opts: &Options) -> Result<(SqliteStore, OpenReport), StoreError> {
+        if path.is_dir() {
+            return Err(StoreError(format!(
+                "store path {} is a directory, not a database file",
+                path.display()
+            )));
+        }
+        prepare_file(path)?;
+        let mut report = OpenReport::default();
+        let conn = match connect(path, opts) {
+            Ok(conn) => conn,
+            Err(Health::Failed(e)) => return Err(e),
+            Err(Health::Unreadable(reason)) => {
+                let to = move_aside(path, SystemTime::now())?;
+                report.moved_aside = Some(MovedAside { to, reason });
+                prepare_file(path)?;
+                match connect(path, opts) {
+                    Ok(conn) => conn,
+                    Err(Health::Failed(e)) => return Err(e),
+                    Err(Health::Unreadable(reason)) => {
+                        return Err(StoreError(format!(
+                            "{}: a fresh database is unreadable too: {reason}",
+                            path.display()
+                        )));
+                    }
+                }
+            }
+        };
+        let mut conn = conn;
+        configure(&conn, true).map_err(at(path))?;
+        report.migrated_from = migrate(&mut conn).map_err(|e| StoreError(format!("{}: {}", path.display(), e.0)))?;
+        if opts.recover_pending {
+            report.interrupted = recover_pending(&conn).map_err(at(path))?;
+        }
+        let store = SqliteStore {
+            conn: Mutex::new(conn),
+            path: Some(path.to_path_buf()),
+        };
+        Ok((store, report))
+    }
+
+    /// A store in memory, for tests of code that needs one.
+    pub fn open_in_memory() -> Result<SqliteStore, StoreError> {
+        let mut conn = Connection::open_in_memory().map_err(sql("opening an in-memory store"))?;
+        configure(&conn, false).map_err(sql("configuring the store"))?;
+        migrate(&mut conn)?;
+        Ok(SqliteStore {
+            conn: Mutex::new(conn),
+            path: None,
+        })
+    }
+
+    /// The file this store lives in (None in memory).
+    pub fn path(&self) -> Option<&Path> {
+        self.path.as_deref()
+    }
+
+    /// Deletes history beyond the newest `max_rows` lines (0 = no limit) and lines accepted
+    /// more than `max_days` days before `now` (0 = keep forever), with their attempts.
+    /// `pending` lines are kept: they are in flight. Returns the number of lines deleted.
+    pub fn prune(&self, max_rows: u64, max_days: u64, now: SystemTime) -> Result<u64, StoreError> {
+        let mut conn = self.conn();
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(sql("pruning the history"))?;
+        let mut deleted = 0u64;
+        if max_days > 0 {
+            let cutoff = unix_ms(now).saturating_sub(i64::try_from(max_days).unwrap_or(i64::MAX).saturating_mul(86_400_000));
+            deleted += to_u64(
+                tx.execute("DELETE FROM lines WHERE at_ms < ?1 AND status <> 'pending'", [cutoff])
+                    .map_err(sql("pruning old lines"))?,
+            );
+        }
+        if max_rows > 0 {
+            // The id of the newest row that must go; everything at or below it goes too.
+            let offset = i64::try_from(max_rows).unwrap_or(i64::MAX);
+            deleted += to_u64(
+                tx.execute(
+                    "DELETE FROM lines WHERE status <> 'pending'
+                       AND id <= (SELECT id FROM lines ORDER BY id DESC LIMIT 1 OFFSET ?1)",
+                    [offset],
+                )
+                .map_err(sql("pruning surplus lines"))?,
+            );
+        }
+        tx.commit().map_err(sql("pruning the history"))?;
+        Ok(deleted)
+    }
+
+    /// Deletes all history lines and their attempts; the translation cache stays (it holds no
+    /// record of what was read when). Returns the number of lines deleted. A line the daemon
+    /// has in flight goes too, and its `finish` then fails with "no history line".
+    pub fn clear(&self) -> Result<u64, StoreError> {
+        let mut conn = self.conn();
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(sql("clearing the history"))?;
+        tx.execute("DELETE FROM attempts", []).map_err(sql("clearing the history"))?;
+        let n = tx.execute("DELETE FROM lines", []).map_err(sql("clearing the history"))?;
+        tx.commit().map_err(sql("clearing the history"))?;
+        Ok(to_u64(n))
+    }
+
+    fn conn(&self) -> MutexGuard<'_, Connection> {
+        // A panic while holding the lock leaves the connection usable: SQLite rolls back any
+        // transaction the panicking call had open when it is dropped.
+        self.conn.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+impl Store for SqliteStore {
+    fn begin(&self, text: &str, source: Source, at: SystemTime) -> Result<i64, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare_cached("INSERT INTO lines (at_ms, source, text, status) VALUES (?1, ?2, ?3, 'pending')")
+            .map_err(sql("recording a line"))?;
+        stmt.execute(params![unix_ms(at), source.as_str(), text])
+            .map_err(sql("recording a line"))?;
+        Ok(conn.last_insert_rowid())
+    }
+
+    /// A line that is not `pending` any more keeps its final status: this returns an error
+    /// and stores nothing (attempts included).
+    fn finish(&self, id: i64, finished: &Finished, attempts: &[AttemptRecord]) -> Result<(), StoreError> {
+        if finished.status == Status::Pending {
+            return Err(StoreError(format!("line {id}: `pending` is not a final status")));
+        }
+        let options = if finished.options.is_empty() {
+            None
+        } else {
+            Some(serde_json::to_string(&finished.options).map_err(|e| StoreError(format!("encoding options: {e}")))?)
+        };
+        let fallback = finished.status == Status::Translated
+            && attempts
+                .first()
+                .is_some_and(|first| finished.provider.as_deref() != Some(first.provider.as_str()));
+        let latency = finished.latency_ms.map(to_i64);
+
+        let mut conn = self.conn();
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(sql("finishing a line"))?;
+        let changed = tx
+            .prepare_cached(
+                "UPDATE lines SET status = ?2, provider = ?3, model = ?4, best = ?5, options = ?6,
+                        latency_ms = ?7, error = ?8, fallback = ?9, finished_ms = ?10
+                  WHERE id = ?1 AND status = 'pending'",
+            )
+            .and_then(|mut stmt| {
+                stmt.execute(params![
+                    id,
+                    finished.status.as_str(),
+                    finished.provider,
+                    finished.model,
+                    finished.options.first(),
+                    options,
+                    latency,
+                    finished.error,
+                    fallback,
+                    unix_ms(SystemTime::now()),
+                ])
+            })
+            .map_err(sql("finishing a line"))?;
+        if changed == 0 {
+            let current: Option<String> = tx
+                .query_row("SELECT status FROM lines WHERE id = ?1", [id], |r| r.get(0))
+                .optional()
+                .map_err(sql("finishing a line"))?;
+            return Err(StoreError(match current {
+                Some(status) => format!("line {id} is already {status}; its final status is kept"),
+                None => format!("no history line {id}"),
+            }));
+        }
+        {
+            let mut insert = tx
+                .prepare_cached(
+                    "INSERT INTO attempts (line_id, seq, provider, outcome, latency_ms, opened_breaker, at_ms)
+                     SELECT ?1, ?2, ?3, ?4, ?5, ?6, at_ms FROM lines WHERE id = ?1",
+                )
+                .map_err(sql("recording attempts"))?;
+            for (seq, a) in attempts.iter().enumerate() {
+                insert
+                    .execute(params![id, to_i64(seq as u64), a.provider, a.outcome, to_i64(a.latency_ms), a.opened_breaker])
+                    .map_err(sql("recording attempts"))?;
+            }
+        }
+        tx.commit().map_err(sql("finishing a line"))
+    }
+
+    /// A hit also counts itself in `cache.hits`.
+    fn cache_get(&self, key: &str) -> Result<Option<CachedAnswer>, StoreError> {
+        let conn = self.conn();
+        // One statement finds the entry and counts the hit.
+        let mut stmt = conn
+            .prepare_cached("UPDATE cache SET hits = hits + 1 WHERE key = ?1 RETURNING options, provider, model")
+            .map_err(sql("reading the cache"))?;
+        let row = stmt
+            .query_row([key], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?)))
+            .optional()
+            .map_err(sql("reading the cache"))?;
+        let Some((options, provider, model)) = row else {
+            return Ok(None);
+        };
+        let options: Vec<String> = serde_json::from_str(&options)
+            .map_err(|e| StoreError(format!("cache entry {key:?} has unreadable options: {e}")))?;
+        Ok(Some(CachedAnswer {
+            options,
+            provider,
+            model,
+        }))
+    }
+
+    /// Replacing an entry resets its `created_ms` and `hits`: it is a different answer.
+    fn cache_put(&self, key: &str, answer: &CachedAnswer) -> Result<(), StoreError> {
+        let options =
+            serde_json::to_string(&answer.options).map_err(|e| StoreError(format!("encoding options: {e}")))?;
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare_cached(
+                "INSERT INTO cache (key, options, provider, model, created_ms, hits) VALUES (?1, ?2, ?3, ?4, ?5, 0)
+                 ON CONFLICT (key) DO UPDATE SET options = excluded.options, provider = excluded.provider,
+                     model = excluded.model, created_ms = excluded.created_ms, hits = 0",
+            )
+            .map_err(sql("writing the cache"))?;
+        stmt.execute(params![key, options, answer.provider, answer.model, unix_ms(SystemTime::now())])
+            .map_err(sql("writing the cache"))?;
+        Ok(())
+    }
+}
+
+/// Creates the parent directory (0700) and an empty file (0600) so that SQLite, which would
+/// create it 0644, finds it there. Existing ones keep their modes.
+fn prepare_file(path: &Path) -> Result<(), StoreError> {
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty() && !p.exists()) {
+        let mut builder = fs::DirBuilder::new();
+        builder.recursive(true);
+        #[cfg(unix)]
+        std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+        builder
+            .create(parent)
+            .map_err(|e| StoreError(format!("creating {}: {e}", parent.display())))?;
+    }
+    let mut file = fs::OpenOptions::new();
+    file.create(true).append(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut file, 0o600);
+    file.open(path)
+        .map(drop)
+        .map_err(|e| StoreError(format!("opening {}: {e}", path.display())))
+}
+
+/// Opens a connection and checks that the file is a readable database.
+fn connect(path: &Path, opts: &Options) -> Result<Connection, Health> {
+    let failed = |e: rusqlite::Error| Health::Failed(StoreError(format!("opening {}: {e}", path.display())));
+    let conn = Connection::open(path).map_err(failed)?;
+    conn.busy_timeout(opts.busy_timeout).map_err(failed)?;
+    let check = if opts.quick_check {
+        quick_check(&conn)
+    } else {
+        // Reading the schema is enough to tell a database from something else.
+        conn.query_row("SELECT count(*) FROM sqlite_schema", [], |r| r.get::<_, i64>(0))
+            .map(|_| None)
+    };
+    match check {
+        Ok(None) => Ok(conn),
+        Ok(Some(problem)) => Err(Health::Unreadable(problem)),
+        Err(e) if matches!(e.sqlite_error_code(), Some(ErrorCode::NotADatabase | ErrorCode::DatabaseCorrupt)) => {
+            Err(Health::Unreadable(e.to_string()))
+        }
+        // Busy, permissions, I/O: the file may be fine; never move it aside for these.
+        Err(e) => Err(failed(e)),
+    }
+}
+
+/// `PRAGMA quick_check`: None when it says "ok", else its first few complaints.
+fn quick_check(conn: &Connection) -> rusqlite::Result<Option<String>> {
+    let mut stmt = conn.prepare("PRAGMA quick_check(5)")?;
+    let lines = stmt
+        .query_map([], |r| r.get::<_, String>(0))?
+        .collect::<rusqlite::Result<Vec<String>>>()?;
+    if lines.len() == 1 && lines[0] == "ok" {
+        Ok(None)
+    } else {
+        Ok(Some(format!("quick_check: {}", lines.join("; "))))
+    }
+}
+
+fn configure(conn: &Connection, wal: bool) -> rusqlite::Result<()> {
+    if wal {
+        // Returns the mode in effect; a filesystem without shared memory keeps the old one,
+        // which still works, only with less concurrency.
+        conn.pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get::<_, String>(0))?;
+    }
+    conn.pragma_update(None, "synchronous", "NORMAL")?;
+    conn.pragma_update(None, "foreign_keys", true)
+}
+
+/// Applies the missing migrations in one transaction. Returns the version found when any ran.
+fn migrate(conn: &mut Connection) -> Result<Option<u32>, StoreError> {
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(sql("migrating the schema"))?;
+    // Read inside the write transaction: another process may have just migrated.
+    let found: i64 = tx
+        .pragma_query_value(None, "user_version", |r| r.get(0))
+        .map_err(sql("reading the schema version"))?;
+    let found = u32::try_from(found).unwrap_or(u32::MAX);
+    if found > SCHEMA_VERSION {
+        return Err(StoreError(format!(
+            "schema version {found} is newer than this yaku knows ({SCHEMA_VERSION}); \
+             the file was left untouched — use a newer yaku or point the store elsewhere"
+        )));
+    }
+    if found == SCHEMA_VERSION {
+        return Ok(None);
+    }
+    for step in &MIGRATIONS[found as usize..] {
+        tx.execute_batch(step).map_err(sql("migrating the schema"))?;
+    }
+    tx.pragma_update(None, "user_version", SCHEMA_VERSION)
+        .map_err(sql("migrating the schema"))?;
+    tx.commit().map_err(sql("migrating the schema"))?;
+    Ok(Some(found))
+}
+
+fn recover_pending(conn: &Connection) -> rusqlite::Result<u64> {
+    let n = conn.execute(
+        "UPDATE lines SET status = 'interrupted', finished_ms = ?1 WHERE status = 'pending'",
+        [unix_ms(SystemTime::now())],
+    )?;
+    Ok(to_u64(n))
+}
+
+/// Renames `path` (and its `-wal`, `-shm` and `-journal` files) to
+/// `<name>.corrupt-<unix seconds>[.<n>]` in the same directory; returns the new main path.
+fn move_aside(path: &Path, now: SystemTime) -> Result<PathBuf, StoreError> {
+    let name = path
+        .file_name()
+        .ok_or_else(|| StoreError(format!("{} has no file name", path.display())))?
+        .to_string_lossy()
+        .into_owned();
+    let secs = unix_ms(now).div_euclid(1000);
+    let base = path.with_file_name(format!("{name}.corrupt-{secs}"));
+    let mut to = base.clone();
+    // Never overwrite an earlier casualty from the same second.
+    let mut n = 1;
+    while to.exists() {
+        to = path.with_file_name(format!("{name}.corrupt-{secs}.{n}"));
+        n += 1;
+    }
+    fs::rename(path, &to).map_err(|e| StoreError(format!("moving {} aside: {e}", path.display())))?;
+    for suffix in ["-wal", "-shm", "-journal"] {
+        let from = with_suffix(path, suffix);
+        if from.exists() {
+            let dest = with_suffix(&to, suffix);
+            fs::rename(&from, &dest).map_err(|e| StoreError(format!("moving {} aside: {e}", from.display())))?;
+        }
+    }
+    Ok(to)
+}
+
+fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
+    let mut s = path.as_os_str().to_owned();
+    s.push(suffix);
+    PathBuf::from(s)
+}
+
+/// Maps a rusqlite error to a `StoreError` saying what was being done.
+fn sql(doing: &'static str) -> impl Fn(rusqlite::Error) -> StoreError {
+    move |e| StoreError(format!("{doing}: {e}"))
+}
+
+/// Maps a rusqlite error to a `StoreError` naming the file.
+fn at(path: &Path) -> impl Fn(rusqlite::Error) -> StoreError + '_ {
+    move |e| StoreError(format!("{}: {e}", path.display()))
+}
+
+fn to_i64(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+fn to_u64(n: usize) -> u64 {
+    u64::try_from(n).unwrap_or(u64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The SQL in the module doc, which ARCHITECTURE.md copies.
+    fn doc_schema() -> String {
+        let src = include_str!("store.rs");
+        let mut out = String::new();
+        let mut inside = false;
+        for line in src.lines() {
+            let Some(doc) = line.strip_prefix("//!") else { continue };
+            let doc = doc.strip_prefix(' ').unwrap_or(doc);
+            if doc.trim() == "```sql" {
+                inside = true;
+            } else if inside && doc.trim() == "```" {
+                break;
+            } else if inside {
+                out.push_str(doc);
+                out.push('\n');
+            }
+        }
+        out
+    }
+
+    fn schema_of(conn: &Connection) -> Vec<(String, String)> {
+        let mut stmt = conn
+            .prepare("SELECT name, sql FROM sqlite_schema WHERE sql IS NOT NULL ORDER BY name")
+            .unwrap();
+        stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap()
+    }
+
+    #[test]
+    fn documented_schema_is_the_migrated_schema() {
+        let doc = doc_schema();
+        assert!(doc.contains("CREATE TABLE lines"), "no schema found in the module doc");
+        let documented = Connection::open_in_memory().unwrap();
+        documented.execute_batch(&doc).unwrap();
+        let store = SqliteStore::open_in_memory().unwrap();
+        let migrated = store.conn();
+        assert_eq!(schema_of(&documented), schema_of(&migrated));
+    }
+
+    #[test]
+    fn in_memory_store_is_at_the_current_schema_version() {
+        let store = SqliteStore::open_in_memory().unwrap();
+        let v: u32 = store
+            .conn()
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .unwrap();
+        assert_eq!(v, SCHEMA_VERSION);
+        assert_eq!(SCHEMA_VERSION, 1);
+    }
+
+    #[test]
+    fn finishing_as_pending_is_refused() {
+        let store = SqliteStore::open_in_memory().unwrap();
+        let id = store.begin("テスト", Source::Cli, SystemTime::now()).unwrap();
+        let f = Finished {
+            status: Status::Pending,
+            provider: None,
+            model: None,
+            options: vec![],
+            latency_ms: None,
+            error: None,
+        };
+        assert!(store.finish(id, &f, &[]).is_err());
+    }
+
+    #[test]
+    fn fallback_is_stored_only_when_another_provider_was_asked_first() {
+        let store = SqliteStore::open_in_memory().unwrap();
+        let attempt = |p: &str, outcome| AttemptRecord {
+            provider: p.into(),
+            outcome,
+            latency_ms: 10,
+            opened_breaker: false,
+        };
+        let done = |p: &str| Finished {
+            status: Status::Translated,
+            provider: Some(p.into()),
+            model: Some("m".into()),
+            options: vec!["x".into()],
+            latency_ms: Some(10),
+            error: None,
+        };
+        let a = store.begin("a", Source::Cli, SystemTime::now()).unwrap();
+        store
+            .finish(a, &done("groq"), &[attempt("gemini", "rate_limited"), attempt("groq", "ok")])
+            .unwrap();
+        let b = store.begin("b", Source::Cli, SystemTime::now()).unwrap();
+        store
+            .finish(b, &done("gemini"), &[attempt("gemini", "transient"), attempt("gemini", "ok")])
+            .unwrap();
+        let flags: Vec<i64> = {
+            let conn = store.conn();
+            let mut stmt = conn.prepare("SELECT fallback FROM lines ORDER BY id").unwrap();
+            stmt.query_map([], |r| r.get(0)).unwrap().map(Result::unwrap).collect()
+        };
+        assert_eq!(flags, vec![1, 0]);
+    }
+
+    #[test]
+    fn move_aside_never_overwrites_an_earlier_casualty() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("yaku.db");
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        fs::write(&path, "first").unwrap();
+        let first = move_aside(&path, now).unwrap();
+        fs::write(&path, "second").unwrap();
+        fs::write(with_suffix(&path, "-wal"), "second wal").unwrap();
+        let second = move_aside(&path, now).unwrap();
+        assert_eq!(first, dir.path().join("yaku.db.corrupt-1700000000"));
+        assert_eq!(second, dir.path().join("yaku.db.corrupt-1700000000.1"));
+        assert_eq!(fs::read_to_string(&first).unwrap(), "first");
+        assert_eq!(fs::read_to_string(&second).unwrap(), "second");
+        assert_eq!(fs::read_to_string(with_suffix(&second, "-wal")).unwrap(), "second wal");
+        assert!(!path.exists());
+    }
+}
