@@ -1,7 +1,7 @@
 //! The composition root: the one place where the config, the adapters and the core are wired
 //! together, and where errors become exit codes.
 
-use std::io::{IsTerminal, Read, Write};
+use std::io::{BufRead, IsTerminal, Read, Write};
 use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -11,7 +11,7 @@ use clap::Parser;
 use serde_json::json;
 
 use crate::adapters::{self, gemini::Gemini, openai::OpenAi};
-use crate::cli::{Cli, Command, ConfigCommand, TranslateArgs};
+use crate::cli::{Cli, Command, ConfigCommand, KeyCommand, TranslateArgs};
 use crate::config::{self, Config, ConfigError, KeyLookup, ProviderKind};
 use crate::core::chain::{
     Chain, ChainConfig, ChainEntry, ChainFailure, SkipReason, Skipped, Translation,
@@ -20,6 +20,7 @@ use crate::core::clock::{Clock, TokioClock};
 use crate::core::prompt::TranslationRequest;
 use crate::core::provider::Provider;
 use crate::core::ratelimit::RateLimit;
+use crate::credentials::Credentials;
 
 /// Exit codes beyond 0 (success) and 2 (usage, from clap).
 pub mod exit {
@@ -88,6 +89,10 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Config(ConfigCommand::Init { force }) => config_init(&path, force),
+        Command::Key(cmd) => {
+            let config = Config::load(&path)?;
+            key_command(&config, cmd)
+        }
         Command::Logs { follow } => {
             let config = Config::load(&path)?;
             crate::run::logs(&config, follow)
@@ -146,14 +151,18 @@ pub fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 }
 
 /// Builds the chain the config describes. Providers without a key are listed as unusable.
-pub fn build_chain(config: &Config, clock: Arc<dyn Clock>) -> Result<Chain, ConfigError> {
+pub fn build_chain(
+    config: &Config,
+    credentials: &Credentials,
+    clock: Arc<dyn Clock>,
+) -> Result<Chain, ConfigError> {
     let env = |var: &str| std::env::var(var).ok();
     let mut entries = Vec::with_capacity(config.providers.len());
     for p in &config.providers {
         let limit = RateLimit::new(p.requests_per_minute, p.requests_per_day, clock.clone());
-        let api_key = match p.key(env, config.source.as_deref())? {
-            KeyLookup::Found { key, .. } => Some(key),
-            KeyLookup::NotNeeded => None,
+        let (api_key, source) = match p.key(env, credentials, config.source.as_deref())? {
+            KeyLookup::Found { key, source } => (Some(key), Some(source)),
+            KeyLookup::NotNeeded => (None, None),
             KeyLookup::Missing { hint } => {
                 tracing::debug!(provider = %p.name, "skipped: no API key ({hint})");
                 let reason = Skipped {
@@ -189,7 +198,7 @@ pub fn build_chain(config: &Config, clock: Arc<dyn Clock>) -> Result<Chain, Conf
             provider,
             config.breaker,
             limit,
-            p.key_advice(),
+            p.key_advice(source.as_ref()),
         ));
     }
     let cfg = ChainConfig {
@@ -251,7 +260,8 @@ fn translate(config: &Config, args: TranslateArgs) -> anyhow::Result<()> {
         .build()
         .context("cannot start the async runtime")?;
     let result = runtime.block_on(async {
-        let chain = build_chain(config, Arc::new(TokioClock))?;
+        let credentials = Credentials::load(&Credentials::path_for(&config.path))?;
+        let chain = build_chain(config, &credentials, Arc::new(TokioClock))?;
         let request = request_for(config, text);
         Ok::<_, ConfigError>(chain.translate(&request, args.provider.as_deref()).await)
     })?;
@@ -346,4 +356,125 @@ pub fn failure_json(text: &str, f: &ChainFailure) -> serde_json::Value {
         "skipped": skipped_json(&f.skipped),
         "latency_ms": f.latency.as_millis() as u64,
     })
+}
+
+fn key_command(config: &Config, cmd: KeyCommand) -> anyhow::Result<()> {
+    let cred_path = Credentials::path_for(&config.path);
+    let known = |name: &str| config.providers.iter().any(|p| p.name == name);
+    match cmd {
+        KeyCommand::Set { name } => {
+            if !known(&name) {
+                let names: Vec<&str> = config.providers.iter().map(|p| p.name.as_str()).collect();
+                return Err(UsageError(format!(
+                    "no provider named \"{name}\"; configured: {}",
+                    names.join(", ")
+                ))
+                .into());
+            }
+            let key = read_secret(&format!("API key for {name}: "))?;
+            let key = key.trim();
+            if key.is_empty() {
+                return Err(UsageError("no key given: nothing was stored".into()).into());
+            }
+            Credentials::store(&cred_path, &name, Some(key))?;
+            println!("stored the key for {name} in {}", cred_path.display());
+            Ok(())
+        }
+        KeyCommand::Remove { name } => {
+            Credentials::store(&cred_path, &name, None)?;
+            println!(
+                "removed any stored key for {name} from {}",
+                cred_path.display()
+            );
+            Ok(())
+        }
+        KeyCommand::List { json: as_json } => {
+            let credentials = Credentials::load(&cred_path)?;
+            let env = |var: &str| std::env::var(var).ok();
+            let mut rows = Vec::new();
+            for p in &config.providers {
+                let (found, source) = match p.key(env, &credentials, config.source.as_deref()) {
+                    Ok(KeyLookup::Found { source, .. }) => (true, source.to_string()),
+                    Ok(KeyLookup::NotNeeded) => (true, "no key needed".to_string()),
+                    Ok(KeyLookup::Missing { hint }) => (false, format!("missing — {hint}")),
+                    Err(e) => (false, format!("refused — {e}")),
+                };
+                rows.push((p.name.clone(), found, source));
+            }
+            if as_json {
+                let v: Vec<serde_json::Value> = rows
+                    .iter()
+                    .map(|(name, found, source)| json!({ "provider": name, "found": found, "source": source }))
+                    .collect();
+                println!("{}", serde_json::Value::Array(v));
+            } else {
+                for (name, found, source) in rows {
+                    println!("{name:<12} {:<4} {source}", if found { "ok" } else { "--" });
+                }
+            }
+            Ok(())
+        }
+    }
+}
+
+/// Reads a secret: without echo when standard input is a terminal, else one line of stdin.
+fn read_secret(prompt: &str) -> anyhow::Result<String> {
+    let stdin = std::io::stdin();
+    if !stdin.is_terminal() {
+        let mut line = String::new();
+        stdin
+            .lock()
+            .read_line(&mut line)
+            .context("cannot read the key from standard input")?;
+        return Ok(line);
+    }
+    eprint!("{prompt}");
+    std::io::stderr().flush().ok();
+    let _echo = NoEcho::new();
+    let mut line = String::new();
+    let read = stdin.lock().read_line(&mut line);
+    eprintln!();
+    read.context("cannot read the key")?;
+    Ok(line)
+}
+
+/// Turns terminal echo off for as long as it lives.
+struct NoEcho {
+    #[cfg(unix)]
+    saved: Option<libc::termios>,
+}
+
+impl NoEcho {
+    fn new() -> Self {
+        #[cfg(unix)]
+        {
+            // SAFETY: tcgetattr/tcsetattr on stdin with a zeroed, then filled, termios struct.
+            unsafe {
+                let mut t: libc::termios = std::mem::zeroed();
+                if libc::tcgetattr(libc::STDIN_FILENO, &mut t) != 0 {
+                    return Self { saved: None };
+                }
+                let saved = t;
+                t.c_lflag &= !libc::ECHO;
+                if libc::tcsetattr(libc::STDIN_FILENO, libc::TCSANOW, &t) != 0 {
+                    return Self { saved: None };
+                }
+                Self { saved: Some(saved) }
+            }
+        }
+        #[cfg(not(unix))]
+        Self {}
+    }
+}
+
+impl Drop for NoEcho {
+    fn drop(&mut self) {
+        #[cfg(unix)]
+        if let Some(saved) = self.saved {
+            // SAFETY: restores the attributes read in `new`.
+            unsafe {
+                libc::tcsetattr(libc::STDIN_FILENO, libc::TCSANOW, &saved);
+            }
+        }
+    }
 }

@@ -28,6 +28,9 @@ pub enum Command {
     },
     /// Translate one line now and print the options (exit 3 if no provider could)
     Translate(TranslateArgs),
+    /// Store API keys where the login service can reach them, and see where each key is found
+    #[command(subcommand)]
+    Key(KeyCommand),
     /// Write or locate the config file
     #[command(subcommand)]
     Config(ConfigCommand),
@@ -55,4 +58,25 @@ pub enum ConfigCommand {
     },
     /// Print the config file's path
     Path,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeyCommand {
+    /// Store a provider's key in credentials.toml beside the config (0600). The key is read from
+    /// standard input, or asked for without echo on a terminal
+    Set {
+        /// The provider's `name` in the config (gemini, groq, ...)
+        name: String,
+    },
+    /// Remove a provider's stored key
+    Remove {
+        /// The provider's `name` in the config
+        name: String,
+    },
+    /// Show which providers have a key and where it was found (never the key itself)
+    List {
+        /// Print JSON instead of a table
+        #[arg(long)]
+        json: bool,
+    },
 }

@@ -328,6 +328,9 @@ const GEMINI_BASE_URL: &str = "https://generativelanguage.googleapis.com/v1beta"
 pub struct Config {
     /// The file it came from, when one existed.
     pub source: Option<PathBuf>,
+    /// The path it was loaded from (whether or not a file was there); the credentials file
+    /// lives beside it.
+    pub path: PathBuf,
     pub translation: TranslationConfig,
     pub breaker: BreakerConfig,
     pub providers: Vec<ProviderConfig>,
@@ -726,6 +729,7 @@ impl Config {
 
         Ok(Config {
             source: exists.then(|| path.to_path_buf()),
+            path: path.to_path_buf(),
             memory,
             clipboard: ClipboardConfig {
                 poll_interval,
@@ -801,6 +805,18 @@ pub enum KeySource {
     Env(String),
     /// `api_key` in the config file.
     ConfigFile,
+    /// `credentials.toml`, written by `yaku key set`.
+    Credentials,
+}
+
+impl fmt::Display for KeySource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            KeySource::Env(var) => write!(f, "environment variable {var}"),
+            KeySource::ConfigFile => f.write_str("api_key in the config file"),
+            KeySource::Credentials => f.write_str("credentials file (yaku key set)"),
+        }
+    }
 }
 
 /// The result of looking up a provider's key.
@@ -829,11 +845,13 @@ impl fmt::Debug for KeyLookup {
 }
 
 impl ProviderConfig {
-    /// Looks the key up: the `api_key_env` variable, then `api_key` in the config file, which is
-    /// refused (a config error) when the file is readable by group or others.
+    /// Looks the key up: the `api_key_env` variable, then the credentials file (`yaku key
+    /// set`), then `api_key` in the config file, which is refused (a config error) when the
+    /// file is readable by group or others.
     pub fn key(
         &self,
         env: impl Fn(&str) -> Option<String>,
+        credentials: &crate::credentials::Credentials,
         config_file: Option<&Path>,
     ) -> Result<KeyLookup, ConfigError> {
         if let Some(var) = &self.api_key_env
@@ -844,6 +862,12 @@ impl ProviderConfig {
             return Ok(KeyLookup::Found {
                 key,
                 source: KeySource::Env(var.clone()),
+            });
+        }
+        if let Some(key) = credentials.get(&self.name) {
+            return Ok(KeyLookup::Found {
+                key: key.trim().to_string(),
+                source: KeySource::Credentials,
             });
         }
         if let Some(key) = &self.api_key {
@@ -862,20 +886,28 @@ impl ProviderConfig {
         }
         match &self.api_key_env {
             Some(var) => Ok(KeyLookup::Missing {
-                hint: format!("set {var} in the environment yaku runs in, or `api_key` in the config file"),
+                hint: format!(
+                    "run `yaku key set {}` (or set {var} in the environment yaku runs in)",
+                    self.name
+                ),
             }),
             None if self.kind == ProviderKind::Gemini => Ok(KeyLookup::Missing {
-                hint: "set `api_key_env` (for example \"GEMINI_API_KEY\") or `api_key` for this provider".into(),
+                hint: format!("run `yaku key set {}`", self.name),
             }),
             None => Ok(KeyLookup::NotNeeded),
         }
     }
 
     /// What to tell a user whose key was rejected.
-    pub fn key_advice(&self) -> String {
-        match &self.api_key_env {
-            Some(var) => format!("the key was rejected: check {var} (or `api_key` in the config)"),
-            None => "the key was rejected: check `api_key` in the config".into(),
+    pub fn key_advice(&self, source: Option<&KeySource>) -> String {
+        match source {
+            Some(KeySource::Env(var)) => format!("the key was rejected: check {var}"),
+            Some(KeySource::ConfigFile) => {
+                "the key was rejected: check `api_key` in the config".into()
+            }
+            Some(KeySource::Credentials) | None => {
+                format!("the key was rejected: run `yaku key set {}`", self.name)
+            }
         }
     }
 }
@@ -1182,8 +1214,13 @@ mod tests {
         let text = "[[providers]]\nname = \"g\"\nkind = \"gemini\"\nmodel = \"m\"\napi_key_env = \"G_KEY\"\napi_key = \"from-file\"\n";
         let c = Config::parse(text, Path::new("c.toml")).unwrap();
         let p = &c.providers[0];
+        let none = crate::credentials::Credentials::default();
         let found = p
-            .key(|v| (v == "G_KEY").then(|| "from-env".to_string()), None)
+            .key(
+                |v| (v == "G_KEY").then(|| "from-env".to_string()),
+                &none,
+                None,
+            )
             .unwrap();
         assert_eq!(
             found,
@@ -1192,7 +1229,7 @@ mod tests {
                 source: KeySource::Env("G_KEY".into())
             }
         );
-        let found = p.key(|_| None, None).unwrap();
+        let found = p.key(|_| None, &none, None).unwrap();
         assert_eq!(
             found,
             KeyLookup::Found {
@@ -1208,13 +1245,13 @@ mod tests {
         let keyless = "[[providers]]\nname = \"o\"\nkind = \"openai\"\nmodel = \"m\"\nbase_url = \"http://127.0.0.1:11434/v1\"\n";
         let c = Config::parse(keyless, Path::new("c.toml")).unwrap();
         assert_eq!(
-            c.providers[0].key(|_| None, None).unwrap(),
+            c.providers[0].key(|_| None, &none, None).unwrap(),
             KeyLookup::NotNeeded
         );
         let missing = "[[providers]]\nname = \"o\"\nkind = \"openai\"\nmodel = \"m\"\nbase_url = \"https://x.example/v1\"\napi_key_env = \"O_KEY\"\n";
         let c = Config::parse(missing, Path::new("c.toml")).unwrap();
         assert!(matches!(
-            c.providers[0].key(|_| None, None).unwrap(),
+            c.providers[0].key(|_| None, &none, None).unwrap(),
             KeyLookup::Missing { .. }
         ));
     }

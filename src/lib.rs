@@ -5,4 +5,6 @@ pub mod app;
 pub mod cli;
 pub mod config;
 pub mod core;
+pub mod credentials;
 pub mod run;
+pub mod service;

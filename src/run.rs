@@ -21,6 +21,7 @@ use crate::core::clock::{Clock, TokioClock};
 use crate::core::daemon::{Daemon, DaemonSettings, notify_worker};
 use crate::core::gates::Gates;
 use crate::core::intake::{WatchControl, watch};
+use crate::credentials::Credentials;
 
 /// yaku's directories: where the lock and the logs go.
 #[derive(Debug, Clone)]
@@ -248,7 +249,8 @@ pub fn run(config: &Config) -> anyhow::Result<()> {
 
 async fn serve(config: &Config) -> anyhow::Result<()> {
     let clock: Arc<dyn Clock> = Arc::new(TokioClock);
-    let chain = Arc::new(build_chain(config, clock.clone())?);
+    let credentials = Credentials::load(&Credentials::path_for(&config.path))?;
+    let chain = Arc::new(build_chain(config, &credentials, clock.clone())?);
     for entry in chain.entries() {
         match &entry.unusable {
             Some(s) => {

@@ -227,7 +227,7 @@ async fn missing_keys_skip_providers_with_a_reason_instead_of_failing_to_load() 
     assert_eq!(out.status.code(), Some(3));
     let err = text(&out.stderr);
     assert!(
-        err.contains("gemini: no API key — set YAKU_TEST_GEMINI_KEY"),
+        err.contains("gemini: no API key — run `yaku key set gemini` (or set YAKU_TEST_GEMINI_KEY in the environment yaku runs in)"),
         "{err}"
     );
 }
@@ -481,4 +481,85 @@ async fn config_path_follows_the_flag_then_the_environment_then_the_platform_dir
     )
     .await;
     assert_eq!(text(&out.stdout), "/home/reader/.config/yaku/config.toml\n");
+}
+
+#[tokio::test]
+async fn key_set_stores_a_private_key_the_chain_then_uses_and_list_never_prints() {
+    let s = Servers::start().await;
+    s.gemini_replies(200, gemini_ok(&["From the stored key."]))
+        .await;
+    let cfg = s.config();
+    let out = yaku(
+        &["key", "set", "gemini", "--config", &cfg],
+        &[],
+        Some(&format!("{FAKE_KEY}\n")),
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(!text(&out.stdout).contains(FAKE_KEY) && !text(&out.stderr).contains(FAKE_KEY));
+    let cred = s.dir.path().join("credentials.toml");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(
+            std::fs::metadata(&cred).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+    }
+    // No environment at all: the key comes from the credentials file.
+    let out = yaku(&["translate", "--config", &cfg, "やあ"], &[], None).await;
+    assert_eq!(
+        text(&out.stdout),
+        "From the stored key.\n",
+        "{}",
+        text(&out.stderr)
+    );
+
+    let out = yaku(
+        &["key", "list", "--config", &cfg],
+        &[("YAKU_TEST_GROQ_KEY", FAKE_KEY)],
+        None,
+    )
+    .await;
+    let listed = text(&out.stdout);
+    assert!(!listed.contains(FAKE_KEY), "{listed}");
+    assert!(
+        listed.contains("gemini") && listed.contains("credentials file"),
+        "{listed}"
+    );
+    assert!(
+        listed.contains("environment variable YAKU_TEST_GROQ_KEY"),
+        "{listed}"
+    );
+    let out = yaku(&["key", "list", "--json", "--config", &cfg], &[], None).await;
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v[0]["provider"], "gemini");
+    assert_eq!(v[0]["found"], true);
+    assert_eq!(v[1]["found"], false);
+    assert!(!text(&out.stdout).contains(FAKE_KEY));
+
+    // A credentials file others can read is refused, with the fix.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&cred, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let out = yaku(&["translate", "--config", &cfg, "やあ"], &[], None).await;
+        assert_eq!(out.status.code(), Some(78));
+        assert!(
+            text(&out.stderr).contains("chmod 600"),
+            "{}",
+            text(&out.stderr)
+        );
+    }
+}
+
+#[tokio::test]
+async fn key_set_for_an_unknown_provider_or_with_no_key_stores_nothing() {
+    let s = Servers::start().await;
+    let cfg = s.config();
+    let out = yaku(&["key", "set", "deepl", "--config", &cfg], &[], Some("k\n")).await;
+    assert_eq!(out.status.code(), Some(2));
+    let out = yaku(&["key", "set", "gemini", "--config", &cfg], &[], Some("\n")).await;
+    assert_eq!(out.status.code(), Some(2));
+    assert!(!s.dir.path().join("credentials.toml").exists());
 }

@@ -5,6 +5,7 @@ pub mod gemini;
 pub mod http;
 pub mod notify;
 pub mod openai;
+pub mod store;
 
 use std::time::Duration;
 

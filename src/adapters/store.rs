@@ -68,10 +68,12 @@ use std::time::{Duration, SystemTime};
 
 use rusqlite::{Connection, ErrorCode, OptionalExtension, TransactionBehavior, params};
 
-use crate::core::store::{AttemptRecord, CachedAnswer, Finished, Source, Status, Store, StoreError};
+use crate::core::store::{
+    AttemptRecord, CachedAnswer, Finished, Source, Status, Store, StoreError,
+};
 
 pub use format::{rfc3339_ms, system_time_from_ms, unix_ms};
-pub use query::{ExportFormat, HistoryRow, ProviderStats, Stats, render_table};
+pub use query::{CSV_HEADER, ExportFormat, HistoryRow, ProviderStats, Stats, render_table};
 
 /// The schema version this build writes: the number of `MIGRATIONS`.
 pub const SCHEMA_VERSION: u32 = MIGRATIONS.len() as u32;
@@ -183,7 +185,9 @@ pub struct SqliteStore {
 
 impl std::fmt::Debug for SqliteStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SqliteStore").field("path", &self.path).finish()
+        f.debug_struct("SqliteStore")
+            .field("path", &self.path)
+            .finish()
     }
 }
 
@@ -232,7 +236,8 @@ impl SqliteStore {
         };
         let mut conn = conn;
         configure(&conn, true).map_err(at(path))?;
-        report.migrated_from = migrate(&mut conn).map_err(|e| StoreError(format!("{}: {}", path.display(), e.0)))?;
+        report.migrated_from =
+            migrate(&mut conn).map_err(|e| StoreError(format!("{}: {}", path.display(), e.0)))?;
         if opts.recover_pending {
             report.interrupted = recover_pending(&conn).map_err(at(path))?;
         }
@@ -269,10 +274,17 @@ impl SqliteStore {
             .map_err(sql("pruning the history"))?;
         let mut deleted = 0u64;
         if max_days > 0 {
-            let cutoff = unix_ms(now).saturating_sub(i64::try_from(max_days).unwrap_or(i64::MAX).saturating_mul(86_400_000));
+            let cutoff = unix_ms(now).saturating_sub(
+                i64::try_from(max_days)
+                    .unwrap_or(i64::MAX)
+                    .saturating_mul(86_400_000),
+            );
             deleted += to_u64(
-                tx.execute("DELETE FROM lines WHERE at_ms < ?1 AND status <> 'pending'", [cutoff])
-                    .map_err(sql("pruning old lines"))?,
+                tx.execute(
+                    "DELETE FROM lines WHERE at_ms < ?1 AND status <> 'pending'",
+                    [cutoff],
+                )
+                .map_err(sql("pruning old lines"))?,
             );
         }
         if max_rows > 0 {
@@ -299,8 +311,11 @@ impl SqliteStore {
         let tx = conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(sql("clearing the history"))?;
-        tx.execute("DELETE FROM attempts", []).map_err(sql("clearing the history"))?;
-        let n = tx.execute("DELETE FROM lines", []).map_err(sql("clearing the history"))?;
+        tx.execute("DELETE FROM attempts", [])
+            .map_err(sql("clearing the history"))?;
+        let n = tx
+            .execute("DELETE FROM lines", [])
+            .map_err(sql("clearing the history"))?;
         tx.commit().map_err(sql("clearing the history"))?;
         Ok(to_u64(n))
     }
@@ -308,7 +323,9 @@ impl SqliteStore {
     fn conn(&self) -> MutexGuard<'_, Connection> {
         // A panic while holding the lock leaves the connection usable: SQLite rolls back any
         // transaction the panicking call had open when it is dropped.
-        self.conn.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.conn
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 
@@ -316,7 +333,9 @@ impl Store for SqliteStore {
     fn begin(&self, text: &str, source: Source, at: SystemTime) -> Result<i64, StoreError> {
         let conn = self.conn();
         let mut stmt = conn
-            .prepare_cached("INSERT INTO lines (at_ms, source, text, status) VALUES (?1, ?2, ?3, 'pending')")
+            .prepare_cached(
+                "INSERT INTO lines (at_ms, source, text, status) VALUES (?1, ?2, ?3, 'pending')",
+            )
             .map_err(sql("recording a line"))?;
         stmt.execute(params![unix_ms(at), source.as_str(), text])
             .map_err(sql("recording a line"))?;
@@ -325,14 +344,24 @@ impl Store for SqliteStore {
 
     /// A line that is not `pending` any more keeps its final status: this returns an error
     /// and stores nothing (attempts included).
-    fn finish(&self, id: i64, finished: &Finished, attempts: &[AttemptRecord]) -> Result<(), StoreError> {
+    fn finish(
+        &self,
+        id: i64,
+        finished: &Finished,
+        attempts: &[AttemptRecord],
+    ) -> Result<(), StoreError> {
         if finished.status == Status::Pending {
-            return Err(StoreError(format!("line {id}: `pending` is not a final status")));
+            return Err(StoreError(format!(
+                "line {id}: `pending` is not a final status"
+            )));
         }
         let options = if finished.options.is_empty() {
             None
         } else {
-            Some(serde_json::to_string(&finished.options).map_err(|e| StoreError(format!("encoding options: {e}")))?)
+            Some(
+                serde_json::to_string(&finished.options)
+                    .map_err(|e| StoreError(format!("encoding options: {e}")))?,
+            )
         };
         let fallback = finished.status == Status::Translated
             && attempts
@@ -384,7 +413,14 @@ impl Store for SqliteStore {
                 .map_err(sql("recording attempts"))?;
             for (seq, a) in attempts.iter().enumerate() {
                 insert
-                    .execute(params![id, to_i64(seq as u64), a.provider, a.outcome, to_i64(a.latency_ms), a.opened_breaker])
+                    .execute(params![
+                        id,
+                        to_i64(seq as u64),
+                        a.provider,
+                        a.outcome,
+                        to_i64(a.latency_ms),
+                        a.opened_breaker
+                    ])
                     .map_err(sql("recording attempts"))?;
             }
         }
@@ -399,7 +435,13 @@ impl Store for SqliteStore {
             .prepare_cached("UPDATE cache SET hits = hits + 1 WHERE key = ?1 RETURNING options, provider, model")
             .map_err(sql("reading the cache"))?;
         let row = stmt
-            .query_row([key], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?)))
+            .query_row([key], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, String>(2)?,
+                ))
+            })
             .optional()
             .map_err(sql("reading the cache"))?;
         let Some((options, provider, model)) = row else {
@@ -416,8 +458,8 @@ impl Store for SqliteStore {
 
     /// Replacing an entry resets its `created_ms` and `hits`: it is a different answer.
     fn cache_put(&self, key: &str, answer: &CachedAnswer) -> Result<(), StoreError> {
-        let options =
-            serde_json::to_string(&answer.options).map_err(|e| StoreError(format!("encoding options: {e}")))?;
+        let options = serde_json::to_string(&answer.options)
+            .map_err(|e| StoreError(format!("encoding options: {e}")))?;
         let conn = self.conn();
         let mut stmt = conn
             .prepare_cached(
@@ -426,8 +468,14 @@ impl Store for SqliteStore {
                      model = excluded.model, created_ms = excluded.created_ms, hits = 0",
             )
             .map_err(sql("writing the cache"))?;
-        stmt.execute(params![key, options, answer.provider, answer.model, unix_ms(SystemTime::now())])
-            .map_err(sql("writing the cache"))?;
+        stmt.execute(params![
+            key,
+            options,
+            answer.provider,
+            answer.model,
+            unix_ms(SystemTime::now())
+        ])
+        .map_err(sql("writing the cache"))?;
         Ok(())
     }
 }
@@ -435,7 +483,10 @@ impl Store for SqliteStore {
 /// Creates the parent directory (0700) and an empty file (0600) so that SQLite, which would
 /// create it 0644, finds it there. Existing ones keep their modes.
 fn prepare_file(path: &Path) -> Result<(), StoreError> {
-    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty() && !p.exists()) {
+    if let Some(parent) = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty() && !p.exists())
+    {
         let mut builder = fs::DirBuilder::new();
         builder.recursive(true);
         #[cfg(unix)]
@@ -455,20 +506,28 @@ fn prepare_file(path: &Path) -> Result<(), StoreError> {
 
 /// Opens a connection and checks that the file is a readable database.
 fn connect(path: &Path, opts: &Options) -> Result<Connection, Health> {
-    let failed = |e: rusqlite::Error| Health::Failed(StoreError(format!("opening {}: {e}", path.display())));
+    let failed =
+        |e: rusqlite::Error| Health::Failed(StoreError(format!("opening {}: {e}", path.display())));
     let conn = Connection::open(path).map_err(failed)?;
     conn.busy_timeout(opts.busy_timeout).map_err(failed)?;
     let check = if opts.quick_check {
         quick_check(&conn)
     } else {
         // Reading the schema is enough to tell a database from something else.
-        conn.query_row("SELECT count(*) FROM sqlite_schema", [], |r| r.get::<_, i64>(0))
-            .map(|_| None)
+        conn.query_row("SELECT count(*) FROM sqlite_schema", [], |r| {
+            r.get::<_, i64>(0)
+        })
+        .map(|_| None)
     };
     match check {
         Ok(None) => Ok(conn),
         Ok(Some(problem)) => Err(Health::Unreadable(problem)),
-        Err(e) if matches!(e.sqlite_error_code(), Some(ErrorCode::NotADatabase | ErrorCode::DatabaseCorrupt)) => {
+        Err(e)
+            if matches!(
+                e.sqlite_error_code(),
+                Some(ErrorCode::NotADatabase | ErrorCode::DatabaseCorrupt)
+            ) =>
+        {
             Err(Health::Unreadable(e.to_string()))
         }
         // Busy, permissions, I/O: the file may be fine; never move it aside for these.
@@ -519,7 +578,8 @@ fn migrate(conn: &mut Connection) -> Result<Option<u32>, StoreError> {
         return Ok(None);
     }
     for step in &MIGRATIONS[found as usize..] {
-        tx.execute_batch(step).map_err(sql("migrating the schema"))?;
+        tx.execute_batch(step)
+            .map_err(sql("migrating the schema"))?;
     }
     tx.pragma_update(None, "user_version", SCHEMA_VERSION)
         .map_err(sql("migrating the schema"))?;
@@ -552,12 +612,14 @@ fn move_aside(path: &Path, now: SystemTime) -> Result<PathBuf, StoreError> {
         to = path.with_file_name(format!("{name}.corrupt-{secs}.{n}"));
         n += 1;
     }
-    fs::rename(path, &to).map_err(|e| StoreError(format!("moving {} aside: {e}", path.display())))?;
+    fs::rename(path, &to)
+        .map_err(|e| StoreError(format!("moving {} aside: {e}", path.display())))?;
     for suffix in ["-wal", "-shm", "-journal"] {
         let from = with_suffix(path, suffix);
         if from.exists() {
             let dest = with_suffix(&to, suffix);
-            fs::rename(&from, &dest).map_err(|e| StoreError(format!("moving {} aside: {e}", from.display())))?;
+            fs::rename(&from, &dest)
+                .map_err(|e| StoreError(format!("moving {} aside: {e}", from.display())))?;
         }
     }
     Ok(to)
@@ -597,7 +659,9 @@ mod tests {
         let mut out = String::new();
         let mut inside = false;
         for line in src.lines() {
-            let Some(doc) = line.strip_prefix("//!") else { continue };
+            let Some(doc) = line.strip_prefix("//!") else {
+                continue;
+            };
             let doc = doc.strip_prefix(' ').unwrap_or(doc);
             if doc.trim() == "```sql" {
                 inside = true;
@@ -624,7 +688,10 @@ mod tests {
     #[test]
     fn documented_schema_is_the_migrated_schema() {
         let doc = doc_schema();
-        assert!(doc.contains("CREATE TABLE lines"), "no schema found in the module doc");
+        assert!(
+            doc.contains("CREATE TABLE lines"),
+            "no schema found in the module doc"
+        );
         let documented = Connection::open_in_memory().unwrap();
         documented.execute_batch(&doc).unwrap();
         let store = SqliteStore::open_in_memory().unwrap();
@@ -646,7 +713,9 @@ mod tests {
     #[test]
     fn finishing_as_pending_is_refused() {
         let store = SqliteStore::open_in_memory().unwrap();
-        let id = store.begin("テスト", Source::Cli, SystemTime::now()).unwrap();
+        let id = store
+            .begin("テスト", Source::Cli, SystemTime::now())
+            .unwrap();
         let f = Finished {
             status: Status::Pending,
             provider: None,
@@ -677,16 +746,29 @@ mod tests {
         };
         let a = store.begin("a", Source::Cli, SystemTime::now()).unwrap();
         store
-            .finish(a, &done("groq"), &[attempt("gemini", "rate_limited"), attempt("groq", "ok")])
+            .finish(
+                a,
+                &done("groq"),
+                &[attempt("gemini", "rate_limited"), attempt("groq", "ok")],
+            )
             .unwrap();
         let b = store.begin("b", Source::Cli, SystemTime::now()).unwrap();
         store
-            .finish(b, &done("gemini"), &[attempt("gemini", "transient"), attempt("gemini", "ok")])
+            .finish(
+                b,
+                &done("gemini"),
+                &[attempt("gemini", "transient"), attempt("gemini", "ok")],
+            )
             .unwrap();
         let flags: Vec<i64> = {
             let conn = store.conn();
-            let mut stmt = conn.prepare("SELECT fallback FROM lines ORDER BY id").unwrap();
-            stmt.query_map([], |r| r.get(0)).unwrap().map(Result::unwrap).collect()
+            let mut stmt = conn
+                .prepare("SELECT fallback FROM lines ORDER BY id")
+                .unwrap();
+            stmt.query_map([], |r| r.get(0))
+                .unwrap()
+                .map(Result::unwrap)
+                .collect()
         };
         assert_eq!(flags, vec![1, 0]);
     }
@@ -705,7 +787,10 @@ mod tests {
         assert_eq!(second, dir.path().join("yaku.db.corrupt-1700000000.1"));
         assert_eq!(fs::read_to_string(&first).unwrap(), "first");
         assert_eq!(fs::read_to_string(&second).unwrap(), "second");
-        assert_eq!(fs::read_to_string(with_suffix(&second, "-wal")).unwrap(), "second wal");
+        assert_eq!(
+            fs::read_to_string(with_suffix(&second, "-wal")).unwrap(),
+            "second wal"
+        );
         assert!(!path.exists());
     }
 }

@@ -103,7 +103,9 @@ mod tests {
     fn civil_dates_match_a_day_by_day_count_from_1900_to_2200() {
         // Walk back from the epoch to 1900-01-01, then forward to 2200, one day at a time.
         let (mut y, mut m, mut d) = (1900i64, 1u32, 1u32);
-        let days_before_epoch: i64 = (1900..1970).map(|y| if is_leap(y) { 366 } else { 365 }).sum();
+        let days_before_epoch: i64 = (1900..1970)
+            .map(|y| if is_leap(y) { 366 } else { 365 })
+            .sum();
         let mut day = -days_before_epoch;
         while y < 2200 {
             assert_eq!(civil_from_days(day), (y, m, d), "day {day}");
@@ -145,18 +147,35 @@ mod tests {
         assert_eq!(unix_ms(after), 1);
         assert_eq!(unix_ms(before), -2);
         assert_eq!(unix_ms(UNIX_EPOCH - Duration::from_millis(3)), -3);
-        assert_eq!(system_time_from_ms(-3), UNIX_EPOCH - Duration::from_millis(3));
-        assert_eq!(unix_ms(system_time_from_ms(1_795_776_247_295)), 1_795_776_247_295);
+        assert_eq!(
+            system_time_from_ms(-3),
+            UNIX_EPOCH - Duration::from_millis(3)
+        );
+        assert_eq!(
+            unix_ms(system_time_from_ms(1_795_776_247_295)),
+            1_795_776_247_295
+        );
     }
 
     #[test]
     fn csv_fields_are_quoted_only_when_needed() {
         let mut s = String::new();
-        for f in ["plain", "a,b", "say \"hi\"", "two\nlines", "cr\rx", "", "日本語"] {
+        for f in [
+            "plain",
+            "a,b",
+            "say \"hi\"",
+            "two\nlines",
+            "cr\rx",
+            "",
+            "日本語",
+        ] {
             csv_field(&mut s, f);
             s.push('|');
         }
-        assert_eq!(s, "plain|\"a,b\"|\"say \"\"hi\"\"\"|\"two\nlines\"|\"cr\rx\"|\"\"|日本語|");
+        assert_eq!(
+            s,
+            "plain|\"a,b\"|\"say \"\"hi\"\"\"|\"two\nlines\"|\"cr\rx\"|\"\"|日本語|"
+        );
         let mut absent = String::new();
         csv_opt(&mut absent, None);
         assert_eq!(absent, "");

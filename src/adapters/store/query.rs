@@ -1,0 +1,593 @@
+//! What `yaku history`, `yaku export` and `yaku stats` read: aggregation happens in SQL over
+//! covering indexes, so a 100,000-line history still answers in a few milliseconds.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::time::SystemTime;
+
+use rusqlite::Row;
+use serde_json::{Value, json};
+
+use super::format::{csv_field, csv_num, csv_opt, rfc3339_ms, system_time_from_ms, unix_ms};
+use super::{SqliteStore, sql, to_i64};
+use crate::core::store::{Source, Status, StoreError};
+
+/// One history line as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HistoryRow {
+    pub id: i64,
+    /// When the line was accepted (millisecond precision).
+    pub at: SystemTime,
+    pub text: String,
+    pub source: Source,
+    pub status: Status,
+    pub provider: Option<String>,
+    pub model: Option<String>,
+    /// `options[0]`, when there are options.
+    pub best: Option<String>,
+    /// Best first; empty unless translated or cached.
+    pub options: Vec<String>,
+    pub latency_ms: Option<u64>,
+    pub error: Option<String>,
+}
+
+impl HistoryRow {
+    /// The `--json` / JSONL shape: exactly `id`, `at` (RFC 3339 UTC), `text`, `status`,
+    /// `provider`, `best`, `options`, `latency_ms`, `error`; null where absent. `source` and
+    /// `model` are not part of it.
+    pub fn to_json(&self) -> Value {
+        json!({
+            "id": self.id,
+            "at": rfc3339_ms(unix_ms(self.at)),
+            "text": self.text,
+            "status": self.status.as_str(),
+            "provider": self.provider,
+            "best": self.best,
+            "options": self.options,
+            "latency_ms": self.latency_ms,
+            "error": self.error,
+        })
+    }
+}
+
+/// `export`'s output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExportFormat {
+    /// One `HistoryRow::to_json` object per line.
+    Jsonl,
+    /// RFC 4180 CSV (CRLF line ends) with the header
+    /// `id,at,text,source,status,provider,model,best,options,latency_ms,error`. `at` is
+    /// RFC 3339; `options` is a JSON array of strings (lossless, unlike a joined list); an
+    /// absent value is an empty unquoted field and an empty string is `""`.
+    Csv,
+}
+
+impl ExportFormat {
+    /// "jsonl" or "csv".
+    pub fn parse(s: &str) -> Option<ExportFormat> {
+        match s {
+            "jsonl" => Some(ExportFormat::Jsonl),
+            "csv" => Some(ExportFormat::Csv),
+            _ => None,
+        }
+    }
+}
+
+/// The CSV header line `export` writes.
+pub const CSV_HEADER: &str =
+    "id,at,text,source,status,provider,model,best,options,latency_ms,error";
+
+/// One provider's figures over the selected lines.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ProviderStats {
+    pub provider: String,
+    /// Requests sent (attempt rows), whatever their outcome.
+    pub requests: u64,
+    pub ok: u64,
+    pub rate_limited: u64,
+    pub transient: u64,
+    pub refused: u64,
+    pub unauthorized: u64,
+    pub model_unavailable: u64,
+    pub bad_request: u64,
+    /// Requests whose outcome opened the breaker.
+    pub breaker_opens: u64,
+    /// Lines whose final status is `translated` with this provider.
+    pub lines_served: u64,
+    /// Of those, lines first sent to another provider.
+    pub lines_fallback: u64,
+    /// Median latency of the `ok` requests (nearest rank); None without any.
+    pub p50_ms: Option<u64>,
+    /// 95th percentile latency of the `ok` requests (nearest rank); None without any.
+    pub p95_ms: Option<u64>,
+}
+
+impl ProviderStats {
+    /// The object in `Stats::to_json`'s `providers` array.
+    pub fn to_json(&self) -> Value {
+        json!({
+            "provider": self.provider,
+            "requests": self.requests,
+            "ok": self.ok,
+            "rate_limited": self.rate_limited,
+            "transient": self.transient,
+            "refused": self.refused,
+            "unauthorized": self.unauthorized,
+            "model_unavailable": self.model_unavailable,
+            "bad_request": self.bad_request,
+            "breaker_opens": self.breaker_opens,
+            "lines_served": self.lines_served,
+            "lines_fallback": self.lines_fallback,
+            "p50_ms": self.p50_ms,
+            "p95_ms": self.p95_ms,
+        })
+    }
+}
+
+/// Figures over the lines accepted since `since` (all when None) and their requests.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Stats {
+    pub since: Option<SystemTime>,
+    /// Lines with a final status (every status but `pending`).
+    pub lines: u64,
+    pub translated: u64,
+    /// Cache hits.
+    pub cached: u64,
+    pub failed: u64,
+    pub skipped: u64,
+    pub interrupted: u64,
+    /// cached / (cached + translated); None when both are 0.
+    pub cache_hit_rate: Option<f64>,
+    /// Every provider asked or serving in the range, by name.
+    pub providers: Vec<ProviderStats>,
+}
+
+impl Stats {
+    /// `{"since": RFC 3339 or null, "lines", "translated", "cached", "failed", "skipped",
+    /// "interrupted", "cache_hit_rate": number or null, "providers": [ProviderStats::to_json]}`.
+    pub fn to_json(&self) -> Value {
+        json!({
+            "since": self.since.map(|t| rfc3339_ms(unix_ms(t))),
+            "lines": self.lines,
+            "translated": self.translated,
+            "cached": self.cached,
+            "failed": self.failed,
+            "skipped": self.skipped,
+            "interrupted": self.interrupted,
+            "cache_hit_rate": self.cache_hit_rate,
+            "providers": self.providers.iter().map(ProviderStats::to_json).collect::<Vec<_>>(),
+        })
+    }
+}
+
+const ROW_COLUMNS: &str =
+    "id, at_ms, text, source, status, provider, model, best, options, latency_ms, error";
+
+impl SqliteStore {
+    /// The last `limit` lines (by id), oldest first. With `grep`, only lines whose text, best
+    /// or any option contains it, ignoring case (Unicode lowercase).
+    pub fn history(&self, limit: usize, grep: Option<&str>) -> Result<Vec<HistoryRow>, StoreError> {
+        let conn = self.conn();
+        let mut rows = Vec::new();
+        if limit == 0 {
+            return Ok(rows);
+        }
+        match grep {
+            None => {
+                let mut stmt = conn
+                    .prepare_cached(&format!(
+                        "SELECT {ROW_COLUMNS} FROM lines ORDER BY id DESC LIMIT ?1"
+                    ))
+                    .map_err(sql("reading the history"))?;
+                let found = stmt
+                    .query_map([to_i64(limit as u64)], history_row)
+                    .map_err(sql("reading the history"))?;
+                for row in found {
+                    rows.push(row.map_err(sql("reading the history"))?);
+                }
+            }
+            Some(needle) => {
+                // SQLite's LIKE folds ASCII only and `options` is JSON-escaped, so matching
+                // happens here, newest first, stopping at `limit` matches.
+                let needle = needle.to_lowercase();
+                let mut stmt = conn
+                    .prepare_cached(&format!("SELECT {ROW_COLUMNS} FROM lines ORDER BY id DESC"))
+                    .map_err(sql("reading the history"))?;
+                let mut found = stmt.query([]).map_err(sql("reading the history"))?;
+                while let Some(r) = found.next().map_err(sql("reading the history"))? {
+                    let row = history_row(r).map_err(sql("reading the history"))?;
+                    let hit = row.text.to_lowercase().contains(&needle)
+                        || row
+                            .options
+                            .iter()
+                            .any(|o| o.to_lowercase().contains(&needle))
+                        || row
+                            .best
+                            .as_ref()
+                            .is_some_and(|b| b.to_lowercase().contains(&needle));
+                    if hit {
+                        rows.push(row);
+                        if rows.len() == limit {
+                            break;
+                        }
+                    }
+                }
+            }
+        }
+        rows.reverse();
+        Ok(rows)
+    }
+
+    /// Writes every history line, oldest first, to `out`; returns how many. One statement, so
+    /// the export is a consistent snapshot even while the daemon writes.
+    pub fn export(&self, format: ExportFormat, out: &mut dyn Write) -> Result<u64, StoreError> {
+        let io = |e: std::io::Error| StoreError(format!("writing the export: {e}"));
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare(&format!("SELECT {ROW_COLUMNS} FROM lines ORDER BY id"))
+            .map_err(sql("exporting the history"))?;
+        let mut found = stmt.query([]).map_err(sql("exporting the history"))?;
+        if format == ExportFormat::Csv {
+            out.write_all(CSV_HEADER.as_bytes()).map_err(io)?;
+            out.write_all(b"\r\n").map_err(io)?;
+        }
+        let mut n = 0u64;
+        let mut buf = String::new();
+        while let Some(r) = found.next().map_err(sql("exporting the history"))? {
+            let row = history_row(r).map_err(sql("exporting the history"))?;
+            buf.clear();
+            match format {
+                ExportFormat::Jsonl => {
+                    buf.push_str(&row.to_json().to_string());
+                    buf.push('\n');
+                }
+                ExportFormat::Csv => {
+                    csv_row(&mut buf, &row)?;
+                    buf.push_str("\r\n");
+                }
+            }
+            out.write_all(buf.as_bytes()).map_err(io)?;
+            n += 1;
+        }
+        out.flush().map_err(io)?;
+        Ok(n)
+    }
+
+    /// Provider and line figures for the lines accepted at or after `since` (all when None).
+    pub fn stats(&self, since: Option<SystemTime>) -> Result<Stats, StoreError> {
+        let from = since.map_or(i64::MIN, unix_ms);
+        let conn = self.conn();
+        let mut stats = Stats {
+            since,
+            ..Stats::default()
+        };
+        let mut providers: BTreeMap<String, ProviderStats> = BTreeMap::new();
+
+        // Lines: one pass over the covering index `lines_status`, already in group order.
+        {
+            let mut stmt = conn
+                .prepare_cached(
+                    "SELECT status, provider, count(*), sum(fallback) FROM lines
+                      WHERE at_ms >= ?1 GROUP BY status, provider",
+                )
+                .map_err(sql("reading the statistics"))?;
+            let mut found = stmt.query([from]).map_err(sql("reading the statistics"))?;
+            while let Some(r) = found.next().map_err(sql("reading the statistics"))? {
+                let status: String = r.get(0).map_err(sql("reading the statistics"))?;
+                let provider: Option<String> = r.get(1).map_err(sql("reading the statistics"))?;
+                let count = count_of(r, 2)?;
+                let fallback = count_of(r, 3)?;
+                match Status::parse(&status) {
+                    Some(Status::Pending) => continue,
+                    Some(Status::Translated) => {
+                        stats.translated += count;
+                        if let Some(p) = provider {
+                            let p = provider_entry(&mut providers, &p);
+                            p.lines_served += count;
+                            p.lines_fallback += fallback;
+                        }
+                    }
+                    Some(Status::Cached) => stats.cached += count,
+                    Some(Status::Failed) => stats.failed += count,
+                    Some(Status::Skipped) => stats.skipped += count,
+                    Some(Status::Interrupted) => stats.interrupted += count,
+                    None => {}
+                }
+                stats.lines += count;
+            }
+        }
+
+        // Attempts: one pass over the covering index `attempts_stats`, grouped down to the
+        // latency so the percentiles come from the same rows (a sorted histogram).
+        {
+            let mut stmt = conn
+                .prepare_cached(
+                    "SELECT provider, outcome, latency_ms, count(*), sum(opened_breaker) FROM attempts
+                      WHERE at_ms >= ?1
+                      GROUP BY provider, outcome, latency_ms
+                      ORDER BY provider, outcome, latency_ms",
+                )
+                .map_err(sql("reading the statistics"))?;
+            let mut found = stmt.query([from]).map_err(sql("reading the statistics"))?;
+            // Per provider: (latency, count) of ok requests, ascending.
+            let mut ok_latencies: BTreeMap<String, Vec<(u64, u64)>> = BTreeMap::new();
+            while let Some(r) = found.next().map_err(sql("reading the statistics"))? {
+                let name: String = r.get(0).map_err(sql("reading the statistics"))?;
+                let outcome: String = r.get(1).map_err(sql("reading the statistics"))?;
+                let latency = count_of(r, 2)?;
+                let count = count_of(r, 3)?;
+                let opened = count_of(r, 4)?;
+                let p = provider_entry(&mut providers, &name);
+                p.requests += count;
+                p.breaker_opens += opened;
+                match outcome.as_str() {
+                    "ok" => {
+                        p.ok += count;
+                        ok_latencies.entry(name).or_default().push((latency, count));
+                    }
+                    "rate_limited" => p.rate_limited += count,
+                    "transient" => p.transient += count,
+                    "refused" => p.refused += count,
+                    "unauthorized" => p.unauthorized += count,
+                    "model_unavailable" => p.model_unavailable += count,
+                    "bad_request" => p.bad_request += count,
+                    // A class added later: counted in `requests` only.
+                    _ => {}
+                }
+            }
+            for (name, histogram) in &ok_latencies {
+                let p = provider_entry(&mut providers, name);
+                p.p50_ms = nearest_rank(histogram, 50);
+                p.p95_ms = nearest_rank(histogram, 95);
+            }
+        }
+
+        let hits_and_misses = stats.cached + stats.translated;
+        stats.cache_hit_rate =
+            (hits_and_misses > 0).then(|| stats.cached as f64 / hits_and_misses as f64);
+        stats.providers = providers.into_values().collect();
+        Ok(stats)
+    }
+}
+
+fn provider_entry<'a>(
+    providers: &'a mut BTreeMap<String, ProviderStats>,
+    name: &str,
+) -> &'a mut ProviderStats {
+    providers
+        .entry(name.to_owned())
+        .or_insert_with(|| ProviderStats {
+            provider: name.to_owned(),
+            ..ProviderStats::default()
+        })
+}
+
+/// A non-negative integer column (a count or a latency); NULL (a sum over nothing) is 0.
+fn count_of(r: &Row<'_>, idx: usize) -> Result<u64, StoreError> {
+    let v: Option<i64> = r.get(idx).map_err(sql("reading the statistics"))?;
+    Ok(v.map_or(0, |v| u64::try_from(v).unwrap_or(0)))
+}
+
+/// The nearest-rank `pct` percentile of a sorted (value, count) histogram: the smallest value
+/// with at least ⌈pct/100 · n⌉ values at or below it.
+pub(crate) fn nearest_rank(histogram: &[(u64, u64)], pct: u64) -> Option<u64> {
+    let n: u64 = histogram.iter().map(|&(_, c)| c).sum();
+    if n == 0 {
+        return None;
+    }
+    let rank = (pct * n).div_ceil(100).max(1);
+    let mut seen = 0;
+    for &(value, count) in histogram {
+        seen += count;
+        if seen >= rank {
+            return Some(value);
+        }
+    }
+    histogram.last().map(|&(v, _)| v)
+}
+
+/// Reads a `ROW_COLUMNS` row.
+fn history_row(r: &Row<'_>) -> rusqlite::Result<HistoryRow> {
+    let bad = |idx: usize, what: String| {
+        rusqlite::Error::FromSqlConversionFailure(
+            idx,
+            rusqlite::types::Type::Text,
+            Box::new(StoreError(what)),
+        )
+    };
+    let source: String = r.get(3)?;
+    let source = match source.as_str() {
+        "clipboard" => Source::Clipboard,
+        "cli" => Source::Cli,
+        other => return Err(bad(3, format!("unknown source {other:?}"))),
+    };
+    let status: String = r.get(4)?;
+    let status =
+        Status::parse(&status).ok_or_else(|| bad(4, format!("unknown status {status:?}")))?;
+    let options: Option<String> = r.get(8)?;
+    let options = match options {
+        None => Vec::new(),
+        Some(json) => {
+            serde_json::from_str(&json).map_err(|e| bad(8, format!("unreadable options: {e}")))?
+        }
+    };
+    let latency: Option<i64> = r.get(9)?;
+    Ok(HistoryRow {
+        id: r.get(0)?,
+        at: system_time_from_ms(r.get(1)?),
+        text: r.get(2)?,
+        source,
+        status,
+        provider: r.get(5)?,
+        model: r.get(6)?,
+        best: r.get(7)?,
+        options,
+        latency_ms: latency.map(|l| u64::try_from(l).unwrap_or(0)),
+        error: r.get(10)?,
+    })
+}
+
+fn csv_row(out: &mut String, row: &HistoryRow) -> Result<(), StoreError> {
+    let options = serde_json::to_string(&row.options)
+        .map_err(|e| StoreError(format!("encoding options: {e}")))?;
+    csv_num(out, row.id);
+    out.push(',');
+    out.push_str(&rfc3339_ms(unix_ms(row.at)));
+    out.push(',');
+    csv_field(out, &row.text);
+    out.push(',');
+    out.push_str(row.source.as_str());
+    out.push(',');
+    out.push_str(row.status.as_str());
+    out.push(',');
+    csv_opt(out, row.provider.as_deref());
+    out.push(',');
+    csv_opt(out, row.model.as_deref());
+    out.push(',');
+    csv_opt(out, row.best.as_deref());
+    out.push(',');
+    csv_field(out, &options);
+    out.push(',');
+    if let Some(l) = row.latency_ms {
+        csv_num(out, l);
+    }
+    out.push(',');
+    csv_opt(out, row.error.as_deref());
+    Ok(())
+}
+
+/// `stats` as a terminal table: the line totals, then one column per provider.
+pub fn render_table(stats: &Stats) -> String {
+    let mut out = String::new();
+    match stats.since {
+        Some(t) => out.push_str(&format!("Since {}\n", rfc3339_ms(unix_ms(t)))),
+        None => out.push_str("All history\n"),
+    }
+    out.push_str(&format!(
+        "Lines {}: translated {}, cached {}, failed {}, skipped {}, interrupted {}\n",
+        stats.lines, stats.translated, stats.cached, stats.failed, stats.skipped, stats.interrupted
+    ));
+    out.push_str(&match stats.cache_hit_rate {
+        Some(rate) => format!("Cache hit rate {:.1}%\n", rate * 100.0),
+        None => "Cache hit rate -\n".to_owned(),
+    });
+    if stats.providers.is_empty() {
+        out.push_str("\nNo provider requests.\n");
+        return out;
+    }
+    let metrics: [(&str, fn(&ProviderStats) -> String); 13] = [
+        ("requests", |p| p.requests.to_string()),
+        ("ok", |p| p.ok.to_string()),
+        ("rate limited", |p| p.rate_limited.to_string()),
+        ("transient", |p| p.transient.to_string()),
+        ("refused", |p| p.refused.to_string()),
+        ("unauthorized", |p| p.unauthorized.to_string()),
+        ("model unavailable", |p| p.model_unavailable.to_string()),
+        ("bad request", |p| p.bad_request.to_string()),
+        ("breaker opens", |p| p.breaker_opens.to_string()),
+        ("lines served", |p| p.lines_served.to_string()),
+        ("  as fallback", |p| p.lines_fallback.to_string()),
+        ("p50 ms", |p| {
+            p.p50_ms.map_or_else(|| "-".to_owned(), |v| v.to_string())
+        }),
+        ("p95 ms", |p| {
+            p.p95_ms.map_or_else(|| "-".to_owned(), |v| v.to_string())
+        }),
+    ];
+    let cells: Vec<Vec<String>> = stats
+        .providers
+        .iter()
+        .map(|p| metrics.iter().map(|(_, f)| f(p)).collect())
+        .collect();
+    let label_width = metrics
+        .iter()
+        .map(|(l, _)| l.chars().count())
+        .max()
+        .unwrap_or(0);
+    let widths: Vec<usize> = stats
+        .providers
+        .iter()
+        .zip(&cells)
+        .map(|(p, col)| {
+            col.iter()
+                .map(|c| c.chars().count())
+                .chain([p.provider.chars().count()])
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    out.push('\n');
+    let mut line = format!("{:label_width$}", "");
+    for (p, w) in stats.providers.iter().zip(&widths) {
+        line.push_str(&format!("  {:>w$}", p.provider));
+    }
+    out.push_str(line.trim_end());
+    out.push('\n');
+    for (i, (label, _)) in metrics.iter().enumerate() {
+        let mut line = format!("{label:label_width$}");
+        for (col, w) in cells.iter().zip(&widths) {
+            line.push_str(&format!("  {:>w$}", col[i]));
+        }
+        out.push_str(&line);
+        out.push('\n');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nearest_rank_picks_the_value_at_the_ceiling_rank() {
+        let ten: Vec<(u64, u64)> = (1..=10).map(|v| (v * 100, 1)).collect();
+        assert_eq!(nearest_rank(&ten, 50), Some(500));
+        assert_eq!(nearest_rank(&ten, 95), Some(1000));
+        assert_eq!(nearest_rank(&[(7, 1)], 50), Some(7));
+        assert_eq!(nearest_rank(&[(7, 1)], 95), Some(7));
+        // 20 values: rank ⌈0.95·20⌉ = 19 is the last 100 of nineteen.
+        assert_eq!(nearest_rank(&[(100, 19), (900, 1)], 95), Some(100));
+        assert_eq!(nearest_rank(&[(100, 18), (900, 2)], 95), Some(900));
+        assert_eq!(nearest_rank(&[], 50), None);
+    }
+
+    #[test]
+    fn table_has_a_column_per_provider_and_dashes_for_missing_percentiles() {
+        let stats = Stats {
+            lines: 3,
+            translated: 2,
+            cached: 1,
+            cache_hit_rate: Some(1.0 / 3.0),
+            providers: vec![
+                ProviderStats {
+                    provider: "gemini".into(),
+                    requests: 2,
+                    ok: 2,
+                    lines_served: 2,
+                    p50_ms: Some(420),
+                    p95_ms: Some(1337),
+                    ..ProviderStats::default()
+                },
+                ProviderStats {
+                    provider: "groq".into(),
+                    requests: 1,
+                    refused: 1,
+                    ..ProviderStats::default()
+                },
+            ],
+            ..Stats::default()
+        };
+        let table = render_table(&stats);
+        assert!(table.contains("Cache hit rate 33.3%"), "{table}");
+        let header = table.lines().find(|l| l.contains("gemini")).unwrap();
+        assert!(
+            header.trim_start().starts_with("gemini") && header.trim_end().ends_with("groq"),
+            "{table}"
+        );
+        let p95 = table.lines().find(|l| l.starts_with("p95 ms")).unwrap();
+        assert!(
+            p95.contains("1337") && p95.trim_end().ends_with('-'),
+            "{table}"
+        );
+    }
+}

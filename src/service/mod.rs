@@ -1,0 +1,1 @@
+//! Installing yaku as a login service (being written).
