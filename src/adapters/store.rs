@@ -235,6 +235,17 @@ impl SqliteStore {
             }
         };
         let mut conn = conn;
+        // Before anything writes (WAL mode changes the header): a newer file stays untouched.
+        let found: i64 = conn
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .map_err(at(path))?;
+        if found > i64::from(SCHEMA_VERSION) {
+            return Err(StoreError(format!(
+                "{}: {}",
+                path.display(),
+                too_new(found)
+            )));
+        }
         configure(&conn, true).map_err(at(path))?;
         report.migrated_from =
             migrate(&mut conn).map_err(|e| StoreError(format!("{}: {}", path.display(), e.0)))?;
@@ -567,13 +578,11 @@ fn migrate(conn: &mut Connection) -> Result<Option<u32>, StoreError> {
     let found: i64 = tx
         .pragma_query_value(None, "user_version", |r| r.get(0))
         .map_err(sql("reading the schema version"))?;
-    let found = u32::try_from(found).unwrap_or(u32::MAX);
-    if found > SCHEMA_VERSION {
-        return Err(StoreError(format!(
-            "schema version {found} is newer than this yaku knows ({SCHEMA_VERSION}); \
-             the file was left untouched — use a newer yaku or point the store elsewhere"
-        )));
+    if found > i64::from(SCHEMA_VERSION) {
+        return Err(StoreError(too_new(found)));
     }
+    let found =
+        u32::try_from(found).map_err(|_| StoreError(format!("unknown schema version {found}")))?;
     if found == SCHEMA_VERSION {
         return Ok(None);
     }
@@ -585,6 +594,13 @@ fn migrate(conn: &mut Connection) -> Result<Option<u32>, StoreError> {
         .map_err(sql("migrating the schema"))?;
     tx.commit().map_err(sql("migrating the schema"))?;
     Ok(Some(found))
+}
+
+fn too_new(found: i64) -> String {
+    format!(
+        "schema version {found} is newer than this yaku knows ({SCHEMA_VERSION}); the file was \
+         left untouched: use a newer yaku, or point the store elsewhere"
+    )
 }
 
 fn recover_pending(conn: &Connection) -> rusqlite::Result<u64> {

@@ -195,6 +195,11 @@ impl ChainEntry {
         self.guard.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// Requests left in the provider's daily budget, when it has one.
+    pub fn day_remaining(&self) -> Option<u32> {
+        self.lock().limit.day_remaining()
+    }
+
     /// The breaker's current state, for status output and tests.
     pub fn breaker_state(&self) -> State {
         self.lock().breaker.state().clone()

@@ -523,6 +523,7 @@ fn rate_limit_says_when_the_next_request_is_free_and_honours_the_daily_cap() {
     let clock = crate::core::clock::ManualClock::new();
     let limit = RateLimit::new(30, 3, Arc::new(clock.clone()));
     let t0 = clock.now();
+    assert_eq!(limit.day_remaining(), Some(3));
     assert!(limit.try_acquire().is_ok());
     assert_eq!(limit.try_acquire(), Err(t0 + 2 * S));
     clock.advance(2 * S);
@@ -530,6 +531,7 @@ fn rate_limit_says_when_the_next_request_is_free_and_honours_the_daily_cap() {
     clock.advance(2 * S);
     assert!(limit.try_acquire().is_ok());
     clock.advance(2 * S);
+    assert_eq!(limit.day_remaining(), Some(0));
     let Err(free) = limit.try_acquire() else {
         panic!("the fourth request of the day must wait")
     };
@@ -576,4 +578,19 @@ async fn every_request_is_recorded_with_its_outcome_latency_and_breaker_effect()
             ("groq", "ok", 2000, false)
         ]
     );
+}
+
+#[test]
+fn the_daily_budget_refills_one_request_every_day_over_rpd() {
+    let clock = crate::core::clock::ManualClock::new();
+    let limit = RateLimit::new(0, 4, Arc::new(clock.clone()));
+    for left in [3, 2, 1, 0] {
+        assert!(limit.try_acquire().is_ok());
+        assert_eq!(limit.day_remaining(), Some(left));
+    }
+    clock.advance(Duration::from_secs(6 * 3600)); // a quarter of a day: one back
+    assert_eq!(limit.day_remaining(), Some(1));
+    clock.advance(Duration::from_secs(48 * 3600));
+    assert_eq!(limit.day_remaining(), Some(4));
+    assert_eq!(RateLimit::new(10, 0, Arc::new(clock)).day_remaining(), None);
 }

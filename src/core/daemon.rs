@@ -4,11 +4,14 @@
 
 use std::future::Future;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use tokio::sync::{mpsc, watch};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use tokio::sync::{mpsc, oneshot, watch};
 use tracing::Instrument;
 
+use super::breaker::{OpenCause, State as BreakerState};
 use super::chain::{Chain, ChainFailure, Translation};
 use super::clock::{BoxFuture, Clock};
 use super::gates::Gates;
@@ -56,6 +59,56 @@ pub struct DaemonCounts {
     pub cached: u64,
 }
 
+/// A request to the running daemon, from the control socket or a signal.
+pub enum DaemonCommand {
+    Status(oneshot::Sender<DaemonStatus>),
+    /// Stop reading the clipboard, for `duration` or until resumed.
+    Pause {
+        duration: Option<Duration>,
+        reply: oneshot::Sender<DaemonStatus>,
+    },
+    Resume(oneshot::Sender<DaemonStatus>),
+    /// Use a new config's chain, gates and settings (a reload).
+    Reconfigure(Box<Reconfig>),
+    /// Show a message, such as a reload that failed.
+    Notify(Notice),
+}
+
+/// What a reload replaces. Building it (reading the config) happens outside the daemon, so a
+/// broken config never touches the running one.
+pub struct Reconfig {
+    pub chain: Arc<Chain>,
+    pub gates: Gates,
+    pub settings: DaemonSettings,
+}
+
+/// A provider as `yaku status` shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProviderStatus {
+    pub name: String,
+    /// "closed", "open", "half_open", "disabled" or "no_key".
+    pub state: &'static str,
+    /// How long an open breaker stays open.
+    pub open_for: Option<Duration>,
+    /// Why it is open or disabled.
+    pub reason: Option<String>,
+    /// Requests left in the daily budget, when there is one.
+    pub daily_remaining: Option<u32>,
+}
+
+/// The daemon's state for `yaku status`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DaemonStatus {
+    pub paused: bool,
+    /// How long a timed pause still lasts.
+    pub paused_for: Option<Duration>,
+    /// Lines in the queue, the one in flight included.
+    pub queue: usize,
+    pub providers: Vec<ProviderStatus>,
+    pub last_latency_ms: Option<u64>,
+    pub counts: DaemonCounts,
+}
+
 type Work =
     std::pin::Pin<Box<dyn Future<Output = (u64, Result<Translation, ChainFailure>)> + Send>>;
 
@@ -74,6 +127,12 @@ pub struct Daemon {
     in_flight: Option<Line>,
     store: Option<Arc<StoreHandle>>,
     context: ContextWindow,
+    /// Shared with the clipboard thread: while set, the clipboard is not read.
+    paused: Arc<AtomicBool>,
+    paused_until: Option<Instant>,
+    commands_tx: mpsc::Sender<DaemonCommand>,
+    commands: mpsc::Receiver<DaemonCommand>,
+    last_latency_ms: Option<u64>,
 }
 
 impl Daemon {
@@ -86,7 +145,13 @@ impl Daemon {
         store: Option<Arc<StoreHandle>>,
     ) -> Self {
         let context = ContextWindow::new(settings.context_lines, settings.context_reset);
+        let (commands_tx, commands) = mpsc::channel(8);
         Self {
+            paused: Arc::new(AtomicBool::new(false)),
+            paused_until: None,
+            commands_tx,
+            commands,
+            last_latency_ms: None,
             store,
             context,
             chain,
@@ -101,6 +166,16 @@ impl Daemon {
             next_id: 1,
             in_flight: None,
         }
+    }
+
+    /// Where commands (status, pause, reload) are sent.
+    pub fn commands(&self) -> mpsc::Sender<DaemonCommand> {
+        self.commands_tx.clone()
+    }
+
+    /// The pause switch the clipboard thread must obey.
+    pub fn pause_flag(&self) -> Arc<AtomicBool> {
+        self.paused.clone()
     }
 
     /// A live view of the counts.
@@ -124,9 +199,19 @@ impl Daemon {
                     None => std::future::pending().await,
                 }
             };
+            let pause_ends = async {
+                match self.paused_until {
+                    Some(t) => self.clock.sleep_until(t).await,
+                    None => std::future::pending().await,
+                }
+            };
             tokio::select! {
                 biased;
                 () = &mut shutdown => break,
+                () = pause_ends => {
+                    self.resume();
+                }
+                Some(cmd) = self.commands.recv() => self.command(cmd),
                 (id, result) = work => {
                     if let Some(line) = self.in_flight.take().filter(|l| l.id == id) {
                         self.finish(line, result);
@@ -162,6 +247,102 @@ impl Daemon {
             }
         }
         self.counts.borrow().clone()
+    }
+
+    fn command(&mut self, cmd: DaemonCommand) {
+        match cmd {
+            DaemonCommand::Status(reply) => {
+                let _ = reply.send(self.status());
+            }
+            DaemonCommand::Pause { duration, reply } => {
+                self.paused.store(true, Ordering::Relaxed);
+                self.paused_until = duration.map(|d| self.clock.now() + d);
+                let body = match duration {
+                    Some(d) => format!(
+                        "Copied text is not read for {} (or until `yaku resume`).",
+                        crate::core::chain::human_duration(d)
+                    ),
+                    None => "Copied text is not read until `yaku resume`.".into(),
+                };
+                tracing::info!(for_secs = duration.map(|d| d.as_secs()), "paused");
+                self.notices.send_replace(Some(Notice {
+                    summary: "yaku is paused".into(),
+                    body,
+                }));
+                let _ = reply.send(self.status());
+            }
+            DaemonCommand::Resume(reply) => {
+                self.resume();
+                let _ = reply.send(self.status());
+            }
+            DaemonCommand::Reconfigure(r) => {
+                let Reconfig {
+                    chain,
+                    gates,
+                    settings,
+                } = *r;
+                self.chain = chain;
+                self.gates = gates;
+                self.context = ContextWindow::new(settings.context_lines, settings.context_reset);
+                self.settings = settings;
+                tracing::info!("config reloaded: providers, gates and settings replaced");
+            }
+            DaemonCommand::Notify(n) => {
+                self.notices.send_replace(Some(n));
+            }
+        }
+    }
+
+    fn resume(&mut self) {
+        if self.paused.swap(false, Ordering::Relaxed) {
+            tracing::info!("resumed");
+        }
+        self.paused_until = None;
+    }
+
+    /// The state `yaku status` shows.
+    pub fn status(&self) -> DaemonStatus {
+        let now = self.clock.now();
+        let providers = self
+            .chain
+            .entries()
+            .iter()
+            .map(|e| {
+                let (state, open_for, reason) = match (&e.unusable, e.breaker_state()) {
+                    (Some(s), _) => ("no_key", None, Some(s.advice.clone())),
+                    (None, BreakerState::Closed { .. }) => ("closed", None, None),
+                    (None, BreakerState::HalfOpen) => ("half_open", None, None),
+                    (None, BreakerState::Open { until, cause }) => (
+                        "open",
+                        Some(until.saturating_duration_since(now)),
+                        Some(match cause {
+                            OpenCause::RateLimited => "rate limited".to_string(),
+                            OpenCause::Failures => "repeated failures".to_string(),
+                        }),
+                    ),
+                    (None, BreakerState::Disabled { class, detail }) => (
+                        "disabled",
+                        None,
+                        Some(format!("{}: {detail}", class.as_str())),
+                    ),
+                };
+                ProviderStatus {
+                    name: e.name.clone(),
+                    state,
+                    open_for,
+                    reason,
+                    daily_remaining: e.day_remaining(),
+                }
+            })
+            .collect();
+        DaemonStatus {
+            paused: self.paused.load(Ordering::Relaxed),
+            paused_for: self.paused_until.map(|t| t.saturating_duration_since(now)),
+            queue: self.queue.len(),
+            providers,
+            last_latency_ms: self.last_latency_ms,
+            counts: self.counts.borrow().clone(),
+        }
     }
 
     fn count(&self, f: impl FnOnce(&mut DaemonCounts)) {
@@ -246,7 +427,9 @@ impl Daemon {
 
     /// Shows a cached answer at once; returns the line when it must be translated.
     fn answer_from_cache(&mut self, line: Line) -> Option<Line> {
-        let key = line.cache_key.as_deref()?;
+        let Some(key) = line.cache_key.as_deref() else {
+            return Some(line);
+        };
         let hit = self
             .store
             .as_ref()
@@ -333,6 +516,7 @@ impl Daemon {
                     }
                 }
                 let latency_ms = t.latency.as_millis() as u64;
+                self.last_latency_ms = Some(latency_ms);
                 let best = t.options.first().cloned().unwrap_or_default();
                 if self.settings.include_text {
                     tracing::info!(provider = %t.provider, latency_ms, total_ms = ms(waited), original = %line.text, best = %best, "translated");
@@ -439,6 +623,8 @@ mod tests {
     }
 
     struct Rig {
+        commands: mpsc::Sender<DaemonCommand>,
+        paused: Arc<AtomicBool>,
         tx: mpsc::Sender<ClipEvent>,
         shown: Arc<Recorder>,
         provider: Arc<PromptLog>,
@@ -510,10 +696,13 @@ mod tests {
         ));
         let (tx, rx) = mpsc::channel(16);
         let (stop, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let (commands, paused) = (daemon.commands(), daemon.pause_flag());
         let done = tokio::spawn(daemon.run(rx, async move {
             let _ = stop_rx.await;
         }));
         Rig {
+            commands,
+            paused,
             tx,
             shown,
             provider,
@@ -530,6 +719,125 @@ mod tests {
     fn sent_object(r: &Rig, i: usize) -> serde_json::Value {
         let p = r.provider.prompts.lock().unwrap()[i].user.clone();
         serde_json::from_str(p.split_once('\n').unwrap().1).unwrap()
+    }
+
+    async fn status(r: &Rig) -> DaemonStatus {
+        let (reply, rx) = oneshot::channel();
+        r.commands.send(DaemonCommand::Status(reply)).await.unwrap();
+        rx.await.unwrap()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn pause_stops_the_clipboard_says_so_once_and_a_timed_pause_ends_by_itself() {
+        let r = rig(vec![], fake::ok("fine"));
+        let (reply, rx) = oneshot::channel();
+        r.commands
+            .send(DaemonCommand::Pause {
+                duration: Some(Duration::from_secs(600)),
+                reply,
+            })
+            .await
+            .unwrap();
+        let st = rx.await.unwrap();
+        assert!(st.paused && r.paused.load(Ordering::Relaxed));
+        assert_eq!(st.paused_for, Some(Duration::from_secs(600)));
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let shown: Vec<String> = r
+            .shown
+            .0
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|n| n.summary.clone())
+            .collect();
+        assert_eq!(shown, ["yaku is paused"]);
+        tokio::time::sleep(Duration::from_secs(600)).await;
+        assert!(!status(&r).await.paused, "the timed pause ended");
+        assert!(!r.paused.load(Ordering::Relaxed));
+
+        let (reply, rx) = oneshot::channel();
+        r.commands
+            .send(DaemonCommand::Pause {
+                duration: None,
+                reply,
+            })
+            .await
+            .unwrap();
+        assert_eq!(rx.await.unwrap().paused_for, None);
+        tokio::time::sleep(Duration::from_secs(86_400)).await;
+        assert!(
+            status(&r).await.paused,
+            "an open-ended pause lasts until resumed"
+        );
+        let (reply, rx) = oneshot::channel();
+        r.commands.send(DaemonCommand::Resume(reply)).await.unwrap();
+        assert!(!rx.await.unwrap().paused);
+        let _ = r.stop.send(());
+        r.done.await.unwrap();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn status_reports_breakers_queue_and_latency_and_reconfigure_reenables_a_disabled_provider()
+     {
+        let r = rig(
+            vec![fake::fail(
+                crate::core::provider::FailureClass::Unauthorized,
+            )],
+            fake::ok("fine"),
+        );
+        r.tx.send(copy("一行目です")).await.unwrap();
+        settle().await;
+        let st = status(&r).await;
+        assert_eq!(st.providers[0].state, "disabled");
+        assert!(
+            st.providers[0]
+                .reason
+                .as_deref()
+                .unwrap()
+                .starts_with("unauthorized")
+        );
+        assert_eq!((st.queue, st.counts.failed), (0, 1));
+
+        let clock: Arc<dyn Clock> = Arc::new(TokioClock);
+        let entry = ChainEntry::new(
+            r.provider.clone(),
+            BreakerConfig::default(),
+            RateLimit::new(0, 0, clock.clone()),
+            String::new(),
+        );
+        let chain = Arc::new(Chain::new(vec![entry], clock, ChainConfig::default()));
+        let settings = DaemonSettings {
+            collapse_repeats: true,
+            show_original: true,
+            include_text: false,
+            request: TranslationRequest {
+                source_language: "Japanese".into(),
+                target_language: "English".into(),
+                options: 3,
+                ..Default::default()
+            },
+            context_lines: 0,
+            context_reset: Duration::from_secs(600),
+            glossary: Glossary::default(),
+            cache_enabled: false,
+        };
+        let reconfig = Reconfig {
+            chain,
+            gates: Gates::new(GateConfig::default()).unwrap(),
+            settings,
+        };
+        r.commands
+            .send(DaemonCommand::Reconfigure(Box::new(reconfig)))
+            .await
+            .unwrap();
+        r.tx.send(copy("二行目です")).await.unwrap();
+        settle().await;
+        let st = status(&r).await;
+        assert_eq!(st.providers[0].state, "closed");
+        assert_eq!(st.counts.translated, 1, "{st:?}");
+        assert_eq!(st.last_latency_ms, Some(0));
+        let _ = r.stop.send(());
+        r.done.await.unwrap();
     }
 
     #[tokio::test(start_paused = true)]

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use governor::clock::Clock as GovernorClock;
-use governor::middleware::NoOpMiddleware;
+use governor::middleware::{NoOpMiddleware, StateInformationMiddleware};
 use governor::state::{InMemoryState, NotKeyed};
 use governor::{Quota, RateLimiter};
 
@@ -31,32 +31,44 @@ impl GovernorClock for PortClock {
 }
 
 type Limiter = RateLimiter<NotKeyed, InMemoryState, PortClock, NoOpMiddleware<Duration>>;
+type DayLimiter = RateLimiter<NotKeyed, InMemoryState, PortClock, StateInformationMiddleware>;
 
 /// A provider's request budget.
 pub struct RateLimit {
     origin: Instant,
+    clock: Arc<dyn Clock>,
     per_minute: Option<Limiter>,
-    per_day: Option<Limiter>,
+    per_day: Option<(DayLimiter, u32)>,
+    /// The day's remaining requests at the last check, and when that was.
+    day_left: std::sync::Mutex<Option<(u32, Instant)>>,
 }
 
 impl RateLimit {
     /// `0` for either limit means no limit of that kind.
     pub fn new(requests_per_minute: u32, requests_per_day: u32, clock: Arc<dyn Clock>) -> Self {
         let origin = clock.now();
-        let pclock = PortClock { clock, origin };
+        let pclock = PortClock {
+            clock: clock.clone(),
+            origin,
+        };
         let per_minute = NonZeroU32::new(requests_per_minute).and_then(|rpm| {
             Quota::with_period(Duration::from_secs(60) / rpm.get()).map(|q| {
                 RateLimiter::direct_with_clock(q.allow_burst(NonZeroU32::MIN), pclock.clone())
             })
         });
         let per_day = NonZeroU32::new(requests_per_day).and_then(|rpd| {
-            Quota::with_period(Duration::from_secs(86_400) / rpd.get())
-                .map(|q| RateLimiter::direct_with_clock(q.allow_burst(rpd), pclock.clone()))
+            Quota::with_period(Duration::from_secs(86_400) / rpd.get()).map(|q| {
+                let limiter = RateLimiter::direct_with_clock(q.allow_burst(rpd), pclock.clone())
+                    .with_middleware::<StateInformationMiddleware>();
+                (limiter, rpd.get())
+            })
         });
         Self {
             origin,
+            clock,
             per_minute,
             per_day,
+            day_left: std::sync::Mutex::new(None),
         }
     }
 
@@ -70,11 +82,30 @@ impl RateLimit {
         {
             return Err(self.origin + not_until.earliest_possible());
         }
-        if let Some(day) = &self.per_day
-            && let Err(not_until) = day.check()
-        {
-            return Err(self.origin + not_until.earliest_possible());
+        if let Some((day, _)) = &self.per_day {
+            let now = self.clock.now();
+            let mut left = self.day_left.lock().unwrap_or_else(|e| e.into_inner());
+            match day.check() {
+                Ok(snapshot) => *left = Some((snapshot.remaining_burst_capacity(), now)),
+                Err(not_until) => {
+                    *left = Some((0, now));
+                    return Err(self.origin + not_until.earliest_possible());
+                }
+            }
         }
         Ok(())
+    }
+
+    /// Requests left in the day's budget now; None when there is no daily cap.
+    pub fn day_remaining(&self) -> Option<u32> {
+        let (_, rpd) = self.per_day.as_ref()?;
+        let left = *self.day_left.lock().unwrap_or_else(|e| e.into_inner());
+        let Some((left, at)) = left else {
+            return Some(*rpd);
+        };
+        // One request comes back every day / rpd.
+        let refilled = self.clock.now().saturating_duration_since(at).as_secs_f64()
+            / (86_400.0 / f64::from(*rpd));
+        Some((f64::from(left) + refilled.floor()).min(f64::from(*rpd)) as u32)
     }
 }
