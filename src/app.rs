@@ -49,7 +49,9 @@ pub fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             let code = exit_code(&err);
-            if code != exit::NO_PROVIDER {
+            if err.downcast_ref::<NotRunning>().is_some() {
+                eprintln!("{err}");
+            } else if code != exit::NO_PROVIDER {
                 eprintln!("yaku: {err:#}");
             }
             ExitCode::from(code)
@@ -92,6 +94,41 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Key(cmd) => {
             let config = Config::load(&path)?;
             key_command(&config, cmd)
+        }
+        Command::Status { json: as_json } => control_status(as_json),
+        Command::Pause { duration } => {
+            let for_secs = match duration.as_deref() {
+                Some(d) => Some(
+                    crate::adapters::http::parse_duration(d)
+                        .filter(|d| !d.is_zero())
+                        .ok_or_else(|| {
+                            UsageError(format!(
+                                "\"{d}\" is not a duration such as 10m, 90s or 1h30m"
+                            ))
+                        })?
+                        .as_secs_f64(),
+                ),
+                None => None,
+            };
+            let v = control_request(json!({ "cmd": "pause", "for_secs": for_secs }))?;
+            match v["paused_for_secs"].as_u64() {
+                Some(secs) => println!(
+                    "paused for {}",
+                    crate::core::chain::human_duration(std::time::Duration::from_secs(secs))
+                ),
+                None => println!("paused until `yaku resume`"),
+            }
+            Ok(())
+        }
+        Command::Resume => {
+            control_request(json!({ "cmd": "resume" }))?;
+            println!("resumed: reading the clipboard again");
+            Ok(())
+        }
+        Command::Reload => {
+            control_request(json!({ "cmd": "reload" }))?;
+            println!("reloaded the config");
+            Ok(())
         }
         Command::Logs { follow } => {
             let config = Config::load(&path)?;
@@ -477,4 +514,72 @@ impl Drop for NoEcho {
             }
         }
     }
+}
+
+/// The daemon is not running (exit 1 with that message).
+#[derive(Debug, thiserror::Error)]
+#[error("yaku is not running")]
+pub struct NotRunning;
+
+fn control_request(req: serde_json::Value) -> anyhow::Result<serde_json::Value> {
+    let dirs = crate::run::Dirs::resolve()?;
+    match crate::control::request(&crate::control::socket_path(&dirs.runtime), &req) {
+        Ok(v) => Ok(v),
+        Err(crate::control::ControlError::NotRunning) => Err(NotRunning.into()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+fn control_status(as_json: bool) -> anyhow::Result<()> {
+    let mut v = control_request(json!({ "cmd": "status" }))?;
+    if let Some(obj) = v.as_object_mut() {
+        obj.remove("ok");
+    }
+    if as_json {
+        println!("{v}");
+        return Ok(());
+    }
+    let secs = |v: &serde_json::Value| {
+        v.as_u64()
+            .map(|s| crate::core::chain::human_duration(std::time::Duration::from_secs(s)))
+    };
+    println!(
+        "yaku is running (pid {}, up {})",
+        v["pid"],
+        secs(&v["uptime_secs"]).unwrap_or_default()
+    );
+    match (v["paused"].as_bool(), secs(&v["paused_for_secs"])) {
+        (Some(true), Some(left)) => println!("paused: the clipboard is not read for {left} more"),
+        (Some(true), None) => println!("paused: the clipboard is not read until `yaku resume`"),
+        _ => println!("watching the clipboard"),
+    }
+    let l = &v["lines"];
+    println!(
+        "lines: {} accepted, {} translated, {} from the cache, {} failed, {} skipped; queue {}",
+        l["accepted"], l["translated"], l["cached"], l["failed"], l["skipped"], v["queue"]
+    );
+    if let Some(ms) = v["last_latency_ms"].as_u64() {
+        println!("last translation took {ms} ms");
+    }
+    if let Some(rate) = v["cache_hit_rate"].as_f64() {
+        println!("cache hit rate {:.0} %", rate * 100.0);
+    }
+    for p in v["providers"].as_array().into_iter().flatten() {
+        let mut line = format!(
+            "  {:<12} {}",
+            p["name"].as_str().unwrap_or("?"),
+            p["state"].as_str().unwrap_or("?")
+        );
+        if let Some(left) = secs(&p["open_for_secs"]) {
+            line.push_str(&format!(" for {left}"));
+        }
+        if let Some(reason) = p["reason"].as_str() {
+            line.push_str(&format!(" ({reason})"));
+        }
+        if let Some(n) = p["daily_remaining"].as_u64() {
+            line.push_str(&format!(", {n} requests left today"));
+        }
+        println!("{line}");
+    }
+    Ok(())
 }

@@ -20,6 +20,22 @@ pub struct Cli {
 pub enum Command {
     /// Watch the clipboard and show each copied line's translation (runs until SIGINT/SIGTERM)
     Run,
+    /// Show what the running daemon is doing: pause state, queue, each provider's breaker
+    Status {
+        /// Print one JSON object
+        #[arg(long)]
+        json: bool,
+    },
+    /// Stop reading the clipboard until `yaku resume` (or for a while with --for)
+    Pause {
+        /// How long, such as 10m, 90s or 1h30m
+        #[arg(long = "for", value_name = "DURATION")]
+        duration: Option<String>,
+    },
+    /// Read the clipboard again after `yaku pause`
+    Resume,
+    /// Make the running daemon re-read its config (as SIGHUP does); a broken config is refused
+    Reload,
     /// Print the current log file's path, or follow it across rotations
     Logs {
         /// Print the log as it grows, following it across rotations (like `tail -F`)

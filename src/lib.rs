@@ -4,6 +4,7 @@ pub mod adapters;
 pub mod app;
 pub mod cli;
 pub mod config;
+pub mod control;
 pub mod core;
 pub mod credentials;
 pub mod run;

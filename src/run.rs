@@ -5,7 +5,7 @@ use std::fs::File;
 use std::io::{IsTerminal, Read, Seek, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use anyhow::Context;
@@ -15,12 +15,16 @@ use tracing_subscriber::util::SubscriberInitExt;
 
 use crate::adapters::clipboard::SystemClipboard;
 use crate::adapters::notify::DesktopNotifier;
+use crate::adapters::store::SqliteStore;
 use crate::app::{build_chain, create_private_dir, request_for};
 use crate::config::{Config, LogConfig, Rotation};
+use crate::control::{self, ReloadRequest};
 use crate::core::clock::{Clock, TokioClock};
-use crate::core::daemon::{Daemon, DaemonSettings, notify_worker};
+use crate::core::daemon::{Daemon, DaemonCommand, DaemonSettings, Reconfig, notify_worker};
 use crate::core::gates::Gates;
 use crate::core::intake::{WatchControl, watch};
+use crate::core::notice::Notice;
+use crate::core::store::{Opener, STORE_RETRY, Store, StoreHandle};
 use crate::credentials::Credentials;
 
 /// yaku's directories: where the lock and the logs go.
@@ -236,7 +240,8 @@ pub fn run(config: &Config) -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    let result = runtime.block_on(serve(config));
+    let started = std::time::Instant::now();
+    let result = runtime.block_on(serve(config, &dirs, started));
     // In-flight HTTP requests were dropped with the pipeline; do not wait on anything else.
     runtime.shutdown_timeout(Duration::from_millis(500));
     match &result {
@@ -247,10 +252,17 @@ pub fn run(config: &Config) -> anyhow::Result<()> {
     result
 }
 
-async fn serve(config: &Config) -> anyhow::Result<()> {
-    let clock: Arc<dyn Clock> = Arc::new(TokioClock);
+/// The parts a config determines, built before anything changes so a broken config never
+/// replaces a working one.
+struct Parts {
+    chain: Arc<crate::core::chain::Chain>,
+    gates: Gates,
+    settings: DaemonSettings,
+}
+
+fn build_parts(config: &Config, clock: Arc<dyn Clock>) -> anyhow::Result<Parts> {
     let credentials = Credentials::load(&Credentials::path_for(&config.path))?;
-    let chain = Arc::new(build_chain(config, &credentials, clock.clone())?);
+    let chain = Arc::new(build_chain(config, &credentials, clock)?);
     for entry in chain.entries() {
         match &entry.unusable {
             Some(s) => {
@@ -261,30 +273,6 @@ async fn serve(config: &Config) -> anyhow::Result<()> {
     }
     let gates = Gates::new(config.clipboard.gates.clone())
         .context("the privacy gates could not be set up")?;
-
-    let (events_tx, events_rx) = tokio::sync::mpsc::channel(16);
-    let control = WatchControl::default();
-    let watch_control = control.clone();
-    let interval = config.clipboard.poll_interval;
-    let max_chars = config.clipboard.gates.max_chars;
-    std::thread::Builder::new()
-        .name("yaku-clipboard".into())
-        .spawn(move || {
-            watch(
-                SystemClipboard::new(max_chars),
-                interval,
-                events_tx,
-                watch_control,
-            )
-        })
-        .context("cannot start the clipboard thread")?;
-
-    let (notices_tx, notices_rx) = tokio::sync::watch::channel(None);
-    let notifier = config.notify.enabled.then(|| {
-        let notifier = Arc::new(DesktopNotifier::new(config.notify.timeout_ms));
-        tokio::spawn(notify_worker(notifier, notices_rx, Duration::from_secs(5)))
-    });
-
     let settings = DaemonSettings {
         collapse_repeats: config.clipboard.collapse_repeats,
         show_original: config.notify.show_original,
@@ -295,26 +283,255 @@ async fn serve(config: &Config) -> anyhow::Result<()> {
         glossary: config.memory.glossary.clone(),
         cache_enabled: config.memory.cache_enabled,
     };
-    let store = None; // wired to the SQLite store below
-    let daemon = Daemon::new(chain, clock, gates, settings, notices_tx, store);
+    Ok(Parts {
+        chain,
+        gates,
+        settings,
+    })
+}
+
+/// The history store's file: `[store] path`, else the platform data dir.
+pub fn store_path(config: &Config) -> anyhow::Result<PathBuf> {
+    if let Some(p) = &config.memory.store_path {
+        return Ok(p.clone());
+    }
+    let project = directories::ProjectDirs::from("", "", "yaku")
+        .context("no home directory found: set $HOME")?;
+    Ok(project.data_dir().join("yaku.db"))
+}
+
+/// Opens the store for the daemon. A store that cannot be opened is retried later; a file
+/// that was not a database is moved aside, and the returned notice says so once.
+fn open_store(config: &Config, clock: Arc<dyn Clock>) -> (Arc<StoreHandle>, Option<Notice>) {
+    let path = match store_path(config) {
+        Ok(p) => p,
+        Err(e) => {
+            tracing::warn!("no history store: {e:#}");
+            PathBuf::from("yaku.db")
+        }
+    };
+    let (max_rows, max_days) = (
+        config.memory.history_max_rows,
+        config.memory.history_max_days,
+    );
+    let reopen_path = path.clone();
+    let opener: Opener = Box::new(move || {
+        let (store, _) = SqliteStore::open(&reopen_path)?;
+        Ok(Arc::new(store) as Arc<dyn Store>)
+    });
+    let mut notice = None;
+    let store: Option<Arc<dyn Store>> = match SqliteStore::open(&path) {
+        Ok((store, report)) => {
+            if let Some(moved) = &report.moved_aside {
+                tracing::warn!(moved_to = %moved.to.display(), reason = %moved.reason, "the history store was unreadable: moved aside, a fresh one was created");
+                notice = Some(Notice {
+                    summary: "yaku: history store replaced".into(),
+                    body: crate::core::notice::escape(&format!(
+                        "{} could not be read and was moved to {}; a new one was created.",
+                        path.display(),
+                        moved.to.display()
+                    )),
+                });
+            }
+            if report.interrupted > 0 {
+                tracing::info!(
+                    rows = report.interrupted,
+                    "lines left pending by the last run are now interrupted"
+                );
+            }
+            if let Err(e) = store.prune(max_rows, max_days, std::time::SystemTime::now()) {
+                tracing::warn!(error = %e, "history retention failed");
+            }
+            tracing::info!(path = %path.display(), "history store open");
+            Some(Arc::new(store))
+        }
+        Err(e) => {
+            tracing::warn!(path = %path.display(), error = %e, "history store unavailable; translating without history and cache, retrying every 10 minutes");
+            None
+        }
+    };
+    (
+        Arc::new(StoreHandle::new(store, opener, clock, STORE_RETRY)),
+        notice,
+    )
+}
+
+async fn serve(config: &Config, dirs: &Dirs, started: std::time::Instant) -> anyhow::Result<()> {
+    let clock: Arc<dyn Clock> = Arc::new(TokioClock);
+    let Parts {
+        chain,
+        gates,
+        settings,
+    } = build_parts(config, clock.clone())?;
+    let (store, store_notice) = open_store(config, clock.clone());
+
+    let (notices_tx, notices_rx) = tokio::sync::watch::channel(None);
+    let notifier = config.notify.enabled.then(|| {
+        let notifier = Arc::new(DesktopNotifier::new(config.notify.timeout_ms));
+        tokio::spawn(notify_worker(notifier, notices_rx, Duration::from_secs(5)))
+    });
+    let daemon = Daemon::new(
+        chain,
+        clock.clone(),
+        gates,
+        settings,
+        notices_tx,
+        Some(store.clone()),
+    );
+    let commands = daemon.commands();
+    if let Some(n) = store_notice {
+        let _ = commands.send(DaemonCommand::Notify(n)).await;
+    }
+
+    let (events_tx, events_rx) = tokio::sync::mpsc::channel(16);
+    let control = WatchControl {
+        paused: daemon.pause_flag(),
+        interval_ms: Arc::new(AtomicU64::new(
+            config.clipboard.poll_interval.as_millis() as u64
+        )),
+        ..WatchControl::default()
+    };
+    let watch_control = control.clone();
+    let max_chars = config.clipboard.gates.max_chars;
+    std::thread::Builder::new()
+        .name("yaku-clipboard".into())
+        .spawn(move || watch(SystemClipboard::new(max_chars), events_tx, watch_control))
+        .context("cannot start the clipboard thread")?;
+
+    // Reloads, from the control socket or SIGHUP, are built here and handed to the daemon.
+    let (reload_tx, mut reload_rx) = tokio::sync::mpsc::channel::<ReloadRequest>(4);
+    let reloader = {
+        let (commands, clock, interval) =
+            (commands.clone(), clock.clone(), control.interval_ms.clone());
+        let path = config.path.clone();
+        tokio::spawn(async move {
+            while let Some(reply) = reload_rx.recv().await {
+                let result = reload(&path, clock.clone(), &commands, &interval).await;
+                let _ = reply.send(result);
+            }
+        })
+    };
+    let socket = control::socket_path(&dirs.runtime);
+    let control_task = tokio::spawn({
+        let (commands, reload_tx) = (commands.clone(), reload_tx.clone());
+        let socket = socket.clone();
+        async move {
+            #[cfg(unix)]
+            if let Err(e) = control::serve(socket.clone(), commands, reload_tx, started).await {
+                tracing::warn!(path = %socket.display(), error = %e, "no control socket: `yaku status`, `pause` and `reload` will not reach this daemon");
+            }
+        }
+    });
+    let hangup = tokio::spawn(reload_on_sighup(reload_tx));
+    let retention = tokio::spawn({
+        let (store, rows, days) = (
+            store.clone(),
+            config.memory.history_max_rows,
+            config.memory.history_max_days,
+        );
+        async move {
+            loop {
+                tokio::time::sleep(Duration::from_secs(3600)).await;
+                store.with("applied the retention", |s| {
+                    s.prune(rows, days, std::time::SystemTime::now())
+                });
+            }
+        }
+    });
+
     tracing::info!(
-        poll_ms = interval.as_millis() as u64,
+        poll_ms = config.clipboard.poll_interval.as_millis() as u64,
         "watching the clipboard"
     );
     let counts = daemon.run(events_rx, shutdown_signal()).await;
     control.stop.store(true, Ordering::Relaxed);
+    for task in [control_task, hangup, retention, reloader] {
+        task.abort();
+    }
     if let Some(task) = notifier {
         task.abort();
     }
+    let _ = std::fs::remove_file(&socket);
     tracing::info!(
         accepted = counts.accepted,
         translated = counts.translated,
+        cached = counts.cached,
         failed = counts.failed,
         superseded = counts.superseded,
         rejected = counts.rejected,
         "session summary"
     );
     Ok(())
+}
+
+/// Reads the config again and hands the daemon its new parts. A broken config is refused
+/// (logged and shown) and the running one stays in force.
+async fn reload(
+    path: &Path,
+    clock: Arc<dyn Clock>,
+    commands: &tokio::sync::mpsc::Sender<DaemonCommand>,
+    interval_ms: &AtomicU64,
+) -> Result<(), String> {
+    let built = Config::load(path)
+        .map_err(anyhow::Error::from)
+        .and_then(|c| Ok((build_parts(&c, clock)?, c)));
+    match built {
+        Ok((
+            Parts {
+                chain,
+                gates,
+                settings,
+            },
+            config,
+        )) => {
+            interval_ms.store(
+                config.clipboard.poll_interval.as_millis() as u64,
+                Ordering::Relaxed,
+            );
+            let _ = commands
+                .send(DaemonCommand::Reconfigure(Box::new(Reconfig {
+                    chain,
+                    gates,
+                    settings,
+                })))
+                .await;
+            tracing::info!(config = %path.display(), "reloaded the config");
+            Ok(())
+        }
+        Err(e) => {
+            let message = format!("{e:#}");
+            tracing::error!(
+                "the new config was rejected; the running one stays in force: {message}"
+            );
+            let notice = Notice {
+                summary: "yaku: config not reloaded".into(),
+                body: crate::core::notice::escape(&format!(
+                    "{message} — the running config stays in force."
+                )),
+            };
+            let _ = commands.send(DaemonCommand::Notify(notice)).await;
+            Err(message)
+        }
+    }
+}
+
+async fn reload_on_sighup(reloads: tokio::sync::mpsc::Sender<ReloadRequest>) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let Ok(mut hup) = signal(SignalKind::hangup()) else {
+            return;
+        };
+        while hup.recv().await.is_some() {
+            tracing::info!("SIGHUP: reloading the config");
+            let (tx, _rx) = tokio::sync::oneshot::channel();
+            if reloads.send(tx).await.is_err() {
+                return;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    drop(reloads);
 }
 
 /// The file `tail -F` should follow: the `yaku.log` symlink (the file itself when logs do not

@@ -3,7 +3,7 @@
 //! intake step that cleans a change and runs it through the privacy gates.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use super::clean::collapse_repeats;
@@ -82,6 +82,8 @@ pub struct WatchControl {
     pub stop: Arc<AtomicBool>,
     /// While set, the clipboard is not read at all.
     pub paused: Arc<AtomicBool>,
+    /// The poll interval in milliseconds; a reload may change it.
+    pub interval_ms: Arc<AtomicU64>,
 }
 
 /// Polls `source` every `interval` until stopped, sending each change. Failures back off (at
@@ -89,7 +91,6 @@ pub struct WatchControl {
 /// at most once a minute.
 pub fn watch(
     mut source: impl ClipboardSource,
-    interval: Duration,
     tx: tokio::sync::mpsc::Sender<ClipEvent>,
     control: WatchControl,
 ) {
@@ -97,6 +98,7 @@ pub fn watch(
     let mut failures: u32 = 0;
     let mut last_warning: Option<Instant> = None;
     while !control.stop.load(Ordering::Relaxed) {
+        let interval = Duration::from_millis(control.interval_ms.load(Ordering::Relaxed).max(10));
         if control.paused.load(Ordering::Relaxed) {
             std::thread::sleep(interval);
             continue;

@@ -116,6 +116,11 @@ pub trait Store: Send + Sync {
     fn cache_get(&self, key: &str) -> Result<Option<CachedAnswer>, StoreError>;
     /// Stores (or replaces) the answer for `key`.
     fn cache_put(&self, key: &str, answer: &CachedAnswer) -> Result<(), StoreError>;
+    /// Applies the history retention: at most `max_rows` rows (0 = no limit), none older than
+    /// `max_days` days (0 = keep for ever). Returns the rows deleted.
+    fn prune(&self, _max_rows: u64, _max_days: u64, _now: SystemTime) -> Result<u64, StoreError> {
+        Ok(0)
+    }
 }
 
 /// Opens the store again after a failure.

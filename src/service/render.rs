@@ -166,7 +166,7 @@ fn systemd_word(text: &str) -> String {
     let plain = !text.is_empty()
         && text
             .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "/_.,+-:=@~".contains(c) || !c.is_ascii());
+            .all(|c| c.is_ascii_alphanumeric() || "/_.,+-:=@~%".contains(c) || !c.is_ascii());
     if plain && !text.chars().any(char::is_control) {
         // `%` starts a specifier everywhere on the line, quoted or not.
         return text.replace('%', "%%");
@@ -213,7 +213,9 @@ fn systemd_unescape(chars: &mut std::str::Chars<'_>) -> Option<char> {
     let c = chars.next()?;
     let hex = |chars: &mut std::str::Chars<'_>, n: usize| {
         let digits: String = chars.by_ref().take(n).collect();
-        u32::from_str_radix(&digits, 16).ok().and_then(char::from_u32)
+        u32::from_str_radix(&digits, 16)
+            .ok()
+            .and_then(char::from_u32)
     };
     Some(match c {
         'a' => '\u{7}',
@@ -279,12 +281,12 @@ fn desktop_key<'a>(entry: &'a str, key: &str) -> Option<&'a str> {
         let line = line.trim_start_matches([' ', '\t']);
         if line.starts_with('[') {
             in_group = line.trim_end_matches([' ', '\t', '\r']) == "[Desktop Entry]";
-        } else if in_group && !line.starts_with('#') {
-            if let Some((k, v)) = line.split_once('=') {
-                if k.trim_end_matches([' ', '\t']) == key {
-                    return Some(v.trim_start_matches([' ', '\t']));
-                }
-            }
+        } else if in_group
+            && !line.starts_with('#')
+            && let Some((k, v)) = line.split_once('=')
+            && k.trim_end_matches([' ', '\t']) == key
+        {
+            return Some(v.trim_start_matches([' ', '\t']));
         }
     }
     None
@@ -411,7 +413,10 @@ mod tests {
 
     #[test]
     fn systemd_path_problem_flags_what_systemd_refuses() {
-        assert_eq!(systemd_path_problem(Path::new("/opt/my apps/$HOME/yaku")), None);
+        assert_eq!(
+            systemd_path_problem(Path::new("/opt/my apps/$HOME/yaku")),
+            None
+        );
         assert!(systemd_path_problem(Path::new("/opt/it's/yaku")).is_some());
         assert!(systemd_path_problem(Path::new("/opt/a\\b/yaku")).is_some());
         assert!(systemd_path_problem(Path::new("/opt/a\nb/yaku")).is_some());
@@ -428,13 +433,19 @@ mod tests {
             Some(PathBuf::from("/opt/a b/yaku"))
         );
         assert_eq!(parse_systemd_exec_start("[Service]\nExecStart=\n"), None);
-        assert_eq!(parse_systemd_exec_start("ExecStart=\"/unterminated run"), None);
+        assert_eq!(
+            parse_systemd_exec_start("ExecStart=\"/unterminated run"),
+            None
+        );
     }
 
     #[test]
     fn desktop_exec_arg_quotes_reserved_characters_and_doubles_backslashes_twice() {
         assert_eq!(desktop_exec_arg("/usr/bin/yaku"), "/usr/bin/yaku");
-        assert_eq!(desktop_exec_arg("/opt/my apps/yaku"), "\"/opt/my apps/yaku\"");
+        assert_eq!(
+            desktop_exec_arg("/opt/my apps/yaku"),
+            "\"/opt/my apps/yaku\""
+        );
         // `\` → `\\` (Exec quoting) → `\\\\` (string escape); `$` → `\$` → `\\$`.
         assert_eq!(desktop_exec_arg("/a\\b$c"), r#""/a\\\\b\\$c""#);
         assert_eq!(desktop_exec_arg("/100%/yaku"), "/100%%/yaku");
