@@ -49,7 +49,9 @@ pub fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             let code = exit_code(&err);
-            if err.downcast_ref::<NotRunning>().is_some() {
+            if err.downcast_ref::<CheckFailed>().is_some() {
+                // The report already said why.
+            } else if err.downcast_ref::<NotRunning>().is_some() {
                 eprintln!("{err}");
             } else if code != exit::NO_PROVIDER {
                 eprintln!("yaku: {err:#}");
@@ -96,6 +98,10 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             key_command(&config, cmd)
         }
         Command::Status { json: as_json } => control_status(as_json),
+        Command::Check {
+            json: as_json,
+            offline,
+        } => check(&path, as_json, offline),
         Command::Pause { duration } => {
             let for_secs = match duration.as_deref() {
                 Some(d) => Some(
@@ -582,4 +588,119 @@ fn control_status(as_json: bool) -> anyhow::Result<()> {
         println!("{line}");
     }
     Ok(())
+}
+
+/// At least one provider cannot translate: exit 1 after the report.
+#[derive(Debug, thiserror::Error)]
+#[error("no provider can translate")]
+pub struct CheckFailed;
+
+fn check(path: &Path, as_json: bool, offline: bool) -> anyhow::Result<()> {
+    use crate::check;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let config = Config::load(path);
+    let mut report = serde_json::Map::new();
+    let mut lines: Vec<String> = Vec::new();
+    let mut can_translate = false;
+    match &config {
+        Ok(c) => {
+            let where_ = c.source.as_ref().map_or_else(
+                || format!("{} (not found: defaults)", path.display()),
+                |p| p.display().to_string(),
+            );
+            report.insert(
+                "config".into(),
+                json!({ "ok": true, "path": path, "detail": where_ }),
+            );
+            lines.push(format!("config: ok — {where_}"));
+        }
+        Err(e) => {
+            report.insert(
+                "config".into(),
+                json!({ "ok": false, "path": path, "detail": e.to_string() }),
+            );
+            lines.push(format!("config: error — {e}"));
+        }
+    }
+    if let Ok(config) = &config {
+        let credentials = Credentials::load(&Credentials::path_for(&config.path));
+        let credentials = match credentials {
+            Ok(c) => c,
+            Err(e) => {
+                lines.push(format!("credentials: error — {e}"));
+                Credentials::default()
+            }
+        };
+        let checks = runtime.block_on(async {
+            let mut out = Vec::new();
+            for p in &config.providers {
+                out.push(check::check_provider(p, config, &credentials, offline).await);
+            }
+            out
+        });
+        can_translate = checks.iter().any(|c| c.usable(offline));
+        for c in &checks {
+            lines.push(format!("{}: {}", c.name, c.message));
+        }
+        report.insert(
+            "providers".into(),
+            checks.iter().map(check::ProviderCheck::to_json).collect(),
+        );
+        let dirs = crate::run::Dirs::resolve();
+        if let Ok(dirs) = &dirs {
+            let logs = check::check_log_dir(&dirs.log_dir(&config.log));
+            lines.push(format!(
+                "log dir: {} — {}",
+                logs["path"].as_str().unwrap_or(""),
+                logs["detail"].as_str().unwrap_or("")
+            ));
+            report.insert("log_dir".into(), logs);
+        }
+        if let Ok(store_path) = crate::run::store_path(config) {
+            let store = check::check_store(&store_path);
+            lines.push(format!(
+                "history store: {} — {}",
+                store_path.display(),
+                store["detail"].as_str().unwrap_or("")
+            ));
+            report.insert("store".into(), store);
+        }
+    }
+    let clipboard = runtime.block_on(check::check_clipboard());
+    lines.push(format!(
+        "clipboard: {}",
+        clipboard["detail"].as_str().unwrap_or("")
+    ));
+    report.insert("clipboard".into(), clipboard);
+    let notifications = runtime.block_on(check::check_notifications());
+    lines.push(format!(
+        "notifications: {}",
+        notifications["detail"].as_str().unwrap_or("")
+    ));
+    report.insert("notifications".into(), notifications);
+    let daemon = match control_request(json!({ "cmd": "status" })) {
+        Ok(v) => json!({ "running": true, "pid": v["pid"], "paused": v["paused"] }),
+        Err(_) => json!({ "running": false, "pid": null, "paused": null }),
+    };
+    lines.push(match daemon["pid"].as_u64() {
+        Some(pid) => format!("daemon: running (pid {pid})"),
+        None => "daemon: not running".to_string(),
+    });
+    report.insert("daemon".into(), daemon);
+    report.insert("can_translate".into(), can_translate.into());
+    if as_json {
+        println!("{}", serde_json::Value::Object(report));
+    } else {
+        for l in &lines {
+            println!("{l}");
+        }
+    }
+    if can_translate {
+        Ok(())
+    } else {
+        Err(CheckFailed.into())
+    }
 }

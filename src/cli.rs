@@ -20,6 +20,16 @@ pub struct Cli {
 pub enum Command {
     /// Watch the clipboard and show each copied line's translation (runs until SIGINT/SIGTERM)
     Run,
+    /// Diagnose yaku without printing secrets: config, keys, a live request to each provider,
+    /// clipboard, notifications, logs, history store, service (exit 0 if a provider can translate)
+    Check {
+        /// Print one JSON object
+        #[arg(long)]
+        json: bool,
+        /// Send no request to the providers; only check that their keys are found
+        #[arg(long)]
+        offline: bool,
+    },
     /// Show what the running daemon is doing: pause state, queue, each provider's breaker
     Status {
         /// Print one JSON object

@@ -563,3 +563,108 @@ async fn key_set_for_an_unknown_provider_or_with_no_key_stores_nothing() {
     assert_eq!(out.status.code(), Some(2));
     assert!(!s.dir.path().join("credentials.toml").exists());
 }
+
+#[tokio::test]
+async fn check_probes_each_provider_and_says_what_to_do_without_printing_keys() {
+    let s = Servers::start().await;
+    s.gemini_replies(400, gemini_bad_key()).await;
+    s.groq_replies(429, serde_json::json!({ "error": { "message": "Rate limit reached for model `openai/gpt-oss-120b`. Please try again in 7.5s.", "type": "requests", "code": "rate_limit_exceeded" } })).await;
+    let cfg = s.config();
+    let home = s.dir.path().join("home");
+    let home = home.to_str().unwrap();
+    let mut env = keys();
+    env.extend([
+        ("HOME", home),
+        ("XDG_STATE_HOME", home),
+        ("XDG_DATA_HOME", home),
+        ("XDG_RUNTIME_DIR", home),
+    ]);
+    let out = yaku(&["check", "--json", "--config", &cfg], &env, None).await;
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "a rejected key and a rate limit: nothing can translate now"
+    );
+    assert!(!text(&out.stdout).contains(FAKE_KEY) && !text(&out.stderr).contains(FAKE_KEY));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["config"]["ok"], true);
+    assert_eq!(v["providers"][0]["outcome"], "unauthorized");
+    assert_eq!(
+        v["providers"][0]["key_detail"],
+        "environment variable YAKU_TEST_GEMINI_KEY"
+    );
+    assert!(
+        v["providers"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("check YAKU_TEST_GEMINI_KEY")
+    );
+    assert_eq!(v["providers"][1]["outcome"], "rate_limited");
+    assert!(
+        v["providers"][1]["message"]
+            .as_str()
+            .unwrap()
+            .contains("rate limited for 8 s")
+    );
+    assert_eq!(v["can_translate"], false);
+    assert_eq!(v["daemon"]["running"], false);
+    for key in ["clipboard", "notifications", "log_dir", "store"] {
+        assert!(v[key]["ok"].is_boolean(), "{key} missing: {v}");
+    }
+
+    // Fix groq: now one provider translates, and the plain report says so.
+    s.groq.reset().await;
+    s.groq_replies(200, openai_ok(&["Test."])).await;
+    let out = yaku(&["check", "--config", &cfg], &env, None).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stdout));
+    let report = text(&out.stdout);
+    assert!(
+        report.contains("groq: ok, ")
+            && report.contains("gemini: unauthorized — the key was rejected"),
+        "{report}"
+    );
+}
+
+#[tokio::test]
+async fn check_offline_sends_nothing_and_judges_by_the_keys() {
+    let s = Servers::start().await;
+    let cfg = s.config();
+    let home = s.dir.path().join("home");
+    let home = home.to_str().unwrap();
+    let base = [
+        ("HOME", home),
+        ("XDG_STATE_HOME", home),
+        ("XDG_DATA_HOME", home),
+        ("XDG_RUNTIME_DIR", home),
+    ];
+    let out = yaku(
+        &["check", "--offline", "--json", "--config", &cfg],
+        &base,
+        None,
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(1));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["providers"][0]["key"], "missing");
+    let mut env = base.to_vec();
+    env.push(("YAKU_TEST_GROQ_KEY", FAKE_KEY));
+    let out = yaku(
+        &["check", "--offline", "--json", "--config", &cfg],
+        &env,
+        None,
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(0));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        (
+            v["providers"][1]["key"].as_str(),
+            v["providers"][1]["outcome"].as_str()
+        ),
+        (Some("found"), Some("not_tried"))
+    );
+    assert!(
+        s.gemini.received_requests().await.unwrap().is_empty()
+            && s.groq.received_requests().await.unwrap().is_empty()
+    );
+}

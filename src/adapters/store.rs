@@ -66,6 +66,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
 
+use rusqlite::config::DbConfig;
 use rusqlite::{Connection, ErrorCode, OptionalExtension, TransactionBehavior, params};
 
 use crate::core::store::{
@@ -214,12 +215,17 @@ impl SqliteStore {
             )));
         }
         prepare_file(path)?;
+        // Companion files present before SQLite looks: only these belong to the old file.
+        let companions: Vec<&str> = COMPANIONS
+            .into_iter()
+            .filter(|s| with_suffix(path, s).exists())
+            .collect();
         let mut report = OpenReport::default();
         let conn = match connect(path, opts) {
             Ok(conn) => conn,
             Err(Health::Failed(e)) => return Err(e),
             Err(Health::Unreadable(reason)) => {
-                let to = move_aside(path, SystemTime::now())?;
+                let to = move_aside(path, &companions, SystemTime::now())?;
                 report.moved_aside = Some(MovedAside { to, reason });
                 prepare_file(path)?;
                 match connect(path, opts) {
@@ -520,6 +526,10 @@ fn connect(path: &Path, opts: &Options) -> Result<Connection, Health> {
     let failed =
         |e: rusqlite::Error| Health::Failed(StoreError(format!("opening {}: {e}", path.display())));
     let conn = Connection::open(path).map_err(failed)?;
+    // Closing a connection checkpoints and deletes the WAL; an unreadable file's `-wal` and
+    // `-shm` must survive to be moved aside with it.
+    conn.set_db_config(DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, true)
+        .map_err(failed)?;
     conn.busy_timeout(opts.busy_timeout).map_err(failed)?;
     let check = if opts.quick_check {
         quick_check(&conn)
@@ -531,7 +541,11 @@ fn connect(path: &Path, opts: &Options) -> Result<Connection, Health> {
         .map(|_| None)
     };
     match check {
-        Ok(None) => Ok(conn),
+        Ok(None) => {
+            conn.set_db_config(DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, false)
+                .map_err(failed)?;
+            Ok(conn)
+        }
         Ok(Some(problem)) => Err(Health::Unreadable(problem)),
         Err(e)
             if matches!(
@@ -611,9 +625,13 @@ fn recover_pending(conn: &Connection) -> rusqlite::Result<u64> {
     Ok(to_u64(n))
 }
 
-/// Renames `path` (and its `-wal`, `-shm` and `-journal` files) to
-/// `<name>.corrupt-<unix seconds>[.<n>]` in the same directory; returns the new main path.
-fn move_aside(path: &Path, now: SystemTime) -> Result<PathBuf, StoreError> {
+/// The files SQLite keeps next to a database.
+const COMPANIONS: [&str; 3] = ["-wal", "-shm", "-journal"];
+
+/// Renames `path` and its `companions` (suffixes) to `<name>.corrupt-<unix seconds>[.<n>]`
+/// (plus the suffix) in the same directory, and deletes the companion files SQLite created
+/// while finding the file unreadable. Returns the new main path.
+fn move_aside(path: &Path, companions: &[&str], now: SystemTime) -> Result<PathBuf, StoreError> {
     let name = path
         .file_name()
         .ok_or_else(|| StoreError(format!("{} has no file name", path.display())))?
@@ -630,12 +648,19 @@ fn move_aside(path: &Path, now: SystemTime) -> Result<PathBuf, StoreError> {
     }
     fs::rename(path, &to)
         .map_err(|e| StoreError(format!("moving {} aside: {e}", path.display())))?;
-    for suffix in ["-wal", "-shm", "-journal"] {
+    for suffix in COMPANIONS {
         let from = with_suffix(path, suffix);
-        if from.exists() {
+        if !from.exists() {
+            continue;
+        }
+        if companions.contains(&suffix) {
             let dest = with_suffix(&to, suffix);
             fs::rename(&from, &dest)
                 .map_err(|e| StoreError(format!("moving {} aside: {e}", from.display())))?;
+        } else {
+            // Left here, it would be taken for the fresh database's.
+            fs::remove_file(&from)
+                .map_err(|e| StoreError(format!("removing {}: {e}", from.display())))?;
         }
     }
     Ok(to)
@@ -795,10 +820,11 @@ mod tests {
         let path = dir.path().join("yaku.db");
         let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
         fs::write(&path, "first").unwrap();
-        let first = move_aside(&path, now).unwrap();
+        let first = move_aside(&path, &[], now).unwrap();
         fs::write(&path, "second").unwrap();
         fs::write(with_suffix(&path, "-wal"), "second wal").unwrap();
-        let second = move_aside(&path, now).unwrap();
+        fs::write(with_suffix(&path, "-shm"), "made by the probe").unwrap();
+        let second = move_aside(&path, &["-wal"], now).unwrap();
         assert_eq!(first, dir.path().join("yaku.db.corrupt-1700000000"));
         assert_eq!(second, dir.path().join("yaku.db.corrupt-1700000000.1"));
         assert_eq!(fs::read_to_string(&first).unwrap(), "first");
@@ -807,6 +833,7 @@ mod tests {
             fs::read_to_string(with_suffix(&second, "-wal")).unwrap(),
             "second wal"
         );
-        assert!(!path.exists());
+        assert!(!with_suffix(&second, "-shm").exists());
+        assert!(!path.exists() && !with_suffix(&path, "-shm").exists());
     }
 }

@@ -1,0 +1,253 @@
+//! `yaku check`: a diagnosis a user can paste into a bug report, without secrets. The same
+//! provider probe serves `yaku setup`.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use crate::adapters::{self, gemini::Gemini, openai::OpenAi};
+use crate::config::{Config, KeyLookup, ProviderConfig, ProviderKind};
+use crate::core::prompt::{Prompt, TranslationRequest};
+use crate::core::provider::{FailureClass, Provider};
+use crate::credentials::Credentials;
+
+/// One provider's line in the diagnosis.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProviderCheck {
+    pub name: String,
+    /// "found", "missing", "not_needed" or "refused" (a key file others can read).
+    pub key: &'static str,
+    /// Where the key was found, or what to do about it.
+    pub key_detail: String,
+    /// "ok", a failure class, or "not_tried" (offline, or no key).
+    pub outcome: &'static str,
+    pub latency_ms: Option<u64>,
+    /// A sentence for humans: "unauthorized — the key was rejected; run `yaku key set gemini`".
+    pub message: String,
+}
+
+impl ProviderCheck {
+    /// Whether this provider can translate (or, offline, has what it needs to try).
+    pub fn usable(&self, offline: bool) -> bool {
+        if offline {
+            matches!(self.key, "found" | "not_needed")
+        } else {
+            self.outcome == "ok"
+        }
+    }
+
+    pub fn to_json(&self) -> Value {
+        json!({
+            "name": self.name,
+            "key": self.key,
+            "key_detail": self.key_detail,
+            "outcome": self.outcome,
+            "latency_ms": self.latency_ms,
+            "message": self.message,
+        })
+    }
+}
+
+/// Looks up a provider's key and, unless `offline`, sends it one minimal request.
+pub async fn check_provider(
+    p: &ProviderConfig,
+    config: &Config,
+    credentials: &Credentials,
+    offline: bool,
+) -> ProviderCheck {
+    let env = |var: &str| std::env::var(var).ok();
+    let mut out = ProviderCheck {
+        name: p.name.clone(),
+        key: "missing",
+        key_detail: String::new(),
+        outcome: "not_tried",
+        latency_ms: None,
+        message: String::new(),
+    };
+    let (api_key, source) = match p.key(env, credentials, config.source.as_deref()) {
+        Ok(KeyLookup::Found { key, source }) => {
+            out.key = "found";
+            out.key_detail = source.to_string();
+            (Some(key), Some(source))
+        }
+        Ok(KeyLookup::NotNeeded) => {
+            out.key = "not_needed";
+            out.key_detail = "no key needed".into();
+            (None, None)
+        }
+        Ok(KeyLookup::Missing { hint }) => {
+            out.key_detail = hint.clone();
+            out.message = format!("no key — {hint}");
+            return out;
+        }
+        Err(e) => {
+            out.key = "refused";
+            out.key_detail = e.to_string();
+            out.message = format!("key refused — {e}");
+            return out;
+        }
+    };
+    if offline {
+        out.message = format!("key: {}", out.key_detail);
+        return out;
+    }
+    let provider: Arc<dyn Provider> = match build_provider(p, api_key) {
+        Ok(provider) => provider,
+        Err(e) => {
+            out.outcome = "transient";
+            out.message = format!("the HTTP client could not be set up: {e}");
+            return out;
+        }
+    };
+    let request = TranslationRequest {
+        text: "テスト".into(),
+        source_language: config.translation.source_language.clone(),
+        target_language: config.translation.target_language.clone(),
+        options: 1,
+        ..Default::default()
+    };
+    let prompt = Prompt::build(&request);
+    let started = Instant::now();
+    let result = tokio::time::timeout(
+        p.timeout + Duration::from_secs(1),
+        provider.complete(&prompt),
+    )
+    .await;
+    out.latency_ms = Some(started.elapsed().as_millis() as u64);
+    match result {
+        Ok(Ok(_)) => {
+            out.outcome = "ok";
+            out.message = format!("ok, {} ms", out.latency_ms.unwrap_or(0));
+        }
+        Ok(Err(f)) => {
+            out.outcome = f.class.as_str();
+            let what = match f.class {
+                FailureClass::Unauthorized => p.key_advice(source.as_ref()),
+                FailureClass::RateLimited => match f.retry_after {
+                    Some(d) => format!(
+                        "rate limited for {} — the key works; wait or add another provider",
+                        crate::core::chain::human_duration(d)
+                    ),
+                    None => "rate limited — the key works; wait or add another provider".into(),
+                },
+                FailureClass::ModelUnavailable => format!(
+                    "model \"{}\" is not available — change `model` in the config ({})",
+                    p.model, f.detail
+                ),
+                FailureClass::Transient => format!("the provider is having trouble: {}", f.detail),
+                FailureClass::Refused => format!("answered without a translation: {}", f.detail),
+                FailureClass::BadRequest => format!(
+                    "the request was refused: {} — check `extra` and `model`",
+                    f.detail
+                ),
+            };
+            out.message = format!("{} — {what}", f.class.as_str().replace('_', " "));
+        }
+        Err(_) => {
+            out.outcome = "transient";
+            out.message = format!("no answer within {} s", p.timeout.as_secs());
+        }
+    }
+    out
+}
+
+fn build_provider(
+    p: &ProviderConfig,
+    api_key: Option<String>,
+) -> Result<Arc<dyn Provider>, reqwest::Error> {
+    let settings = adapters::Settings {
+        name: p.name.clone(),
+        model: p.model.clone(),
+        base_url: p.base_url.clone(),
+        api_key,
+        timeout: p.timeout,
+        extra: p.extra.clone(),
+        json_mode: p.json_mode,
+    };
+    Ok(match p.kind {
+        ProviderKind::Gemini => Arc::new(Gemini::new(settings)?),
+        ProviderKind::Openai => Arc::new(OpenAi::new(settings)?),
+    })
+}
+
+/// A yes/no item of the diagnosis with its detail.
+fn item(ok: bool, detail: impl Into<String>) -> Value {
+    json!({ "ok": ok, "detail": detail.into() })
+}
+
+/// Whether the clipboard can be read now (within 3 s).
+pub async fn check_clipboard() -> Value {
+    use crate::core::intake::{ClipboardRead, ClipboardSource};
+    let read = tokio::task::spawn_blocking(|| {
+        crate::adapters::clipboard::SystemClipboard::new(500).read()
+    });
+    match tokio::time::timeout(Duration::from_secs(3), read).await {
+        Ok(Ok(Ok(r))) => item(
+            true,
+            match r {
+                ClipboardRead::Text { .. } => "readable (holds text)",
+                ClipboardRead::Empty => "readable (no text in it now)",
+                ClipboardRead::Oversized { .. } => "readable (holds a long text)",
+                ClipboardRead::Undecidable => "readable (its owner does not list its formats)",
+            },
+        ),
+        Ok(Ok(Err(e))) => item(false, e.to_string()),
+        _ => item(false, "reading the clipboard did not finish within 3 s"),
+    }
+}
+
+/// The notification server's name and version, or why there is none.
+pub async fn check_notifications() -> Value {
+    #[cfg(all(unix, not(target_os = "macos")))]
+    {
+        let info = tokio::task::spawn_blocking(notify_rust::get_server_information);
+        match tokio::time::timeout(Duration::from_secs(3), info).await {
+            Ok(Ok(Ok(i))) => {
+                json!({ "ok": true, "server": i.name, "version": i.version, "detail": format!("{} {} ({})", i.name, i.version, i.vendor) })
+            }
+            Ok(Ok(Err(e))) => {
+                json!({ "ok": false, "server": null, "version": null, "detail": format!("no notification server: {e}") })
+            }
+            _ => {
+                json!({ "ok": false, "server": null, "version": null, "detail": "the notification server did not answer within 3 s" })
+            }
+        }
+    }
+    #[cfg(not(all(unix, not(target_os = "macos"))))]
+    {
+        json!({ "ok": true, "server": null, "version": null, "detail": "the system's notifications" })
+    }
+}
+
+/// Whether logs can be written in `dir`.
+pub fn check_log_dir(dir: &Path) -> Value {
+    let probe = dir.join(".yaku-check");
+    let result = crate::app::create_private_dir(dir)
+        .and_then(|()| std::fs::write(&probe, b"ok"))
+        .and_then(|()| std::fs::remove_file(&probe));
+    match result {
+        Ok(()) => json!({ "ok": true, "path": dir, "detail": "writable" }),
+        Err(e) => json!({ "ok": false, "path": dir, "detail": format!("not writable: {e}") }),
+    }
+}
+
+/// Whether the history store opens and passes its integrity check.
+pub fn check_store(path: &Path) -> Value {
+    use crate::adapters::store::{Options, SqliteStore};
+    // A diagnosis must not end the running daemon's line: pending rows are left alone.
+    let opts = Options {
+        recover_pending: false,
+        ..Options::default()
+    };
+    match SqliteStore::open_with(path, &opts) {
+        Ok((_, report)) => match report.moved_aside {
+            Some(m) => {
+                json!({ "ok": true, "path": path, "detail": format!("was unreadable; moved to {} and recreated", m.to.display()) })
+            }
+            None => json!({ "ok": true, "path": path, "detail": "healthy" }),
+        },
+        Err(e) => json!({ "ok": false, "path": path, "detail": e.to_string() }),
+    }
+}
