@@ -97,6 +97,16 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             let config = Config::load(&path)?;
             key_command(&config, cmd)
         }
+        Command::Completions { shell } => {
+            let mut cmd = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(shell, &mut cmd, "yaku", &mut std::io::stdout());
+            Ok(())
+        }
+        Command::Man => {
+            let cmd = <Cli as clap::CommandFactory>::command();
+            clap_mangen::Man::new(cmd).render(&mut std::io::stdout()).context("cannot write the man page")?;
+            Ok(())
+        }
         Command::Status { json: as_json } => control_status(as_json),
         Command::Check {
             json: as_json,

@@ -57,6 +57,14 @@ pub enum Command {
     /// Store API keys where the login service can reach them, and see where each key is found
     #[command(subcommand)]
     Key(KeyCommand),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell)
+    Completions {
+        /// The shell to complete for
+        shell: clap_complete::Shell,
+    },
+    /// Print yaku's man page (roff), generated from these same definitions
+    #[command(hide = true)]
+    Man,
     /// Write or locate the config file
     #[command(subcommand)]
     Config(ConfigCommand),

@@ -495,6 +495,11 @@ impl Store for SqliteStore {
         .map_err(sql("writing the cache"))?;
         Ok(())
     }
+
+    /// The retention as the daemon applies it through the port: [`SqliteStore::prune`].
+    fn prune(&self, max_rows: u64, max_days: u64, now: SystemTime) -> Result<u64, StoreError> {
+        SqliteStore::prune(self, max_rows, max_days, now)
+    }
 }
 
 /// Creates the parent directory (0700) and an empty file (0600) so that SQLite, which would

@@ -1,0 +1,3 @@
+//! SQLite store benchmarks (being written).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+fn main() {}
