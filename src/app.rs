@@ -104,7 +104,9 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Man => {
             let cmd = <Cli as clap::CommandFactory>::command();
-            clap_mangen::Man::new(cmd).render(&mut std::io::stdout()).context("cannot write the man page")?;
+            clap_mangen::Man::new(cmd)
+                .render(&mut std::io::stdout())
+                .context("cannot write the man page")?;
             Ok(())
         }
         Command::Status { json: as_json } => control_status(as_json),

@@ -206,7 +206,20 @@ mod x11 {
             } else {
                 return Ok(ClipboardRead::Empty); // an image, files, ...: no text
             };
-            match self.convert(target, max_bytes)? {
+            let converted = self.convert(target, max_bytes)?;
+            // The targets and the text must come from the same owner: a password manager that
+            // took the clipboard between the two reads would otherwise pass as unconcealed.
+            let owner_now = self
+                .conn
+                .get_selection_owner(a.clipboard)
+                .map_err(lost)?
+                .reply()
+                .map_err(lost)?
+                .owner;
+            if owner_now != owner {
+                return Ok(ClipboardRead::Empty); // read again at the next poll
+            }
+            match converted {
                 Converted::Data(bytes) => match String::from_utf8(bytes) {
                     Ok(text) => Ok(ClipboardRead::Text {
                         text,

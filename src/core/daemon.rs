@@ -526,19 +526,7 @@ impl Daemon {
                 for s in &t.skipped {
                     tracing::info!(provider = %s.provider, reason = s.reason.as_str(), "fallback: {}", s.summary());
                 }
-                if !self.display.claim(line.id) {
-                    tracing::info!("not shown: a newer line's translation is on screen");
-                    self.count(|c| c.stale += 1);
-                    return;
-                }
-                let first = self
-                    .chain
-                    .entries()
-                    .first()
-                    .map(|e| e.name.as_str())
-                    .unwrap_or_default();
-                let n = notice::translation(&line.text, &t, self.settings.show_original, first);
-                self.notices.send_replace(Some(n));
+                self.show(&line, &t);
             }
             Err(f) => {
                 self.count(|c| c.failed += 1);
@@ -974,10 +962,11 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn repeats_own_output_and_secrets_never_reach_the_provider() {
-        let r = rig(vec![], fake::ok("Good morning."));
+        let r = rig(vec![], fake::ok("おはようございます、先輩。"));
         r.tx.send(copy("おはよう")).await.unwrap();
         settle().await;
         for text in [
+            "おはようございます、先輩。",
             "おはよう",
             "Good morning.",
             "hunter2",
@@ -998,7 +987,7 @@ mod tests {
         assert_eq!(calls(&r), 1);
         let _ = r.stop.send(());
         let counts = r.done.await.unwrap();
-        assert_eq!((counts.accepted, counts.rejected), (1, 6));
+        assert_eq!((counts.accepted, counts.rejected), (1, 7));
     }
 
     #[tokio::test(start_paused = true)]

@@ -253,7 +253,7 @@ pub struct InstallReport {
 impl InstallReport {
     /// Lines for a person.
     pub fn render(&self) -> String {
-        let mut out = format!("Installed a {}: {}\n", self.kind, self.location);
+        let mut out = format!("Wrote the {}: {}\n", self.kind, self.location);
         if self.replaced {
             match &self.previous_binary {
                 Some(old) => out.push_str(&format!(

@@ -456,6 +456,9 @@ fn csv_row(out: &mut String, row: &HistoryRow) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// A table row: its label and how to read it from a provider's figures.
+type Metric = (&'static str, fn(&ProviderStats) -> String);
+
 /// `stats` as a terminal table: the line totals, then one column per provider.
 pub fn render_table(stats: &Stats) -> String {
     let mut out = String::new();
@@ -475,7 +478,7 @@ pub fn render_table(stats: &Stats) -> String {
         out.push_str("\nNo provider requests.\n");
         return out;
     }
-    let metrics: [(&str, fn(&ProviderStats) -> String); 13] = [
+    let metrics: [Metric; 13] = [
         ("requests", |p| p.requests.to_string()),
         ("ok", |p| p.ok.to_string()),
         ("rate limited", |p| p.rate_limited.to_string()),

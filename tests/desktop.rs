@@ -1,0 +1,795 @@
+//! `yaku run` on a real (virtual) desktop: each test has its own Xvfb, session bus, dunst,
+//! notification capture (dbus-monitor) and loopback provider (see tests/desktop/). The tests
+//! copy lines the way a user or a text hooker does and check what reaches the provider, what
+//! notifications are sent and what the log holds. They need Xvfb, xclip, dbus-daemon,
+//! dbus-monitor and dunst, which `scripts/test` installs; a missing tool fails the test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+#[path = "desktop/mod.rs"]
+mod desktop;
+
+use std::time::{Duration, Instant};
+
+use desktop::owner::{ClipboardOwner, KDE_PASSWORD_HINT, Served};
+use desktop::provider::{best_option, second_option};
+use desktop::*;
+
+const LINE: &str = "おはよう、先輩。今日も早いですね。";
+const LINE2: &str = "待ってください、まだ話が終わっていません。";
+
+/// Waits for `cond`, failing at once (with everything the environment can tell) if the daemon
+/// exits meanwhile.
+fn await_state(
+    env: &DesktopEnv,
+    yaku: &Yaku,
+    timeout: Duration,
+    what: &str,
+    mut cond: impl FnMut() -> bool,
+) {
+    let mut exited = None;
+    wait_until(
+        timeout,
+        what,
+        || {
+            if cond() {
+                return true;
+            }
+            exited = yaku.exit_status();
+            exited.is_some()
+        },
+        || env.report(),
+    );
+    if let Some(status) = exited {
+        panic!(
+            "yaku exited ({status}) while the test waited for {what}\n{}",
+            env.report()
+        );
+    }
+}
+
+/// Starts `yaku run` and waits until it polls the clipboard: an owner offering a text that no
+/// gate lets through sees its TARGETS read. (What is on the clipboard before the daemon's
+/// first read is thus never what a test copies.)
+fn start_yaku(env: &DesktopEnv, config: &YakuConfig) -> Yaku {
+    start_yaku_env(env, config, &[])
+}
+
+fn start_yaku_env(env: &DesktopEnv, config: &YakuConfig, vars: &[(&str, &str)]) -> Yaku {
+    let yaku = env.spawn_yaku_env(config, vars);
+    let owner = env.clipboard_owner();
+    let probe = owner.offer("yaku desktop test: is the daemon polling the clipboard?");
+    await_state(
+        env,
+        &yaku,
+        secs(10),
+        "the daemon's first clipboard read",
+        || owner.served(probe).targets >= 1,
+    );
+    // The owner stays until a test's copy takes the CLIPBOARD over (see keep_owner).
+    env.keep_owner(owner);
+    yaku
+}
+
+/// Waits until the daemon has read `offer` through twice (so it has dealt with it), and
+/// returns right after a complete read, so that the next offer cannot land between the
+/// daemon's TARGETS and UTF8_STRING requests (which would pair one offer's targets with the
+/// next one's text). An offer with the password-manager hint may legitimately never have its
+/// text read: three TARGETS reads then do.
+fn await_read(env: &DesktopEnv, yaku: &Yaku, owner: &ClipboardOwner, offer: u64, what: &str) {
+    await_state(
+        env,
+        yaku,
+        secs(5),
+        &format!("the daemon to read {what}"),
+        || {
+            let served = owner.served(offer);
+            served.text >= 2 || served.targets >= 3
+        },
+    );
+}
+
+/// Has yaku sent a notification with this summary?
+fn notified(env: &DesktopEnv, summary: &str) -> bool {
+    env.yaku_notifications()
+        .iter()
+        .any(|n| n.summary == summary)
+}
+
+fn summaries(env: &DesktopEnv) -> Vec<String> {
+    env.yaku_notifications()
+        .into_iter()
+        .map(|n| n.summary)
+        .collect()
+}
+
+fn requested(env: &DesktopEnv, line: &str) -> bool {
+    env.provider.lines().iter().any(|l| l == line)
+}
+
+// ---- the harness itself ----
+
+#[test]
+fn harness_runs_its_own_x_server_clipboard_bus_and_notification_server() {
+    let mut env = DesktopEnv::start();
+
+    // The clipboard through xclip, and a second xclip taking it over.
+    env.set_clipboard("ハーネスの試験です。");
+    assert_eq!(
+        env.read_clipboard("UTF8_STRING").unwrap(),
+        "ハーネスの試験です。"
+    );
+    env.set_clipboard("二つ目のコピー");
+    assert_eq!(env.read_clipboard("UTF8_STRING").unwrap(), "二つ目のコピー");
+
+    // The in-process owner: the password-manager hint in TARGETS, and what was asked of it.
+    let owner = env.clipboard_owner();
+    let offer = owner.offer_concealed("秘密の台詞です。");
+    let targets = env.read_clipboard("TARGETS").unwrap();
+    for target in ["TARGETS", "UTF8_STRING", KDE_PASSWORD_HINT] {
+        assert!(
+            targets.lines().any(|t| t == target),
+            "{target} missing from TARGETS: {targets:?}"
+        );
+    }
+    assert_eq!(
+        env.read_clipboard("UTF8_STRING").unwrap(),
+        "秘密の台詞です。"
+    );
+    assert_eq!(env.read_clipboard(KDE_PASSWORD_HINT).unwrap(), "secret");
+    assert_eq!(
+        owner.served(offer),
+        Served {
+            targets: 1,
+            text: 1,
+            hint: 1
+        }
+    );
+    let plain = owner.offer("普通の台詞です。");
+    let targets = env.read_clipboard("TARGETS").unwrap();
+    assert!(!targets.contains(KDE_PASSWORD_HINT), "{targets:?}");
+    assert_eq!(
+        env.read_clipboard("UTF8_STRING").unwrap(),
+        "普通の台詞です。"
+    );
+    assert_eq!(
+        owner.served(plain),
+        Served {
+            targets: 1,
+            text: 1,
+            hint: 0
+        }
+    );
+    drop(owner);
+
+    // A Notify on the private bus: captured with its arguments (a body of several lines,
+    // quotes and markup included) and answered by dunst with an id.
+    let body = "2. \"two\" & <three>\n   string \"not an argument\"\n原文の行";
+    let id = env.send_notification("harness", 0, "Tom & Jerry", body);
+    assert!(id > 0);
+    wait_until(
+        secs(5),
+        "the Notify call in the capture",
+        || {
+            env.notifications()
+                .iter()
+                .any(|n| n.returned_id == Some(id))
+        },
+        || env.report(),
+    );
+    let n = env
+        .notifications()
+        .into_iter()
+        .find(|n| n.returned_id == Some(id))
+        .unwrap();
+    assert_eq!(
+        (
+            n.app_name.as_str(),
+            n.replaces_id,
+            n.summary.as_str(),
+            n.body.as_str()
+        ),
+        ("harness", 0, "Tom & Jerry", body)
+    );
+    assert_eq!(n.expire_timeout, 5000);
+    let replaced = env.send_notification("harness", id, "replaced", "");
+    assert_eq!(
+        replaced, id,
+        "dunst answers a replacement with the replaced id"
+    );
+    wait_until(
+        secs(5),
+        "the replacing Notify in the capture",
+        || env.notifications().len() == 2,
+        || env.report(),
+    );
+    assert_eq!(env.notifications()[1].replaces_id, id);
+
+    // Killing X: the clipboard is gone, and the display number stays reserved: an X server
+    // started meanwhile gets another one.
+    let display = env.display();
+    env.kill_x();
+    assert_eq!(env.selection_owner(), None);
+    assert!(
+        env.read_clipboard("UTF8_STRING").is_err(),
+        "the clipboard is readable with X down"
+    );
+    let (other, other_display) = env.spawn_other_xvfb();
+    assert_ne!(
+        other_display,
+        env.display_number(),
+        "another Xvfb took the down display's number"
+    );
+    drop(other);
+
+    // Restarting X on the same display, with dunst back on it.
+    env.restart_x();
+    assert_eq!(env.display(), display);
+    env.set_clipboard("再起動の後です。");
+    assert_eq!(
+        env.read_clipboard("UTF8_STRING").unwrap(),
+        "再起動の後です。"
+    );
+    assert!(env.send_notification("harness", 0, "after the restart", "") > 0);
+}
+
+#[test]
+fn harness_provider_speaks_the_openai_format_that_yaku_translate_sends() {
+    let provider = FakeProvider::start();
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[[providers]]\nname = \"fake\"\nkind = \"openai\"\nmodel = \"test-model\"\nbase_url = \"{}\"\n\
+             requests_per_minute = 0\ntimeout_secs = 5\njson_mode = true\n",
+            provider.url()
+        ),
+    )
+    .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_yaku"))
+        .args(["translate", "--json", "--config"])
+        .arg(&config)
+        .arg(LINE)
+        .env_clear()
+        .env("HOME", dir.path())
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "yaku translate: {:?}\n{stdout}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let json: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(json["best"], best_option(LINE));
+    assert_eq!(
+        json["options"],
+        serde_json::json!([best_option(LINE), second_option(LINE)])
+    );
+    let requests = provider.requests();
+    assert_eq!(
+        provider.lines(),
+        vec![LINE.to_owned()],
+        "the line parsed back out of the prompt"
+    );
+    assert_eq!(
+        (requests[0].method.as_str(), requests[0].path.as_str()),
+        ("POST", "/chat/completions")
+    );
+    assert_eq!(
+        requests[0].authorization, None,
+        "a keyless provider sends no key"
+    );
+}
+
+// ---- the daemon ----
+
+#[test]
+fn copied_japanese_line_is_shown_as_a_notification_and_logged() {
+    let env = DesktopEnv::start();
+    let yaku = start_yaku(&env, &YakuConfig::new(&env.provider.url()));
+
+    env.set_clipboard(LINE);
+    let copied = Instant::now();
+    await_state(
+        &env,
+        &yaku,
+        secs(2),
+        "a notification from yaku with the best option within 2 s",
+        || notified(&env, &best_option(LINE)),
+    );
+    let n = env
+        .yaku_notifications()
+        .into_iter()
+        .find(|n| n.summary == best_option(LINE))
+        .unwrap();
+    assert!(n.seen_at.duration_since(copied) <= secs(2));
+    assert_eq!(n.app_name, "yaku");
+    assert_eq!(env.provider.lines(), vec![LINE.to_owned()]);
+    assert_eq!(
+        env.provider.requests()[0].authorization,
+        None,
+        "a keyless provider sends no key"
+    );
+
+    // The log, through the yaku.log symlink: one line with the line's id, the provider, the
+    // latency, the original text and the best translation (the writer may lag: poll).
+    let translated_entry = |log: &str| {
+        log.lines().any(|l| {
+            l.contains(LINE)
+                && l.contains(&best_option(LINE))
+                && l.contains("fake")
+                && l.contains("line_id")
+                && l.contains("latency")
+        })
+    };
+    await_state(
+        &env,
+        &yaku,
+        secs(5),
+        "a log line with line_id, provider, latency, the line and its translation",
+        || translated_entry(&env.log()),
+    );
+    let link = env.log_path();
+    let meta = std::fs::symlink_metadata(&link).unwrap();
+    assert!(
+        meta.file_type().is_symlink(),
+        "{} is not a symlink to the current log file",
+        link.display()
+    );
+}
+
+#[test]
+fn notification_escapes_markup_numbers_the_other_options_and_replaces_the_previous_one() {
+    let env = DesktopEnv::start();
+    env.provider.translate_with(|line| {
+        if line == LINE {
+            vec![
+                "Tom & Jerry <3".into(),
+                "Second > first".into(),
+                "Third".into(),
+            ]
+        } else {
+            vec![best_option(line), second_option(line)]
+        }
+    });
+    let yaku = start_yaku(&env, &YakuConfig::new(&env.provider.url()));
+
+    env.set_clipboard(LINE);
+    await_state(&env, &yaku, secs(5), "the first notification", || {
+        notified(&env, "Tom &amp; Jerry &lt;3")
+    });
+    let first = env
+        .yaku_notifications()
+        .into_iter()
+        .find(|n| n.summary == "Tom &amp; Jerry &lt;3")
+        .unwrap();
+    assert_eq!(
+        first.body.lines().collect::<Vec<_>>(),
+        ["2. Second &gt; first", "3. Third", LINE],
+        "body: {:?}",
+        first.body
+    );
+    assert_eq!(
+        first.expire_timeout, 8000,
+        "expire_timeout is [notify] timeout_ms"
+    );
+
+    await_state(
+        &env,
+        &yaku,
+        secs(5),
+        "dunst's id for the first notification",
+        || {
+            env.yaku_notifications()
+                .iter()
+                .any(|n| n.summary == first.summary && n.returned_id.is_some())
+        },
+    );
+    let first_id = env
+        .yaku_notifications()
+        .into_iter()
+        .find(|n| n.summary == first.summary)
+        .unwrap()
+        .returned_id;
+
+    env.set_clipboard(LINE2);
+    await_state(&env, &yaku, secs(5), "the second notification", || {
+        notified(&env, &best_option(LINE2))
+    });
+    let second = env
+        .yaku_notifications()
+        .into_iter()
+        .find(|n| n.summary == best_option(LINE2))
+        .unwrap();
+    assert_eq!(
+        second.body.lines().collect::<Vec<_>>(),
+        [format!("2. {}", second_option(LINE2)).as_str(), LINE2]
+    );
+    assert_eq!(
+        Some(second.replaces_id),
+        first_id,
+        "the second notification replaces the first"
+    );
+}
+
+#[test]
+fn rejected_texts_never_reach_the_provider_or_the_log() {
+    let env = DesktopEnv::start();
+    let config = YakuConfig::new(&env.provider.url())
+        .poll_interval_ms(100)
+        .log_level("debug");
+    let yaku = start_yaku_env(&env, &config, &[("YAKU_LOG", "debug")]);
+
+    let api_key = format!(
+        "gsk_{}",
+        "Xb7Qm2Lp9Rt4Wz8Kc3Nd6Fh1Jv5Gs0Ya7Ue2Io9Pk4Mn8Bq3Cx6D"
+    );
+    assert_eq!(api_key.len(), 4 + 52);
+    let rejected: [(&str, &str, bool); 4] = [
+        ("an ASCII password", "hunter2-Qx7!vLp9#Rw", false),
+        ("an API key", &api_key, false),
+        (
+            "an English sentence",
+            "Meet me on the roof after school tomorrow.",
+            false,
+        ),
+        (
+            "a Japanese line offered with the password-manager hint",
+            "金庫の暗証番号は四五一九です。",
+            true,
+        ),
+    ];
+    let owner = env.clipboard_owner();
+    for (what, text, concealed) in rejected {
+        let offer = if concealed {
+            owner.offer_concealed(text)
+        } else {
+            owner.offer(text)
+        };
+        await_read(&env, &yaku, &owner, offer, what);
+    }
+
+    // The daemon was polling all along: a valid line gets through.
+    env.set_clipboard(LINE);
+    await_state(
+        &env,
+        &yaku,
+        secs(5),
+        "the valid line's notification",
+        || notified(&env, &best_option(LINE)),
+    );
+    assert_eq!(
+        env.provider.lines(),
+        vec![LINE.to_owned()],
+        "only the valid line reaches the provider"
+    );
+
+    await_state(&env, &yaku, secs(5), "the valid line in the log", || {
+        env.log().contains(LINE)
+    });
+    let (log, stderr, stdout) = (env.log(), yaku.stderr(), yaku.stdout());
+    for (what, text, _) in rejected {
+        for (name, out) in [
+            ("the log file", &log),
+            ("stderr", &stderr),
+            ("stdout", &stdout),
+        ] {
+            assert!(
+                !out.contains(text),
+                "{what} ({text:?}) appears in {name}:\n{out}"
+            );
+        }
+    }
+    assert!(
+        !log.contains("Xb7Qm2Lp9Rt4"),
+        "part of the API key is in the log:\n{log}"
+    );
+}
+
+#[test]
+fn repeated_line_and_copied_translations_are_not_translated_again() {
+    let env = DesktopEnv::start();
+    let yaku = start_yaku(
+        &env,
+        &YakuConfig::new(&env.provider.url()).poll_interval_ms(100),
+    );
+
+    env.set_clipboard(LINE);
+    await_state(&env, &yaku, secs(5), "the line's notification", || {
+        notified(&env, &best_option(LINE))
+    });
+
+    let owner = env.clipboard_owner();
+    let copies = [
+        ("the same line from a new owner", LINE.to_owned()),
+        ("the best option copied back", best_option(LINE)),
+        ("the second option copied back", second_option(LINE)),
+        ("the line again, after other text", LINE.to_owned()),
+    ];
+    for (what, text) in &copies {
+        let offer = owner.offer(text);
+        await_read(&env, &yaku, &owner, offer, what);
+    }
+    env.keep_owner(owner);
+
+    // A new line still gets through, so the daemon was polling all along.
+    env.set_clipboard(LINE2);
+    await_state(&env, &yaku, secs(5), "the new line's notification", || {
+        notified(&env, &best_option(LINE2))
+    });
+    assert_eq!(
+        env.provider.lines(),
+        vec![LINE.to_owned(), LINE2.to_owned()],
+        "one request per distinct line"
+    );
+    assert_eq!(summaries(&env), vec![best_option(LINE), best_option(LINE2)]);
+}
+
+#[test]
+fn burst_of_ten_lines_shows_the_last_line_last_with_few_requests() {
+    let env = DesktopEnv::start();
+    env.provider.set_delay(Duration::from_millis(300));
+    let yaku = start_yaku(
+        &env,
+        &YakuConfig::new(&env.provider.url()).poll_interval_ms(20),
+    );
+
+    let numbers = ["一", "二", "三", "四", "五", "六", "七", "八", "九", "十"];
+    let lines: Vec<String> = numbers
+        .iter()
+        .map(|n| format!("{n}番目の台詞が画面に出ました。"))
+        .collect();
+    let last = lines.last().unwrap().clone();
+    let owner = env.clipboard_owner();
+    let start = Instant::now();
+    let mut offers = Vec::new();
+    for (i, line) in lines.iter().enumerate() {
+        // The burst's pace: one line every 10 ms, as a text hooker does while skipping.
+        let due = start + Duration::from_millis(10 * i as u64);
+        std::thread::sleep(due.saturating_duration_since(Instant::now()));
+        offers.push(owner.offer(line));
+    }
+    assert!(
+        start.elapsed() < Duration::from_millis(400),
+        "the burst took {:?}",
+        start.elapsed()
+    );
+
+    await_state(&env, &yaku, secs(5), "the last line's notification", || {
+        notified(&env, &best_option(&last))
+    });
+    // Nothing may come after it: wait until the provider has answered everything and no
+    // notification has arrived for a second.
+    wait_quiet(
+        secs(15),
+        secs(1),
+        "the provider and the notifications",
+        || {
+            let last_notice = env.notifications().last().map(|n| n.seen_at);
+            env.provider.last_activity().max(last_notice)
+        },
+    );
+
+    // The daemon (polling every 20 ms) saw several lines of the burst, so the queue had
+    // lines to replace while the first request was out.
+    let read = offers
+        .iter()
+        .filter(|&&o| owner.served(o).text >= 1)
+        .count();
+    assert!(
+        read >= 3,
+        "the daemon read only {read} of the burst's 10 lines: too few to exercise the queue"
+    );
+    let requested = env.provider.lines();
+    assert!(
+        !requested.is_empty() && requested.len() <= 4,
+        "a burst of 10 lines made {} requests: {requested:?}",
+        requested.len()
+    );
+    assert_eq!(
+        requested.last(),
+        Some(&last),
+        "the last request is for the last line: {requested:?}"
+    );
+    let shown = env.yaku_notifications();
+    assert_eq!(
+        shown.last().map(|n| n.summary.clone()),
+        Some(best_option(&last)),
+        "shown: {:?}",
+        summaries(&env)
+    );
+    for pair in shown.windows(2) {
+        assert_eq!(
+            Some(pair[1].replaces_id),
+            pair[0].returned_id,
+            "each notification replaces the previous one: {:?}",
+            shown
+                .iter()
+                .map(|n| (n.replaces_id, n.returned_id))
+                .collect::<Vec<_>>()
+        );
+    }
+}
+
+#[test]
+fn clipboard_is_picked_up_again_after_the_x_server_restarts() {
+    let mut env = DesktopEnv::start();
+    let yaku = start_yaku(
+        &env,
+        &YakuConfig::new(&env.provider.url()).poll_interval_ms(100),
+    );
+    env.set_clipboard(LINE);
+    await_state(
+        &env,
+        &yaku,
+        secs(5),
+        "the first line's notification",
+        || notified(&env, &best_option(LINE)),
+    );
+    let pid = yaku.pid();
+
+    env.kill_x();
+    // The display stays away for a second: several polls fail meanwhile.
+    std::thread::sleep(secs(1.0));
+    assert!(
+        yaku.is_running(),
+        "yaku exited when the X server went away\n{}",
+        env.report()
+    );
+    env.restart_x();
+    let back = Instant::now();
+
+    env.set_clipboard(LINE2);
+    await_state(
+        &env,
+        &yaku,
+        secs(10).saturating_sub(back.elapsed()),
+        "the line copied after the X restart (10 s)",
+        || notified(&env, &best_option(LINE2)),
+    );
+    assert!(yaku.is_running());
+    assert_eq!(yaku.pid(), pid, "the same daemon");
+    assert_eq!(
+        env.provider.lines(),
+        vec![LINE.to_owned(), LINE2.to_owned()]
+    );
+}
+
+#[test]
+fn daemon_started_without_a_display_picks_up_the_clipboard_once_x_is_there() {
+    let mut env = DesktopEnv::start();
+    env.kill_x();
+    let yaku = env.spawn_yaku(&YakuConfig::new(&env.provider.url()).poll_interval_ms(100));
+    await_state(&env, &yaku, secs(10), "the daemon's lock file", || {
+        env.lock_path().exists()
+    });
+    // No display for a second: the daemon keeps retrying.
+    std::thread::sleep(secs(1.0));
+    assert!(
+        yaku.is_running(),
+        "yaku exited without a display\n{}",
+        env.report()
+    );
+
+    env.restart_x();
+    let back = Instant::now();
+    // Nothing on the clipboard yet is read as a change; this line is.
+    env.set_clipboard(LINE);
+    await_state(
+        &env,
+        &yaku,
+        secs(10).saturating_sub(back.elapsed()),
+        "the line copied once X is there (10 s)",
+        || notified(&env, &best_option(LINE)),
+    );
+}
+
+#[test]
+fn without_a_notification_server_lines_are_still_translated_and_the_warning_is_given_once() {
+    let mut env = DesktopEnv::start();
+    env.stop_notification_server();
+    let yaku = start_yaku(
+        &env,
+        &YakuConfig::new(&env.provider.url()).poll_interval_ms(50),
+    );
+
+    env.set_clipboard(LINE);
+    await_state(&env, &yaku, secs(5), "the first line's request", || {
+        requested(&env, LINE)
+    });
+    env.set_clipboard(LINE2);
+    await_state(&env, &yaku, secs(5), "the second line's request", || {
+        requested(&env, LINE2)
+    });
+    await_state(
+        &env,
+        &yaku,
+        secs(5),
+        "the second line's translation in the log",
+        || env.log().contains(&best_option(LINE2)),
+    );
+    // A second warning would come with the second line: give it time to show up in the log.
+    let (mut len, mut changed) = (env.log().len(), Instant::now());
+    wait_quiet(secs(10), secs(0.5), "the log file", || {
+        let now = env.log().len();
+        if now != len {
+            (len, changed) = (now, Instant::now());
+        }
+        Some(changed)
+    });
+    assert!(yaku.is_running());
+    let log = env.log();
+    let warnings: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("WARN") && l.to_lowercase().contains("notif"))
+        .collect();
+    assert_eq!(
+        warnings.len(),
+        1,
+        "one warning about the missing notification server, for two lines:\n{log}"
+    );
+}
+
+fn stops_within_2s_with_exit_0_during_a_hanging_request(sig: i32, name: &str) {
+    let env = DesktopEnv::start();
+    env.provider.hang();
+    let yaku = start_yaku(
+        &env,
+        &YakuConfig::new(&env.provider.url()).poll_interval_ms(50),
+    );
+    env.set_clipboard(LINE);
+    await_state(&env, &yaku, secs(5), "the request (which hangs)", || {
+        requested(&env, LINE)
+    });
+
+    yaku.signal(sig);
+    let sent = Instant::now();
+    let status = yaku.wait_exit(secs(2));
+    let Some(status) = status else {
+        panic!("yaku still running 2 s after {name}\n{}", env.report());
+    };
+    assert_eq!(
+        status.code(),
+        Some(0),
+        "exit status after {name} ({:?}): {status}\n{}",
+        sent.elapsed(),
+        env.report()
+    );
+}
+
+#[test]
+fn sigterm_during_a_hanging_request_exits_0_within_2s() {
+    stops_within_2s_with_exit_0_during_a_hanging_request(libc::SIGTERM, "SIGTERM");
+}
+
+#[test]
+fn sigint_during_a_hanging_request_exits_0_within_2s() {
+    stops_within_2s_with_exit_0_during_a_hanging_request(libc::SIGINT, "SIGINT");
+}
+
+#[test]
+fn second_instance_says_already_running_with_the_pid_and_exits_0() {
+    let env = DesktopEnv::start();
+    let config = YakuConfig::new(&env.provider.url());
+    let first = start_yaku(&env, &config);
+
+    let second = env.spawn_yaku(&config);
+    let Some(status) = second.wait_exit(secs(5)) else {
+        panic!("a second `yaku run` did not exit\n{}", env.report());
+    };
+    let said = format!("{}{}", second.stdout(), second.stderr());
+    assert_eq!(status.code(), Some(0), "{said}");
+    let expected = format!("yaku is already running (pid {})", first.pid());
+    assert!(
+        said.contains(&expected),
+        "expected {expected:?}, got:\n{said}"
+    );
+    assert!(
+        first.is_running(),
+        "the first daemon stopped\n{}",
+        env.report()
+    );
+}
