@@ -221,14 +221,13 @@ impl Daemon {
                 }
                 event = events.recv() => {
                     let Some(event) = event else { break };
-                    if let Some(line) = self.accept(event) {
-                        if let Some(line) = self.answer_from_cache(line) {
+                    if let Some(line) = self.accept(event)
+                        && let Some(line) = self.answer_from_cache(line) {
                             let effects = self.queue.push(line);
                             if let Some(w) = self.apply(effects) {
                                 inflight = Some(w);
                             }
                         }
-                    }
                 }
             }
         }
