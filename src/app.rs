@@ -11,7 +11,7 @@ use clap::Parser;
 use serde_json::json;
 
 use crate::adapters::{self, gemini::Gemini, openai::OpenAi};
-use crate::cli::{Cli, Command, ConfigCommand, KeyCommand, TranslateArgs};
+use crate::cli::{Cli, Command, ConfigCommand, KeyCommand, ServiceCommand, TranslateArgs};
 use crate::config::{self, Config, ConfigError, KeyLookup, ProviderKind};
 use crate::core::chain::{
     Chain, ChainConfig, ChainEntry, ChainFailure, SkipReason, Skipped, Translation,
@@ -93,6 +93,10 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Config(ConfigCommand::Init { force }) => config_init(&path, force),
+        Command::Service(cmd) => {
+            let config = Config::load(&path)?;
+            service_command(&config, cmd)
+        }
         Command::Key(cmd) => {
             let config = Config::load(&path)?;
             key_command(&config, cmd)
@@ -715,4 +719,62 @@ fn check(path: &Path, as_json: bool, offline: bool) -> anyhow::Result<()> {
     } else {
         Err(CheckFailed.into())
     }
+}
+
+fn service_command(config: &Config, cmd: ServiceCommand) -> anyhow::Result<()> {
+    use crate::service;
+    let binary = std::env::current_exe().context("cannot find this program's path")?;
+    let log_dir = crate::run::Dirs::resolve()?.log_dir(&config.log);
+    let env = service::ServiceEnv::from_process(binary, log_dir)?;
+    match cmd {
+        ServiceCommand::Install => {
+            let report = service::install(&env)?;
+            println!("{}", report.render());
+            for warning in key_warnings(config)? {
+                eprintln!("warning: {warning}");
+            }
+            Ok(())
+        }
+        ServiceCommand::Uninstall => {
+            println!("{}", service::uninstall(&env)?.render());
+            Ok(())
+        }
+        ServiceCommand::Status { json: as_json } => {
+            let status = service::status(&env)?;
+            if as_json {
+                println!("{}", status.to_json());
+            } else {
+                println!("{}", status.render());
+            }
+            Ok(())
+        }
+    }
+}
+
+/// Providers whose key only this shell's environment holds: a login service will not see it.
+pub fn key_warnings(config: &Config) -> anyhow::Result<Vec<String>> {
+    let credentials = Credentials::load(&Credentials::path_for(&config.path))?;
+    let env = |var: &str| std::env::var(var).ok();
+    let mut out = Vec::new();
+    for p in &config.providers {
+        if let Ok(KeyLookup::Found {
+            source: config::KeySource::Env(var),
+            ..
+        }) = p.key(env, &credentials, config.source.as_deref())
+        {
+            let no_env = |_: &str| None;
+            let elsewhere = matches!(
+                p.key(no_env, &credentials, config.source.as_deref()),
+                Ok(KeyLookup::Found { .. })
+            );
+            if !elsewhere {
+                out.push(format!(
+                    "{}'s key is only in this shell's {var}; the login service will not see it. \
+                     Run `yaku key set {}` to store it where the service can read it.",
+                    p.name, p.name
+                ));
+            }
+        }
+    }
+    Ok(out)
 }

@@ -54,6 +54,10 @@ pub enum Command {
     },
     /// Translate one line now and print the options (exit 3 if no provider could)
     Translate(TranslateArgs),
+    /// Run yaku at login: a systemd user unit (else an XDG autostart entry), a LaunchAgent on
+    /// macOS, a Run key on Windows
+    #[command(subcommand)]
+    Service(ServiceCommand),
     /// Store API keys where the login service can reach them, and see where each key is found
     #[command(subcommand)]
     Key(KeyCommand),
@@ -110,6 +114,20 @@ pub enum KeyCommand {
     /// Show which providers have a key and where it was found (never the key itself)
     List {
         /// Print JSON instead of a table
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ServiceCommand {
+    /// Install (or rewrite) the login entry for this binary and start it
+    Install,
+    /// Stop and remove what `install` wrote, nothing else
+    Uninstall,
+    /// Whether the login entry is installed, enabled, running, and points at this binary
+    Status {
+        /// Print one JSON object
         #[arg(long)]
         json: bool,
     },

@@ -595,10 +595,9 @@ pub fn follow_file(
                     Ok(f) => {
                         let first = current.is_none() && !waited_notice;
                         current = Some((f, t));
-                        if first
-                            && let Some((f, _)) = current.as_mut() {
-                                write_last_lines(f, out, 10)?;
-                            }
+                        if first && let Some((f, _)) = current.as_mut() {
+                            write_last_lines(f, out, 10)?;
+                        }
                     }
                     Err(_) => current = None,
                 }

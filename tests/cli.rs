@@ -668,3 +668,67 @@ async fn check_offline_sends_nothing_and_judges_by_the_keys() {
             && s.groq.received_requests().await.unwrap().is_empty()
     );
 }
+
+#[tokio::test]
+async fn service_install_without_a_user_manager_writes_autostart_and_warns_about_shell_only_keys() {
+    let s = Servers::start().await;
+    let cfg = s.config();
+    let home = s.dir.path().join("home");
+    let bin = s.dir.path().join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let fake = bin.join("systemctl");
+    std::fs::write(
+        &fake,
+        "#!/bin/sh\necho 'Failed to connect to bus' >&2\nexit 1\n",
+    )
+    .unwrap();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let home_s = home.to_str().unwrap();
+    let env = [
+        ("PATH", path.as_str()),
+        ("HOME", home_s),
+        ("YAKU_TEST_GEMINI_KEY", FAKE_KEY),
+        ("XDG_STATE_HOME", home_s),
+    ];
+    let out = yaku(&["service", "install", "--config", &cfg], &env, None).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let autostart = home.join(".config/autostart/yaku.desktop");
+    assert!(autostart.exists(), "{}", text(&out.stdout));
+    assert!(
+        std::fs::read_to_string(&autostart)
+            .unwrap()
+            .contains(env!("CARGO_BIN_EXE_yaku"))
+    );
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("gemini's key is only in this shell's YAKU_TEST_GEMINI_KEY")
+            && err.contains("yaku key set gemini"),
+        "{err}"
+    );
+    assert!(
+        !err.contains("groq's key"),
+        "groq has no key at all: nothing to warn about here"
+    );
+    assert!(!err.contains(FAKE_KEY) && !text(&out.stdout).contains(FAKE_KEY));
+
+    let out = yaku(
+        &["service", "status", "--json", "--config", &cfg],
+        &env,
+        None,
+    )
+    .await;
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(v.to_string().contains("autostart"), "{v}");
+    let out = yaku(&["service", "uninstall", "--config", &cfg], &env, None).await;
+    assert_eq!(out.status.code(), Some(0));
+    assert!(!autostart.exists());
+}
