@@ -11,15 +11,20 @@ use clap::Parser;
 use serde_json::json;
 
 use crate::adapters::{self, gemini::Gemini, openai::OpenAi};
-use crate::cli::{Cli, Command, ConfigCommand, KeyCommand, ServiceCommand, TranslateArgs};
+use crate::cli::{
+    Cli, Command, ConfigCommand, HistoryAction, HistoryArgs, KeyCommand, ServiceCommand,
+    TranslateArgs,
+};
 use crate::config::{self, Config, ConfigError, KeyLookup, ProviderKind};
 use crate::core::chain::{
     Chain, ChainConfig, ChainEntry, ChainFailure, SkipReason, Skipped, Translation,
 };
 use crate::core::clock::{Clock, TokioClock};
+use crate::core::memory::cache_key;
 use crate::core::prompt::TranslationRequest;
 use crate::core::provider::Provider;
 use crate::core::ratelimit::RateLimit;
+use crate::core::store::{CachedAnswer, Finished, Source, Status, Store};
 use crate::credentials::Credentials;
 
 /// Exit codes beyond 0 (success) and 2 (usage, from clap).
@@ -113,6 +118,8 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
                 .context("cannot write the man page")?;
             Ok(())
         }
+        Command::Setup => crate::setup::run(&path),
+        Command::Assets { dir, binary } => write_assets(&dir, &binary),
         Command::Status { json: as_json } => control_status(as_json),
         Command::Check {
             json: as_json,
@@ -151,6 +158,17 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             control_request(json!({ "cmd": "reload" }))?;
             println!("reloaded the config");
             Ok(())
+        }
+        Command::History(args) => {
+            let config = Config::load(&path)?;
+            history_command(&config, args)
+        }
+        Command::Stats {
+            json: as_json,
+            since,
+        } => {
+            let config = Config::load(&path)?;
+            stats_command(&config, as_json, &since)
         }
         Command::Logs { follow } => {
             let config = Config::load(&path)?;
@@ -318,12 +336,98 @@ fn translate(config: &Config, args: TranslateArgs) -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    let result = runtime.block_on(async {
-        let credentials = Credentials::load(&Credentials::path_for(&config.path))?;
-        let chain = build_chain(config, &credentials, Arc::new(TokioClock))?;
-        let request = request_for(config, text);
-        Ok::<_, ConfigError>(chain.translate(&request, args.provider.as_deref()).await)
-    })?;
+    // Key files are checked first, so a file others can read is refused even for a cached line.
+    let credentials = Credentials::load(&Credentials::path_for(&config.path))?;
+    let mut request = request_for(config, text);
+    request.glossary = config.memory.glossary.applicable(text, &[]);
+    // History and cache are a convenience here: without the store the line is still translated.
+    let store = match open_store_for_command(config) {
+        Ok(s) => Some(s),
+        Err(e) => {
+            tracing::warn!("translating without history and cache: {e:#}");
+            None
+        }
+    };
+    let key = config.memory.cache_enabled.then(|| {
+        cache_key(
+            text,
+            &request.source_language,
+            &request.target_language,
+            request.options,
+            &request.instructions,
+            &request.glossary,
+        )
+    });
+    let cached = match (&store, &key) {
+        (Some(st), Some(k)) if !args.fresh && args.provider.is_none() => {
+            st.cache_get(k).ok().flatten()
+        }
+        _ => None,
+    };
+    let row = store.as_ref().and_then(|st| {
+        st.begin(text, Source::Cli, std::time::SystemTime::now())
+            .ok()
+    });
+    let finish = |status: Status,
+                  t: Option<&Translation>,
+                  error: Option<String>,
+                  attempts: &[crate::core::store::AttemptRecord]| {
+        if let (Some(st), Some(id)) = (&store, row) {
+            let f = Finished {
+                status,
+                provider: t.map(|t| t.provider.clone()),
+                model: t.map(|t| t.model.clone()),
+                options: t.map(|t| t.options.clone()).unwrap_or_default(),
+                latency_ms: t.map(|t| t.latency.as_millis() as u64),
+                error,
+            };
+            if let Err(e) = st.finish(id, &f, attempts) {
+                tracing::warn!("history not updated: {e}");
+            }
+        }
+    };
+    let result = if let Some(answer) = cached {
+        let t = Translation {
+            options: answer.options,
+            provider: answer.provider,
+            model: answer.model,
+            skipped: Vec::new(),
+            latency: std::time::Duration::ZERO,
+            attempts: Vec::new(),
+        };
+        finish(Status::Cached, Some(&t), None, &[]);
+        eprintln!("from the cache ({})", t.provider);
+        Ok(t)
+    } else {
+        let result = runtime.block_on(async {
+            let chain = build_chain(config, &credentials, Arc::new(TokioClock))?;
+            Ok::<_, ConfigError>(chain.translate(&request, args.provider.as_deref()).await)
+        })?;
+        match &result {
+            Ok(t) => {
+                finish(Status::Translated, Some(t), None, &t.attempts);
+                if let (Some(st), Some(k)) = (&store, &key) {
+                    let answer = CachedAnswer {
+                        options: t.options.clone(),
+                        provider: t.provider.clone(),
+                        model: t.model.clone(),
+                    };
+                    if let Err(e) = st.cache_put(k, &answer) {
+                        tracing::warn!("cache not updated: {e}");
+                    }
+                }
+            }
+            Err(f) => {
+                let reasons: Vec<String> = f
+                    .skipped
+                    .iter()
+                    .map(|s| format!("{}: {}", s.provider, s.summary()))
+                    .collect();
+                finish(Status::Failed, None, Some(reasons.join("; ")), &f.attempts);
+            }
+        }
+        result
+    };
     let mut out = std::io::stdout().lock();
     match result {
         Ok(t) => {
@@ -331,7 +435,9 @@ fn translate(config: &Config, args: TranslateArgs) -> anyhow::Result<()> {
                 writeln!(out, "{}", translation_json(text, &t))?;
             } else {
                 write_plain(&mut out, &t)?;
-                eprintln!("{}", via_line(&t));
+                if !t.attempts.is_empty() {
+                    eprintln!("{}", via_line(&t));
+                }
             }
             Ok(())
         }
@@ -777,4 +883,154 @@ pub fn key_warnings(config: &Config) -> anyhow::Result<Vec<String>> {
         }
     }
     Ok(out)
+}
+
+/// The files a package installs beside the binary, all generated from this build.
+fn write_assets(dir: &Path, binary: &Path) -> anyhow::Result<()> {
+    use clap_complete::Shell;
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let write = |name: &str, bytes: &[u8]| -> anyhow::Result<()> {
+        let path = dir.join(name);
+        std::fs::write(&path, bytes).with_context(|| format!("cannot write {}", path.display()))?;
+        println!("{}", path.display());
+        Ok(())
+    };
+    let mut man = Vec::new();
+    clap_mangen::Man::new(<Cli as clap::CommandFactory>::command()).render(&mut man)?;
+    write("yaku.1", &man)?;
+    for (shell, name) in [
+        (Shell::Bash, "yaku.bash"),
+        (Shell::Zsh, "_yaku"),
+        (Shell::Fish, "yaku.fish"),
+    ] {
+        let mut out = Vec::new();
+        clap_complete::generate(
+            shell,
+            &mut <Cli as clap::CommandFactory>::command(),
+            "yaku",
+            &mut out,
+        );
+        write(name, &out)?;
+    }
+    let unit = crate::service::render_systemd_unit(binary);
+    // The packaged unit is enabled by each user, not written by `yaku service install`.
+    let unit = match unit.split_once('\n') {
+        Some((first, rest)) if first.starts_with('#') => format!(
+            "# Installed by the yaku package. Enable it for your session with:\n#   systemctl --user enable --now yaku.service\n{rest}"
+        ),
+        _ => unit,
+    };
+    write("yaku.service", unit.as_bytes())
+}
+
+/// Opens the history store for a command that may run beside a live daemon: no integrity
+/// scan (the daemon did it) and pending rows left alone (they may be the daemon's line).
+fn open_store_for_command(config: &Config) -> anyhow::Result<crate::adapters::store::SqliteStore> {
+    use crate::adapters::store::{Options, SqliteStore};
+    let path = crate::run::store_path(config)?;
+    let opts = Options {
+        quick_check: false,
+        recover_pending: false,
+        ..Options::default()
+    };
+    let (store, _) = SqliteStore::open_with(&path, &opts)
+        .with_context(|| format!("cannot open the history store {}", path.display()))?;
+    Ok(store)
+}
+
+fn history_command(config: &Config, args: HistoryArgs) -> anyhow::Result<()> {
+    use crate::adapters::store::ExportFormat;
+    let store = open_store_for_command(config)?;
+    match args.action {
+        Some(HistoryAction::Export { format, output }) => {
+            let format = ExportFormat::parse(&format)
+                .ok_or_else(|| UsageError(format!("unknown format \"{format}\"")))?;
+            let count = match &output {
+                Some(path) => {
+                    let mut file = std::io::BufWriter::new(
+                        std::fs::File::create(path)
+                            .with_context(|| format!("cannot create {}", path.display()))?,
+                    );
+                    let n = store.export(format, &mut file)?;
+                    file.flush()?;
+                    n
+                }
+                None => {
+                    let mut out = std::io::stdout().lock();
+                    store.export(format, &mut out)?
+                }
+            };
+            if let Some(path) = output {
+                eprintln!("exported {count} lines to {}", path.display());
+            }
+            Ok(())
+        }
+        Some(HistoryAction::Clear { yes }) => {
+            if !yes {
+                return Err(UsageError(
+                    "this deletes every history line: pass --yes to confirm".into(),
+                )
+                .into());
+            }
+            let n = store.clear()?;
+            println!("deleted {n} history lines (the cache is kept)");
+            Ok(())
+        }
+        None => {
+            let rows = store.history(args.n, args.grep.as_deref())?;
+            let mut out = std::io::stdout().lock();
+            for row in rows {
+                if args.json {
+                    writeln!(out, "{}", row.to_json())?;
+                } else {
+                    let at = row.to_json()["at"]
+                        .as_str()
+                        .unwrap_or("")
+                        .chars()
+                        .take(19)
+                        .collect::<String>()
+                        .replace('T', " ");
+                    let who = row.provider.as_deref().unwrap_or("-");
+                    let result = match (&row.best, &row.error) {
+                        (Some(best), _) => best.clone(),
+                        (None, Some(e)) => e.clone(),
+                        (None, None) => String::new(),
+                    };
+                    writeln!(
+                        out,
+                        "{at}  {:<11} {who:<8} {}  →  {result}",
+                        row.status.as_str(),
+                        row.text
+                    )?;
+                }
+            }
+            Ok(())
+        }
+    }
+}
+
+fn stats_command(config: &Config, as_json: bool, since: &str) -> anyhow::Result<()> {
+    let since = match since {
+        "all" => None,
+        s => {
+            let days = s.strip_suffix('d').and_then(|n| n.parse::<u64>().ok());
+            let d = days
+                .map(|n| std::time::Duration::from_secs(n * 86_400))
+                .or_else(|| crate::adapters::http::parse_duration(s))
+                .ok_or_else(|| {
+                    UsageError(format!(
+                        "--since \"{s}\" is not a duration such as 24h, 7d or all"
+                    ))
+                })?;
+            Some(std::time::SystemTime::now() - d)
+        }
+    };
+    let store = open_store_for_command(config)?;
+    let stats = store.stats(since)?;
+    if as_json {
+        println!("{}", stats.to_json());
+    } else {
+        print!("{}", crate::adapters::store::render_table(&stats));
+    }
+    Ok(())
 }

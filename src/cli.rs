@@ -18,6 +18,9 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// First run: a few questions, keys tested at once, the config written, the login service
+    /// offered, and your first line translated
+    Setup,
     /// Watch the clipboard and show each copied line's translation (runs until SIGINT/SIGTERM)
     Run,
     /// Diagnose yaku without printing secrets: config, keys, a live request to each provider,
@@ -46,6 +49,18 @@ pub enum Command {
     Resume,
     /// Make the running daemon re-read its config (as SIGHUP does); a broken config is refused
     Reload,
+    /// The last translated lines, oldest first; or export or clear the history
+    #[command(args_conflicts_with_subcommands = true)]
+    History(HistoryArgs),
+    /// Per-provider requests, failures, fallbacks and latency; cache hits
+    Stats {
+        /// Print one JSON object
+        #[arg(long)]
+        json: bool,
+        /// How far back: 24h, 7d, 30m, ... or all
+        #[arg(long, default_value = "all", value_name = "24h|7d|all")]
+        since: String,
+    },
     /// Print the current log file's path, or follow it across rotations
     Logs {
         /// Print the log as it grows, following it across rotations (like `tail -F`)
@@ -69,6 +84,15 @@ pub enum Command {
     /// Print yaku's man page (roff), generated from these same definitions
     #[command(hide = true)]
     Man,
+    /// Write the packaging assets (man page, completions, systemd user unit) into DIR
+    #[command(hide = true)]
+    Assets {
+        /// Where to write them
+        dir: PathBuf,
+        /// The installed binary's path, for the unit
+        #[arg(long, default_value = "/usr/bin/yaku")]
+        binary: PathBuf,
+    },
     /// Write or locate the config file
     #[command(subcommand)]
     Config(ConfigCommand),
@@ -84,6 +108,43 @@ pub struct TranslateArgs {
     /// Use only this provider (a `name` from the config)
     #[arg(long, value_name = "NAME")]
     pub provider: Option<String>,
+    /// Skip the cache and refresh it with a new translation
+    #[arg(long)]
+    pub fresh: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct HistoryArgs {
+    #[command(subcommand)]
+    pub action: Option<HistoryAction>,
+    /// How many lines
+    #[arg(short = 'n', long = "lines", default_value_t = 20)]
+    pub n: usize,
+    /// One JSON object per line
+    #[arg(long)]
+    pub json: bool,
+    /// Only lines whose text or translation contains TEXT (ignoring case)
+    #[arg(long, value_name = "TEXT")]
+    pub grep: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum HistoryAction {
+    /// Write the whole history, oldest first
+    Export {
+        /// jsonl (one JSON object per line) or csv
+        #[arg(long, value_parser = ["jsonl", "csv"])]
+        format: String,
+        /// Write to FILE instead of standard output
+        #[arg(long, value_name = "FILE")]
+        output: Option<PathBuf>,
+    },
+    /// Delete every history line (the cache is kept)
+    Clear {
+        /// Confirm: the history cannot be brought back
+        #[arg(long)]
+        yes: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]

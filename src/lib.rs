@@ -10,3 +10,4 @@ pub mod core;
 pub mod credentials;
 pub mod run;
 pub mod service;
+pub mod setup;

@@ -153,9 +153,9 @@ async fn gemini_rate_limited_falls_back_to_groq_and_json_says_why() {
     assert!(v["latency_ms"].is_u64());
     assert_eq!(s.gemini.received_requests().await.unwrap().len(), 1);
 
-    // Plain mode says the same on stderr.
+    // Plain mode says the same on stderr (--fresh: the line is in the cache now).
     let out = yaku(
-        &["translate", "--config", &cfg, "おはよう、先輩。"],
+        &["translate", "--fresh", "--config", &cfg, "おはよう、先輩。"],
         &keys(),
         None,
     )
@@ -223,7 +223,12 @@ async fn missing_keys_skip_providers_with_a_reason_instead_of_failing_to_load() 
     );
     assert!(s.gemini.received_requests().await.unwrap().is_empty());
 
-    let out = yaku(&["translate", "--config", &cfg, "やあ"], &[], None).await;
+    let out = yaku(
+        &["translate", "--fresh", "--config", &cfg, "やあ"],
+        &[],
+        None,
+    )
+    .await;
     assert_eq!(out.status.code(), Some(3));
     let err = text(&out.stderr);
     assert!(
@@ -731,4 +736,181 @@ async fn service_install_without_a_user_manager_writes_autostart_and_warns_about
     let out = yaku(&["service", "uninstall", "--config", &cfg], &env, None).await;
     assert_eq!(out.status.code(), Some(0));
     assert!(!autostart.exists());
+}
+
+#[tokio::test]
+async fn a_cached_line_makes_no_request_fresh_makes_one_and_history_records_every_cli_line() {
+    let s = Servers::start().await;
+    s.gemini_replies(200, gemini_ok(&["Good morning.", "Morning!"]))
+        .await;
+    let cfg = s.config();
+    let run = |extra: &'static [&'static str]| {
+        let cfg = cfg.clone();
+        async move {
+            let mut args = vec!["translate"];
+            args.extend_from_slice(extra);
+            args.extend(["--config", cfg.as_str(), "おはよう"]);
+            yaku(&args, &keys(), None).await
+        }
+    };
+    assert_eq!(
+        text(&run(&[]).await.stdout),
+        "Good morning.\n  2. Morning!\n"
+    );
+    assert_eq!(s.gemini.received_requests().await.unwrap().len(), 1);
+    let out = run(&["--json"]).await;
+    assert_eq!(
+        s.gemini.received_requests().await.unwrap().len(),
+        1,
+        "a cache hit sends nothing"
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        (v["best"].as_str(), v["provider"].as_str()),
+        (Some("Good morning."), Some("gemini"))
+    );
+    run(&["--fresh"]).await;
+    assert_eq!(
+        s.gemini.received_requests().await.unwrap().len(),
+        2,
+        "--fresh skips the cache"
+    );
+
+    let out = yaku(&["history", "--json", "--config", &cfg], &[], None).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let rows: Vec<Value> = text(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let statuses: Vec<&str> = rows.iter().map(|r| r["status"].as_str().unwrap()).collect();
+    assert_eq!(statuses, ["translated", "cached", "translated"]);
+    let mut keys_of: Vec<&str> = rows[0]
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    keys_of.sort();
+    assert_eq!(
+        keys_of,
+        [
+            "at",
+            "best",
+            "error",
+            "id",
+            "latency_ms",
+            "options",
+            "provider",
+            "status",
+            "text"
+        ]
+    );
+    assert!(rows[0]["at"].as_str().unwrap().ends_with('Z'));
+
+    let out = yaku(
+        &["stats", "--json", "--since", "24h", "--config", &cfg],
+        &[],
+        None,
+    )
+    .await;
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        (v["translated"].as_u64(), v["cached"].as_u64()),
+        (Some(2), Some(1))
+    );
+    assert_eq!(v["providers"][0]["provider"], "gemini");
+    assert_eq!(v["providers"][0]["requests"], 2);
+    let out = yaku(&["stats", "--config", &cfg], &[], None).await;
+    assert!(
+        text(&out.stdout).contains("gemini"),
+        "{}",
+        text(&out.stdout)
+    );
+}
+
+#[tokio::test]
+async fn glossary_entries_that_apply_to_the_line_travel_with_the_request_and_no_others() {
+    let s = Servers::start().await;
+    s.gemini_replies(200, gemini_ok(&["Senpai, wait!"])).await;
+    let tsv = s.dir.path().join("names.tsv");
+    std::fs::write(&tsv, "春香\tHaruka\ta girl's name\n魔法\tmagic\n").unwrap();
+    let mut toml = two_provider_config(&s.gemini.uri(), &s.groq.uri());
+    toml = toml.replacen(
+        "[translation]\n",
+        "[translation]\nglossary_file = \"names.tsv\"\n",
+        1,
+    );
+    toml.push_str("\n[glossary]\n\"先輩\" = \"senpai\"\n\"後輩\" = \"kouhai\"\n");
+    let cfg = write_config(s.dir.path(), &toml, 0o600);
+    let out = yaku(
+        &[
+            "translate",
+            "--config",
+            cfg.to_str().unwrap(),
+            "春香先輩、待って！",
+        ],
+        &keys(),
+        None,
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let sent: Value =
+        serde_json::from_slice(&s.gemini.received_requests().await.unwrap()[0].body).unwrap();
+    let user = sent["contents"][0]["parts"][0]["text"].as_str().unwrap();
+    let object: Value = serde_json::from_str(user.split_once('\n').unwrap().1).unwrap();
+    let terms: Vec<&str> = object["glossary"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["term"].as_str().unwrap())
+        .collect();
+    assert_eq!(terms, ["先輩", "春香"]);
+    assert_eq!(object["glossary"][1]["note"], "a girl's name");
+}
+
+#[tokio::test]
+async fn history_export_writes_every_line_and_clear_needs_yes() {
+    let s = Servers::start().await;
+    s.gemini_replies(200, gemini_ok(&["A, \"quoted\" line"]))
+        .await;
+    let cfg = s.config();
+    for line in ["一行目", "二行目"] {
+        yaku(&["translate", "--config", &cfg, line], &keys(), None).await;
+    }
+    let csv = s.dir.path().join("out.csv");
+    let out = yaku(
+        &[
+            "history",
+            "export",
+            "--format",
+            "csv",
+            "--output",
+            csv.to_str().unwrap(),
+            "--config",
+            &cfg,
+        ],
+        &[],
+        None,
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let written = std::fs::read_to_string(&csv).unwrap();
+    assert!(written.starts_with("id,at,text,"), "{written}");
+    assert!(
+        written.contains("\"A, \"\"quoted\"\" line\"") && written.contains("二行目"),
+        "{written}"
+    );
+    let out = yaku(
+        &["history", "export", "--format", "jsonl", "--config", &cfg],
+        &[],
+        None,
+    )
+    .await;
+    assert_eq!(text(&out.stdout).lines().count(), 2);
+    let out = yaku(&["history", "clear", "--config", &cfg], &[], None).await;
+    assert_eq!(out.status.code(), Some(2));
+    let out = yaku(&["history", "clear", "--yes", "--config", &cfg], &[], None).await;
+    assert_eq!(out.status.code(), Some(0));
+    let out = yaku(&["history", "--config", &cfg], &[], None).await;
+    assert!(text(&out.stdout).is_empty());
 }

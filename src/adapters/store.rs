@@ -156,6 +156,21 @@ impl Default for Options {
     }
 }
 
+impl Options {
+    /// For `yaku history`, `yaku stats` and `yaku export`, which may run beside the daemon
+    /// and must answer within 50 ms: pending lines are left to the daemon, and the check is a
+    /// schema read (`quick_check` reads the whole file: ~55 ms at 100,000 lines). A file that
+    /// is not a database is still moved aside; damage deeper in the file shows up as a query
+    /// error, and the daemon's next start (or `yaku check`) finds it.
+    pub fn command() -> Self {
+        Self {
+            quick_check: false,
+            recover_pending: false,
+            ..Self::default()
+        }
+    }
+}
+
 /// What `open` found and did, for the caller to warn about once.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct OpenReport {

@@ -144,6 +144,19 @@ pub fn yaku_blocking(args: &[String], env: &[(String, String)], stdin: Option<&s
             cmd.env(var, v);
         }
     }
+    // Each test gets its own data, state and runtime dirs (history store, logs, control
+    // socket): beside its config file when it has one, else a fresh temporary dir.
+    let isolated = match args
+        .iter()
+        .position(|a| a == "--config")
+        .and_then(|i| args.get(i + 1))
+    {
+        Some(config) => std::path::Path::new(config).parent().unwrap().join("xdg"),
+        None => tempfile::tempdir().unwrap().keep(),
+    };
+    for var in ["XDG_DATA_HOME", "XDG_STATE_HOME", "XDG_RUNTIME_DIR"] {
+        cmd.env(var, &isolated);
+    }
     for (k, v) in env {
         cmd.env(k, v);
     }

