@@ -593,55 +593,15 @@ fn read_secret(prompt: &str) -> anyhow::Result<String> {
             .context("cannot read the key from standard input")?;
         return Ok(line);
     }
+    // Echo goes off before the prompt appears, so a fast typist's key is never shown.
+    let _echo = crate::setup::NoEcho::new();
     eprint!("{prompt}");
     std::io::stderr().flush().ok();
-    let _echo = NoEcho::new();
     let mut line = String::new();
     let read = stdin.lock().read_line(&mut line);
     eprintln!();
     read.context("cannot read the key")?;
     Ok(line)
-}
-
-/// Turns terminal echo off for as long as it lives.
-struct NoEcho {
-    #[cfg(unix)]
-    saved: Option<libc::termios>,
-}
-
-impl NoEcho {
-    fn new() -> Self {
-        #[cfg(unix)]
-        {
-            // SAFETY: tcgetattr/tcsetattr on stdin with a zeroed, then filled, termios struct.
-            unsafe {
-                let mut t: libc::termios = std::mem::zeroed();
-                if libc::tcgetattr(libc::STDIN_FILENO, &mut t) != 0 {
-                    return Self { saved: None };
-                }
-                let saved = t;
-                t.c_lflag &= !libc::ECHO;
-                if libc::tcsetattr(libc::STDIN_FILENO, libc::TCSANOW, &t) != 0 {
-                    return Self { saved: None };
-                }
-                Self { saved: Some(saved) }
-            }
-        }
-        #[cfg(not(unix))]
-        Self {}
-    }
-}
-
-impl Drop for NoEcho {
-    fn drop(&mut self) {
-        #[cfg(unix)]
-        if let Some(saved) = self.saved {
-            // SAFETY: restores the attributes read in `new`.
-            unsafe {
-                libc::tcsetattr(libc::STDIN_FILENO, libc::TCSANOW, &saved);
-            }
-        }
-    }
 }
 
 /// The daemon is not running (exit 1 with that message).

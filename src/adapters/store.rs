@@ -337,7 +337,7 @@ impl SqliteStore {
 
     /// Deletes all history lines and their attempts; the translation cache stays (it holds no
     /// record of what was read when). Returns the number of lines deleted. A line the daemon
-    /// has in flight goes too, and its `finish` then fails with "no history line".
+    /// has in flight goes too; its `finish` then records nothing.
     pub fn clear(&self) -> Result<u64, StoreError> {
         let mut conn = self.conn();
         let tx = conn
@@ -374,8 +374,10 @@ impl Store for SqliteStore {
         Ok(conn.last_insert_rowid())
     }
 
-    /// A line that is not `pending` any more keeps its final status: this returns an error
-    /// and stores nothing (attempts included).
+    /// A line that is not `pending` any more keeps its final status and nothing is stored
+    /// (attempts included); so does a line that is gone (`clear` while it was in flight).
+    /// Both return `Ok` with a log line: the daemon treats a store error as an outage, and
+    /// neither is one.
     fn finish(
         &self,
         id: i64,
@@ -431,10 +433,16 @@ impl Store for SqliteStore {
                 .query_row("SELECT status FROM lines WHERE id = ?1", [id], |r| r.get(0))
                 .optional()
                 .map_err(sql("finishing a line"))?;
-            return Err(StoreError(match current {
-                Some(status) => format!("line {id} is already {status}; its final status is kept"),
-                None => format!("no history line {id}"),
-            }));
+            match current {
+                Some(status) => tracing::warn!(
+                    line = id,
+                    status = %status,
+                    wanted = finished.status.as_str(),
+                    "history line already has its final status; kept"
+                ),
+                None => tracing::debug!(line = id, "history line is gone (cleared); not recorded"),
+            }
+            return Ok(());
         }
         {
             let mut insert = tx
@@ -658,8 +666,7 @@ fn move_aside(path: &Path, companions: &[&str], now: SystemTime) -> Result<PathB
         .to_string_lossy()
         .into_owned();
     let secs = unix_ms(now).div_euclid(1000);
-    let base = path.with_file_name(format!("{name}.corrupt-{secs}"));
-    let mut to = base.clone();
+    let mut to = path.with_file_name(format!("{name}.corrupt-{secs}"));
     // Never overwrite an earlier casualty from the same second.
     let mut n = 1;
     while to.exists() {

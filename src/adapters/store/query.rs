@@ -5,13 +5,12 @@ use std::collections::BTreeMap;
 use std::io::Write;
 use std::time::SystemTime;
 
-use rusqlite::Row;
+use rusqlite::{Row, params};
 use serde_json::{Value, json};
 
 use super::format::{csv_field, csv_num, csv_opt, rfc3339_ms, system_time_from_ms, unix_ms};
 use super::{SqliteStore, sql, to_i64};
 use crate::core::store::{Source, Status, StoreError};
-use rusqlite::params;
 
 /// One history line as stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -161,6 +160,20 @@ impl Stats {
     }
 }
 
+/// Lines per status and provider: one pass over the covering index `lines_status`, which is
+/// already in group order (no sort).
+const LINE_TOTALS: &str = "SELECT status, provider, count(*), sum(fallback) FROM lines
+                            WHERE at_ms >= ?1 GROUP BY status, provider";
+
+/// Requests per provider, outcome and latency: one pass over the covering index
+/// `attempts_stats`, in group order. Grouping down to the latency gives each provider's
+/// sorted latency histogram, for the percentiles, from the same pass.
+const ATTEMPT_TOTALS: &str =
+    "SELECT provider, outcome, latency_ms, count(*), sum(opened_breaker) FROM attempts
+      WHERE at_ms >= ?1
+      GROUP BY provider, outcome, latency_ms
+      ORDER BY provider, outcome, latency_ms";
+
 const ROW_COLUMNS: &str =
     "id, at_ms, text, source, status, provider, model, best, options, latency_ms, error";
 
@@ -174,32 +187,31 @@ impl SqliteStore {
     /// lowercase forms, character by character, over every line (~110 ms). Either way a needle
     /// matches text that contains it verbatim.
     pub fn history(&self, limit: usize, grep: Option<&str>) -> Result<Vec<HistoryRow>, StoreError> {
-        let conn = self.conn();
-        let mut rows = Vec::new();
         if limit == 0 {
-            return Ok(rows);
+            return Ok(Vec::new());
         }
-        match grep {
-            None => {
-                let mut stmt = conn
-                    .prepare_cached(&format!(
-                        "SELECT {ROW_COLUMNS} FROM lines ORDER BY id DESC LIMIT ?1"
-                    ))
-                    .map_err(sql("reading the history"))?;
-                let found = stmt
-                    .query_map([to_i64(limit as u64)], history_row)
-                    .map_err(sql("reading the history"))?;
-                for row in found {
-                    rows.push(row.map_err(sql("reading the history"))?);
-                }
-            }
-            Some(needle) => {
-                drop(conn);
-                rows = self.grep(limit, needle, true)?;
-            }
-        }
+        let mut rows = match grep {
+            Some(needle) => self.grep(limit, needle, true)?,
+            None => self.latest(limit)?,
+        };
         rows.reverse();
         Ok(rows)
+    }
+
+    /// The last `limit` lines, newest first: a walk down the primary key.
+    fn latest(&self, limit: usize) -> Result<Vec<HistoryRow>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare_cached(&format!(
+                "SELECT {ROW_COLUMNS} FROM lines ORDER BY id DESC LIMIT ?1"
+            ))
+            .map_err(sql("reading the history"))?;
+        let found = stmt
+            .query_map([to_i64(limit as u64)], history_row)
+            .map_err(sql("reading the history"))?;
+        found
+            .collect::<rusqlite::Result<Vec<_>>>()
+            .map_err(sql("reading the history"))
     }
 
     /// The last `limit` lines matching `needle` (see `history`), newest first. With
@@ -309,13 +321,9 @@ impl SqliteStore {
         };
         let mut providers: BTreeMap<String, ProviderStats> = BTreeMap::new();
 
-        // Lines: one pass over the covering index `lines_status`, already in group order.
         {
             let mut stmt = conn
-                .prepare_cached(
-                    "SELECT status, provider, count(*), sum(fallback) FROM lines
-                      WHERE at_ms >= ?1 GROUP BY status, provider",
-                )
+                .prepare_cached(LINE_TOTALS)
                 .map_err(sql("reading the statistics"))?;
             let mut found = stmt.query([from]).map_err(sql("reading the statistics"))?;
             while let Some(r) = found.next().map_err(sql("reading the statistics"))? {
@@ -343,16 +351,9 @@ impl SqliteStore {
             }
         }
 
-        // Attempts: one pass over the covering index `attempts_stats`, grouped down to the
-        // latency so the percentiles come from the same rows (a sorted histogram).
         {
             let mut stmt = conn
-                .prepare_cached(
-                    "SELECT provider, outcome, latency_ms, count(*), sum(opened_breaker) FROM attempts
-                      WHERE at_ms >= ?1
-                      GROUP BY provider, outcome, latency_ms
-                      ORDER BY provider, outcome, latency_ms",
-                )
+                .prepare_cached(ATTEMPT_TOTALS)
                 .map_err(sql("reading the statistics"))?;
             let mut found = stmt.query([from]).map_err(sql("reading the statistics"))?;
             // Per provider: (latency, count) of ok requests, ascending.
@@ -717,6 +718,29 @@ mod tests {
         // The Kelvin sign is its own letter for a simple needle, and folds for a needle with it.
         assert_eq!(store.grep(100, "kelvin", true).unwrap().len(), 0);
         assert_eq!(store.grep(100, "\u{212A}ELVIN", true).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn stats_and_history_read_indexes_without_sorting() {
+        let store = SqliteStore::open_in_memory().unwrap();
+        let conn = store.conn();
+        let plan = |q: &str| -> String {
+            let mut stmt = conn.prepare(&format!("EXPLAIN QUERY PLAN {q}")).unwrap();
+            let rows = stmt.query_map([0], |r| r.get::<_, String>(3)).unwrap();
+            rows.map(Result::unwrap).collect::<Vec<_>>().join("; ")
+        };
+        assert_eq!(
+            plan(LINE_TOTALS),
+            "SCAN lines USING COVERING INDEX lines_status"
+        );
+        assert_eq!(
+            plan(ATTEMPT_TOTALS),
+            "SCAN attempts USING COVERING INDEX attempts_stats"
+        );
+        let latest = plan(&format!(
+            "SELECT {ROW_COLUMNS} FROM lines ORDER BY id DESC LIMIT ?1"
+        ));
+        assert_eq!(latest, "SCAN lines");
     }
 
     #[test]
