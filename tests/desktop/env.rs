@@ -425,6 +425,7 @@ impl DesktopEnv {
         Yaku {
             proc: Mutex::new(proc),
             files,
+            config_path: config_path.clone(),
             lock_file: self.lock_path(),
             log_file: self.log_path(),
         }
@@ -445,6 +446,52 @@ impl DesktopEnv {
             .env("XDG_DATA_HOME", d.join("data"))
             .env("DISPLAY", self.display())
             .env("DBUS_SESSION_BUS_ADDRESS", &self.bus_address);
+    }
+
+    /// Runs `yaku ARGS` in this desktop's environment (the same runtime dir as the daemon, so
+    /// `status`, `pause` and `reload` reach it); returns its status, stdout and stderr.
+    pub fn yaku_command(&self, args: &[&str]) -> (ExitStatus, String, String) {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_yaku"));
+        cmd.args(args);
+        self.desktop_env(&mut cmd);
+        self.run_tool(cmd, Duration::from_secs(30))
+    }
+
+    /// Writes `text` as a config file (0600) and returns its path.
+    pub fn write_config_text(&self, text: &str) -> PathBuf {
+        let path = self.path(&format!("config/raw-{}.toml", self.next()));
+        std::fs::write(&path, text).expect("write config");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
+            .expect("chmod config");
+        path
+    }
+
+    /// `yaku run --config PATH` for a config file written by the test.
+    pub fn spawn_yaku_at(&self, config_path: &Path) -> Yaku {
+        let n = self.next();
+        let files = YakuFiles {
+            stdout: self.path(&format!("logs/yaku-{n}.stdout")),
+            stderr: self.path(&format!("logs/yaku-{n}.stderr")),
+        };
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_yaku"));
+        cmd.arg("run").arg("--config").arg(config_path);
+        self.desktop_env(&mut cmd);
+        cmd.env("RUST_BACKTRACE", "1");
+        cmd.stdin(Stdio::null())
+            .stdout(file(&files.stdout))
+            .stderr(file(&files.stderr));
+        let proc = Proc::spawn("yaku", cmd).expect("spawn yaku");
+        self.yakus
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push((proc.pid(), files.clone()));
+        Yaku {
+            proc: Mutex::new(proc),
+            files,
+            config_path: config_path.to_path_buf(),
+            lock_file: self.lock_path(),
+            log_file: self.log_path(),
+        }
     }
 
     /// Runs a short-lived tool with a timeout; returns its status, stdout and stderr.

@@ -109,6 +109,8 @@ pub struct YakuFiles {
 pub struct Yaku {
     pub(crate) proc: Mutex<Proc>,
     pub files: YakuFiles,
+    /// The config file the daemon was started with (a test may rewrite it and reload).
+    pub config_path: PathBuf,
     pub(crate) lock_file: PathBuf,
     pub(crate) log_file: PathBuf,
 }
