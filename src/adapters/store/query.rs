@@ -1,5 +1,5 @@
-//! What `yaku history`, `yaku export` and `yaku stats` read: aggregation happens in SQL over
-//! covering indexes, so a 100,000-line history still answers in a few milliseconds.
+//! What `yaku history`, `yaku export` and `yaku stats` read. Aggregation happens in SQL over
+//! covering indexes: on a 100,000-line history `history(20)` takes ~30 µs and `stats` ~17 ms.
 
 use std::collections::BTreeMap;
 use std::io::Write;
