@@ -1651,3 +1651,28 @@ fn the_store_is_shared_between_threads() {
     );
     assert_eq!(count(&path, "cache"), 200);
 }
+
+#[test]
+fn prune_bounds_the_cache_by_max_rows_keeping_the_newest_answers() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, _) = SqliteStore::open(&dir.path().join("yaku.db")).unwrap();
+    for i in 0..10 {
+        let answer = CachedAnswer {
+            options: vec![format!("A{i}")],
+            provider: "p".into(),
+            model: "m".into(),
+        };
+        store.cache_put(&format!("k{i}"), &answer).unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(2)); // distinct created_ms
+    }
+    store.prune(4, 0, SystemTime::now()).unwrap();
+    let kept: Vec<bool> = (0..10)
+        .map(|i| store.cache_get(&format!("k{i}")).unwrap().is_some())
+        .collect();
+    assert_eq!(
+        kept,
+        [
+            false, false, false, false, false, false, true, true, true, true
+        ]
+    );
+}

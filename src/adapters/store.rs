@@ -330,6 +330,12 @@ impl SqliteStore {
                 )
                 .map_err(sql("pruning surplus lines"))?,
             );
+            // The cache follows the same bound, oldest answers first, so it cannot grow for ever.
+            tx.execute(
+                "DELETE FROM cache WHERE created_ms <= (SELECT created_ms FROM cache ORDER BY created_ms DESC LIMIT 1 OFFSET ?1)",
+                [offset],
+            )
+            .map_err(sql("pruning the cache"))?;
         }
         tx.commit().map_err(sql("pruning the history"))?;
         Ok(deleted)
