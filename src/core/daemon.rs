@@ -539,6 +539,19 @@ impl Daemon {
                     "no provider could translate the line: {}",
                     reasons.join("; ")
                 );
+                if let (Some(store), Some(id)) = (&self.store, line.history_id) {
+                    let finished = Finished {
+                        status: Status::Failed,
+                        provider: None,
+                        model: None,
+                        options: Vec::new(),
+                        latency_ms: Some(f.latency.as_millis() as u64),
+                        error: Some(reasons.join("; ")),
+                    };
+                    store.with("finished a line", |st| {
+                        st.finish(id, &finished, &f.attempts)
+                    });
+                }
                 if self.outage.failed() {
                     self.notices.send_replace(Some(notice::outage(&f)));
                 }
@@ -1022,6 +1035,12 @@ mod tests {
         );
         let _ = r.stop.send(());
         r.done.await.unwrap();
+        let statuses: Vec<&str> = r.store.statuses().into_iter().map(|(_, s)| s).collect();
+        assert_eq!(
+            statuses,
+            ["failed", "failed", "translated", "failed"],
+            "every failed line is recorded as failed"
+        );
     }
 
     #[tokio::test(start_paused = true)]
