@@ -254,23 +254,7 @@ pub fn build_chain(
                 continue;
             }
         };
-        let settings = adapters::Settings {
-            name: p.name.clone(),
-            model: p.model.clone(),
-            base_url: p.base_url.clone(),
-            api_key,
-            timeout: p.timeout,
-            extra: p.extra.clone(),
-            json_mode: p.json_mode,
-        };
-        let provider: Arc<dyn Provider> = match p.kind {
-            ProviderKind::Gemini => {
-                Arc::new(Gemini::new(settings).map_err(|e| http_setup_error(&p.name, &e))?)
-            }
-            ProviderKind::Openai => {
-                Arc::new(OpenAi::new(settings).map_err(|e| http_setup_error(&p.name, &e))?)
-            }
-        };
+        let provider = build_provider(p, api_key).map_err(|e| http_setup_error(&p.name, &e))?;
         entries.push(ChainEntry::new(
             provider,
             config.breaker,
@@ -283,6 +267,26 @@ pub fn build_chain(
         ..ChainConfig::default()
     };
     Ok(Chain::new(entries, clock, cfg))
+}
+
+/// The adapter for one configured provider, with its key.
+pub fn build_provider(
+    p: &crate::config::ProviderConfig,
+    api_key: Option<String>,
+) -> Result<Arc<dyn Provider>, reqwest::Error> {
+    let settings = adapters::Settings {
+        name: p.name.clone(),
+        model: p.model.clone(),
+        base_url: p.base_url.clone(),
+        api_key,
+        timeout: p.timeout,
+        extra: p.extra.clone(),
+        json_mode: p.json_mode,
+    };
+    Ok(match p.kind {
+        ProviderKind::Gemini => Arc::new(Gemini::new(settings)?),
+        ProviderKind::Openai => Arc::new(OpenAi::new(settings)?),
+    })
 }
 
 fn http_setup_error(name: &str, e: &reqwest::Error) -> ConfigError {
@@ -387,14 +391,7 @@ fn translate(config: &Config, args: TranslateArgs) -> anyhow::Result<()> {
         }
     };
     let result = if let Some(answer) = cached {
-        let t = Translation {
-            options: answer.options,
-            provider: answer.provider,
-            model: answer.model,
-            skipped: Vec::new(),
-            latency: std::time::Duration::ZERO,
-            attempts: Vec::new(),
-        };
+        let t = Translation::from(answer);
         finish(Status::Cached, Some(&t), None, &[]);
         eprintln!("from the cache ({})", t.provider);
         Ok(t)

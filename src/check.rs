@@ -7,8 +7,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::adapters::{self, gemini::Gemini, openai::OpenAi};
-use crate::config::{Config, KeyLookup, ProviderConfig, ProviderKind};
+use crate::config::{Config, KeyLookup, ProviderConfig};
 use crate::core::prompt::{Prompt, TranslationRequest};
 use crate::core::provider::{FailureClass, Provider};
 use crate::credentials::Credentials;
@@ -93,7 +92,7 @@ pub async fn check_provider(
         out.message = format!("key: {}", out.key_detail);
         return out;
     }
-    let provider: Arc<dyn Provider> = match build_provider(p, api_key) {
+    let provider: Arc<dyn Provider> = match crate::app::build_provider(p, api_key) {
         Ok(provider) => provider,
         Err(e) => {
             out.outcome = "transient";
@@ -151,25 +150,6 @@ pub async fn check_provider(
         }
     }
     out
-}
-
-fn build_provider(
-    p: &ProviderConfig,
-    api_key: Option<String>,
-) -> Result<Arc<dyn Provider>, reqwest::Error> {
-    let settings = adapters::Settings {
-        name: p.name.clone(),
-        model: p.model.clone(),
-        base_url: p.base_url.clone(),
-        api_key,
-        timeout: p.timeout,
-        extra: p.extra.clone(),
-        json_mode: p.json_mode,
-    };
-    Ok(match p.kind {
-        ProviderKind::Gemini => Arc::new(Gemini::new(settings)?),
-        ProviderKind::Openai => Arc::new(OpenAi::new(settings)?),
-    })
 }
 
 /// A yes/no item of the diagnosis with its detail.

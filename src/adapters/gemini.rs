@@ -3,7 +3,7 @@
 
 use std::time::{Duration, SystemTime};
 
-use reqwest::header::{HeaderName, HeaderValue};
+use reqwest::header::HeaderName;
 use serde_json::{Value, json};
 
 use super::Settings;
@@ -70,28 +70,13 @@ impl Gemini {
     async fn request(&self, prompt: &Prompt) -> Result<String, ProviderFailure> {
         let mut req = self.client.post(&self.url).json(&self.body(prompt));
         if let Some(key) = &self.settings.api_key {
-            let mut value = HeaderValue::from_str(key).map_err(|_| {
-                ProviderFailure::new(
-                    FailureClass::Unauthorized,
-                    "the API key holds characters no HTTP header can carry",
-                )
-            })?;
-            value.set_sensitive(true);
-            req = req.header(HeaderName::from_static("x-goog-api-key"), value);
+            req = req.header(
+                HeaderName::from_static("x-goog-api-key"),
+                http::key_header(key)?,
+            );
         }
-        let mut reply = http::send(req, self.settings.timeout).await?;
-        reply.redact(self.settings.api_key.as_deref());
-        if reply.status != 200 {
-            return Err(http::classify_error(&reply, |r, j| {
-                rate_limit(r, j, SystemTime::now())
-            }));
-        }
-        let json: Value = serde_json::from_slice(&reply.body).map_err(|_| {
-            ProviderFailure::new(
-                FailureClass::Transient,
-                "HTTP 200 but the reply is not valid JSON (cut short?)",
-            )
-        })?;
+        let s = &self.settings;
+        let json = http::exchange(req, s.timeout, s.api_key.as_deref(), rate_limit).await?;
         reply_text(&json)
     }
 }
@@ -107,12 +92,10 @@ impl Provider for Gemini {
         &'a self,
         prompt: &'a Prompt,
     ) -> BoxFuture<'a, Result<String, ProviderFailure>> {
-        Box::pin(async move {
-            self.request(prompt).await.map_err(|mut f| {
-                f.detail = http::redact(&f.detail, self.settings.api_key.as_deref());
-                f
-            })
-        })
+        Box::pin(http::without_key(
+            self.settings.api_key.as_deref(),
+            self.request(prompt),
+        ))
     }
 }
 

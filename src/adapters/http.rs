@@ -84,6 +84,55 @@ pub async fn send(
     })
 }
 
+/// A header value carrying a key, marked sensitive so it never shows in `Debug` output.
+pub fn key_header(value: &str) -> Result<reqwest::header::HeaderValue, ProviderFailure> {
+    let mut v = reqwest::header::HeaderValue::from_str(value).map_err(|_| {
+        ProviderFailure::new(
+            FailureClass::Unauthorized,
+            "the API key holds characters no HTTP header can carry",
+        )
+    })?;
+    v.set_sensitive(true);
+    Ok(v)
+}
+
+/// How a provider reads its 429s.
+pub type RateLimitReader = fn(&RawReply, &Value, SystemTime) -> ProviderFailure;
+
+/// One exchange, the same for every wire format: send, remove the key from the body, classify
+/// a non-200 reply, parse a 200 reply's JSON (a 200 that is not JSON was cut short: transient).
+pub async fn exchange(
+    req: reqwest::RequestBuilder,
+    timeout: Duration,
+    api_key: Option<&str>,
+    rate_limit: RateLimitReader,
+) -> Result<Value, ProviderFailure> {
+    let mut reply = send(req, timeout).await?;
+    reply.redact(api_key);
+    if reply.status != 200 {
+        return Err(classify_error(&reply, |r, j| {
+            rate_limit(r, j, SystemTime::now())
+        }));
+    }
+    serde_json::from_slice(&reply.body).map_err(|_| {
+        ProviderFailure::new(
+            FailureClass::Transient,
+            "HTTP 200 but the reply is not valid JSON (cut short?)",
+        )
+    })
+}
+
+/// Runs a provider call and removes the key from any failure's text.
+pub async fn without_key<T>(
+    api_key: Option<&str>,
+    call: impl std::future::Future<Output = Result<T, ProviderFailure>>,
+) -> Result<T, ProviderFailure> {
+    call.await.map_err(|mut f| {
+        f.detail = redact(&f.detail, api_key);
+        f
+    })
+}
+
 /// Our own words for a transport error: reqwest's own text carries the URL.
 fn transport_failure(e: &reqwest::Error, timeout: Duration) -> ProviderFailure {
     let detail = if e.is_timeout() {

@@ -128,6 +128,20 @@ pub struct Translation {
     pub attempts: Vec<AttemptRecord>,
 }
 
+impl From<super::store::CachedAnswer> for Translation {
+    /// A cached answer, shown as it was first given: no request, no wait.
+    fn from(answer: super::store::CachedAnswer) -> Self {
+        Translation {
+            options: answer.options,
+            provider: answer.provider,
+            model: answer.model,
+            skipped: Vec::new(),
+            latency: Duration::ZERO,
+            attempts: Vec::new(),
+        }
+    }
+}
+
 /// No provider could translate the line.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 #[error("no provider could translate the line")]

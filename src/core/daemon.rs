@@ -437,14 +437,7 @@ impl Daemon {
         let Some(answer) = hit else { return Some(line) };
         let _span = tracing::info_span!("line", line_id = line.id).entered();
         self.count(|c| c.cached += 1);
-        let t = Translation {
-            options: answer.options,
-            provider: answer.provider,
-            model: answer.model,
-            skipped: Vec::new(),
-            latency: std::time::Duration::ZERO,
-            attempts: Vec::new(),
-        };
+        let t = Translation::from(answer);
         if self.settings.include_text {
             tracing::info!(provider = %t.provider, original = %line.text, best = %t.options[0], "cached");
         } else {
