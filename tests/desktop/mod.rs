@@ -13,6 +13,7 @@ pub mod wait;
 pub mod yaku;
 
 pub use env::DesktopEnv;
+#[allow(unused_imports)] // not every test crate that includes the harness uses it
 pub use provider::FakeProvider;
 pub use wait::{secs, wait_quiet, wait_until};
 pub use yaku::{Yaku, YakuConfig};
