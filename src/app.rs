@@ -320,6 +320,14 @@ fn translate(config: &Config, args: TranslateArgs) -> anyhow::Result<()> {
         }
     };
     let text = text.trim();
+    // The clipboard's length limit holds here too: a file piped in by mistake is not sent.
+    let max = config.clipboard.gates.max_chars;
+    if text.chars().nth(max).is_some() {
+        return Err(UsageError(format!(
+            "the text is longer than {max} characters (`[clipboard] max_chars`); nothing was sent"
+        ))
+        .into());
+    }
     if text.is_empty() {
         return Err(UsageError(
             "nothing to translate: pass the text as an argument or on standard input".into(),

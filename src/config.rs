@@ -468,7 +468,13 @@ impl Config {
     pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
         let raw: RawConfig = toml::from_str(text).map_err(|e| {
             let offset = e.span().map(|s| s.start);
-            let key = offset.and_then(|o| key_at(text, o)).unwrap_or_default();
+            let key = offset
+                .and_then(|o| {
+                    key_at(text, o)
+                        .filter(|k| !k.is_empty())
+                        .or_else(|| key_by_header(text, o))
+                })
+                .unwrap_or_default();
             ConfigError::Invalid {
                 path: path.to_path_buf(),
                 line: offset.map(|o| line_of(text, o)),
@@ -990,7 +996,8 @@ impl Validator<'_> {
 
     /// The line of `key` in the file, or of its nearest parent that is written there.
     fn line(&self, key: &[PathSeg]) -> Option<usize> {
-        let doc = DeTable::parse(self.text).ok()?;
+        // Recoverable: the same text may hold the error being reported (a duplicate key).
+        let (doc, _) = DeTable::parse_recoverable(self.text);
         let mut table: &DeTable<'_> = doc.get_ref();
         let mut best: Option<usize> = None;
         let mut value: Option<&Spanned<DeValue<'_>>> = None;
@@ -1090,10 +1097,34 @@ fn line_of(text: &str, offset: usize) -> usize {
         .count()
 }
 
+/// For an error whose key is not in the parsed table (a duplicate): the key written at
+/// `offset`, under the nearest `[table]` header above it.
+fn key_by_header(text: &str, offset: usize) -> Option<String> {
+    let offset = offset.min(text.len());
+    let key: String = text
+        .get(offset..)?
+        .chars()
+        .take_while(|c| c.is_alphanumeric() || *c == '_' || *c == '-')
+        .collect();
+    if key.is_empty() {
+        return None;
+    }
+    let header = text[..offset]
+        .lines()
+        .rev()
+        .map(str::trim)
+        .find(|l| l.starts_with('['))
+        .map(|l| l.trim_matches(|c| c == '[' || c == ']').trim().to_string());
+    Some(match header {
+        Some(h) if !h.is_empty() => format!("{h}.{key}"),
+        _ => key,
+    })
+}
+
 /// The dotted key path whose key or value covers `offset` (for serde's errors, which carry
 /// only a span). Table spans cover only their headers, so every child is searched.
 fn key_at(text: &str, offset: usize) -> Option<String> {
-    let doc = DeTable::parse(text).ok()?;
+    let (doc, _) = DeTable::parse_recoverable(text);
     let path = search_table(doc.get_ref(), offset)?;
     let mut s = String::new();
     for p in path {

@@ -274,6 +274,14 @@ async fn usage_errors_exit_2() {
     assert_eq!(out.status.code(), Some(2));
     let out = yaku(&["frobnicate"], &[], None).await;
     assert_eq!(out.status.code(), Some(2));
+    let long = "あ".repeat(501);
+    let out = yaku(&["translate", "--config", cfg], &[], Some(&long)).await;
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("longer than 500 characters"),
+        "{}",
+        text(&out.stderr)
+    );
 }
 
 #[tokio::test]

@@ -49,6 +49,10 @@ mod x11 {
     /// The X11 CLIPBOARD selection, through a connection of our own.
     pub struct X11Clipboard {
         conn: Option<Conn>,
+        /// Bumped after a read we abandoned: names the property we read into, so that chunks
+        /// an abandoned owner still writes (possibly to a window id the server reuses for our
+        /// next connection) land in a property we never read again.
+        generation: u32,
         /// Texts longer than this many bytes are reported as oversized without being read.
         max_bytes: usize,
     }
@@ -58,11 +62,12 @@ mod x11 {
         pub fn new(max_chars: usize) -> Self {
             Self {
                 conn: None,
+                generation: 0,
                 max_bytes: max_chars.saturating_mul(4).max(64),
             }
         }
 
-        fn connect() -> Result<Conn, ClipboardError> {
+        fn connect(generation: u32) -> Result<Conn, ClipboardError> {
             let (conn, screen_num) = x11rb::connect(None).map_err(|e| {
                 ClipboardError::Unavailable(format!("cannot open the X display: {e}"))
             })?;
@@ -102,7 +107,7 @@ mod x11 {
                 utf8: intern(b"UTF8_STRING")?,
                 text_plain_utf8: intern(b"text/plain;charset=utf-8")?,
                 incr: intern(b"INCR")?,
-                property: intern(b"YAKU_CLIPBOARD")?,
+                property: intern(format!("YAKU_CLIPBOARD_{generation}").as_bytes())?,
                 hints: [
                     intern(b"x-kde-passwordManagerHint")?,
                     intern(b"text/x-kde-passwordManagerHint")?,
@@ -239,15 +244,24 @@ mod x11 {
     impl ClipboardSource for X11Clipboard {
         fn read(&mut self) -> Result<ClipboardRead, ClipboardError> {
             if self.conn.is_none() {
-                self.conn = Some(Self::connect()?);
+                self.conn = Some(Self::connect(self.generation)?);
             }
             let result = match &self.conn {
                 Some(c) => c.read(self.max_bytes),
                 None => Err(ClipboardError::Unavailable("not connected".into())),
             };
-            if let Err(ClipboardError::Unavailable(_)) = &result {
+            match &result {
                 // Broken pipe after an X server restart: the next read opens a new connection.
-                self.conn = None;
+                Err(ClipboardError::Unavailable(_)) => self.conn = None,
+                // An owner we stopped reading (a large INCR transfer) may go on writing chunks
+                // into our property; a fresh connection and window ensure none of them is ever
+                // taken for the next owner's text.
+                Ok(ClipboardRead::Oversized { .. } | ClipboardRead::Undecidable)
+                | Err(ClipboardError::Timeout) => {
+                    self.conn = None;
+                    self.generation = self.generation.wrapping_add(1);
+                }
+                _ => {}
             }
             result
         }

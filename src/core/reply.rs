@@ -71,8 +71,10 @@ fn strip_fences(text: &str) -> &str {
     }
 }
 
+/// Whether the text holds (the start of) JSON: at its start, or after a preamble such as
+/// "Here is the translation: {\"options\": [...". Such text, unparsable, is a cut-off reply.
 fn looks_like_json(text: &str) -> bool {
-    text.starts_with('{') || text.starts_with('[')
+    text.starts_with('{') || text.starts_with('[') || text.contains("{\"") || text.contains("[\"")
 }
 
 /// The first `{…}` or `[…]` span in prose that parses as JSON.
@@ -219,6 +221,7 @@ mod tests {
             r#"{"options": []}"#,
             r#"{"options": ["", "  "]}"#,
             r#"{"options": ["Good morning, sen"#,
+            r#"Here is the translation: {"options": ["Good morn"#,
             r#"{"note": 3}"#,
             "<think>never closed, and nothing after",
             "42",
