@@ -300,6 +300,13 @@ pub fn store_path(config: &Config) -> anyhow::Result<PathBuf> {
     Ok(project.data_dir().join("yaku.db"))
 }
 
+/// The daemon's store calls run on its pipeline task: a file locked by someone else (an
+/// open `sqlite3` session) may hold a line up for at most a second, then the store is left
+/// alone for ten minutes.
+fn daemon_store_options() -> crate::adapters::store::Options {
+    crate::adapters::store::Options { busy_timeout: Duration::from_secs(1), ..Default::default() }
+}
+
 /// Opens the store for the daemon. A store that cannot be opened is retried later; a file
 /// that was not a database is moved aside, and the returned notice says so once.
 fn open_store(config: &Config, clock: Arc<dyn Clock>) -> (Arc<StoreHandle>, Option<Notice>) {
@@ -316,11 +323,11 @@ fn open_store(config: &Config, clock: Arc<dyn Clock>) -> (Arc<StoreHandle>, Opti
     );
     let reopen_path = path.clone();
     let opener: Opener = Box::new(move || {
-        let (store, _) = SqliteStore::open(&reopen_path)?;
+        let (store, _) = SqliteStore::open_with(&reopen_path, &daemon_store_options())?;
         Ok(Arc::new(store) as Arc<dyn Store>)
     });
     let mut notice = None;
-    let store: Option<Arc<dyn Store>> = match SqliteStore::open(&path) {
+    let store: Option<Arc<dyn Store>> = match SqliteStore::open_with(&path, &daemon_store_options()) {
         Ok((store, report)) => {
             if let Some(moved) = &report.moved_aside {
                 tracing::warn!(moved_to = %moved.to.display(), reason = %moved.reason, "the history store was unreadable: moved aside, a fresh one was created");
