@@ -385,14 +385,7 @@ fn translate(config: &Config, args: TranslateArgs) -> anyhow::Result<()> {
                   error: Option<String>,
                   attempts: &[crate::core::store::AttemptRecord]| {
         if let (Some(st), Some(id)) = (&store, row) {
-            let f = Finished {
-                status,
-                provider: t.map(|t| t.provider.clone()),
-                model: t.map(|t| t.model.clone()),
-                options: t.map(|t| t.options.clone()).unwrap_or_default(),
-                latency_ms: t.map(|t| t.latency.as_millis() as u64),
-                error,
-            };
+            let f = Finished::of(status, t, error);
             if let Err(e) = st.finish(id, &f, attempts) {
                 tracing::warn!("history not updated: {e}");
             }

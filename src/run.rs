@@ -304,7 +304,10 @@ pub fn store_path(config: &Config) -> anyhow::Result<PathBuf> {
 /// open `sqlite3` session) may hold a line up for at most a second, then the store is left
 /// alone for ten minutes.
 fn daemon_store_options() -> crate::adapters::store::Options {
-    crate::adapters::store::Options { busy_timeout: Duration::from_secs(1), ..Default::default() }
+    crate::adapters::store::Options {
+        busy_timeout: Duration::from_secs(1),
+        ..Default::default()
+    }
 }
 
 /// Opens the store for the daemon. A store that cannot be opened is retried later; a file
@@ -327,7 +330,8 @@ fn open_store(config: &Config, clock: Arc<dyn Clock>) -> (Arc<StoreHandle>, Opti
         Ok(Arc::new(store) as Arc<dyn Store>)
     });
     let mut notice = None;
-    let store: Option<Arc<dyn Store>> = match SqliteStore::open_with(&path, &daemon_store_options()) {
+    let store: Option<Arc<dyn Store>> = match SqliteStore::open_with(&path, &daemon_store_options())
+    {
         Ok((store, report)) => {
             if let Some(moved) = &report.moved_aside {
                 tracing::warn!(moved_to = %moved.to.display(), reason = %moved.reason, "the history store was unreadable: moved aside, a fresh one was created");

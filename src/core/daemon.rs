@@ -459,14 +459,7 @@ impl Daemon {
         let (Some(store), Some(id)) = (&self.store, line.history_id) else {
             return;
         };
-        let finished = Finished {
-            status,
-            provider: t.map(|t| t.provider.clone()),
-            model: t.map(|t| t.model.clone()),
-            options: t.map(|t| t.options.clone()).unwrap_or_default(),
-            latency_ms: t.map(|t| t.latency.as_millis() as u64),
-            error: None,
-        };
+        let finished = Finished::of(status, t, None);
         store.with("finished a line", |st| st.finish(id, &finished, attempts));
     }
 
@@ -533,14 +526,8 @@ impl Daemon {
                     reasons.join("; ")
                 );
                 if let (Some(store), Some(id)) = (&self.store, line.history_id) {
-                    let finished = Finished {
-                        status: Status::Failed,
-                        provider: None,
-                        model: None,
-                        options: Vec::new(),
-                        latency_ms: Some(f.latency.as_millis() as u64),
-                        error: Some(reasons.join("; ")),
-                    };
+                    let mut finished = Finished::of(Status::Failed, None, Some(reasons.join("; ")));
+                    finished.latency_ms = Some(f.latency.as_millis() as u64);
                     store.with("finished a line", |st| {
                         st.finish(id, &finished, &f.attempts)
                     });

@@ -76,6 +76,25 @@ pub struct Finished {
     pub error: Option<String>,
 }
 
+impl Finished {
+    /// The final state of a line that ended with `status`: a translation's provider, model,
+    /// options and latency when there is one, and the failure's reasons when there is none.
+    pub fn of(
+        status: Status,
+        t: Option<&super::chain::Translation>,
+        error: Option<String>,
+    ) -> Finished {
+        Finished {
+            status,
+            provider: t.map(|t| t.provider.clone()),
+            model: t.map(|t| t.model.clone()),
+            options: t.map(|t| t.options.clone()).unwrap_or_default(),
+            latency_ms: t.map(|t| t.latency.as_millis() as u64),
+            error,
+        }
+    }
+}
+
 /// One request sent to a provider for a line (for the statistics).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AttemptRecord {
