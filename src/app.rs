@@ -761,6 +761,42 @@ fn check(path: &Path, as_json: bool, offline: bool) -> anyhow::Result<()> {
         notifications["detail"].as_str().unwrap_or("")
     ));
     report.insert("notifications".into(), notifications);
+    if let Ok(c) = &config {
+        let service = crate::run::Dirs::resolve()
+            .map_err(|e| e.to_string())
+            .and_then(|dirs| {
+                let binary = std::env::current_exe().map_err(|e| e.to_string())?;
+                crate::service::ServiceEnv::from_process(binary, dirs.log_dir(&c.log))
+                    .map_err(|e| e.to_string())
+            })
+            .and_then(|env| crate::service::status(&env).map_err(|e| e.to_string()));
+        match service {
+            Ok(st) => {
+                let summary = match st.entries.first() {
+                    None => "not installed (`yaku service install`)".to_string(),
+                    Some(e) => format!(
+                        "{} — enabled: {}, running: {}{}",
+                        e.kind,
+                        e.enabled
+                            .map_or("unknown", |b| if b { "yes" } else { "no" }),
+                        e.running
+                            .map_or("unknown", |b| if b { "yes" } else { "no" }),
+                        if e.points_here {
+                            ""
+                        } else {
+                            "; points at another binary: run `yaku service install`"
+                        }
+                    ),
+                };
+                lines.push(format!("service: {summary}"));
+                report.insert("service".into(), st.to_json());
+            }
+            Err(e) => {
+                lines.push(format!("service: unknown — {e}"));
+                report.insert("service".into(), json!({ "installed": null, "error": e }));
+            }
+        }
+    }
     let daemon = match control_request(json!({ "cmd": "status" })) {
         Ok(v) => json!({ "running": true, "pid": v["pid"], "paused": v["paused"] }),
         Err(_) => json!({ "running": false, "pid": null, "paused": null }),

@@ -621,6 +621,7 @@ async fn check_probes_each_provider_and_says_what_to_do_without_printing_keys() 
     );
     assert_eq!(v["can_translate"], false);
     assert_eq!(v["daemon"]["running"], false);
+    assert!(v["service"]["installed"].is_boolean(), "{v}");
     for key in ["clipboard", "notifications", "log_dir", "store"] {
         assert!(v[key]["ok"].is_boolean(), "{key} missing: {v}");
     }
