@@ -6,7 +6,16 @@ use clap::{Args, Parser, Subcommand};
 
 /// yaku (訳) translates the game text you copy and shows it as a desktop notification.
 #[derive(Debug, Parser)]
-#[command(name = "yaku", version, about, long_about = None, propagate_version = true)]
+#[command(
+    name = "yaku",
+    version,
+    about,
+    long_about = None,
+    propagate_version = true,
+    after_help = "New here? Run `yaku setup`, then copy a line of Japanese text.\n\
+                  Exit codes: 0 ok, 1 error, 2 usage, 3 no provider could translate, 78 config error.\n\
+                  Logs: YAKU_LOG=debug for more; `yaku logs --follow` to watch the daemon."
+)]
 pub struct Cli {
     /// Config file to use [default: $YAKU_CONFIG, else ~/.config/yaku/config.toml]
     #[arg(long, global = true, value_name = "PATH")]
