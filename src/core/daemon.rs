@@ -613,6 +613,38 @@ mod tests {
         done: tokio::task::JoinHandle<DaemonCounts>,
     }
 
+    fn one_provider_chain(provider: Arc<PromptLog>, clock: &Arc<dyn Clock>) -> Arc<Chain> {
+        let entry = ChainEntry::new(
+            provider,
+            BreakerConfig::default(),
+            RateLimit::new(0, 0, clock.clone()),
+            String::new(),
+        );
+        Arc::new(Chain::new(
+            vec![entry],
+            clock.clone(),
+            ChainConfig::default(),
+        ))
+    }
+
+    fn settings(context_lines: usize, cache_enabled: bool) -> DaemonSettings {
+        DaemonSettings {
+            collapse_repeats: true,
+            show_original: true,
+            include_text: false,
+            request: TranslationRequest {
+                source_language: "Japanese".into(),
+                target_language: "English".into(),
+                options: 3,
+                ..Default::default()
+            },
+            context_lines,
+            context_reset: Duration::from_secs(600),
+            glossary: Glossary::default(),
+            cache_enabled,
+        }
+    }
+
     fn rig(script: Vec<Scripted>, then: Scripted) -> Rig {
         rig_with(script, then, Glossary::default())
     }
@@ -623,32 +655,9 @@ mod tests {
             inner: FakeProvider::new("gemini", script, then),
             prompts: Mutex::new(Vec::new()),
         });
-        let entry = ChainEntry::new(
-            provider.clone(),
-            BreakerConfig::default(),
-            RateLimit::new(0, 0, clock.clone()),
-            String::new(),
-        );
-        let chain = Arc::new(Chain::new(
-            vec![entry],
-            clock.clone(),
-            ChainConfig::default(),
-        ));
-        let settings = DaemonSettings {
-            collapse_repeats: true,
-            show_original: true,
-            include_text: false,
-            request: TranslationRequest {
-                source_language: "Japanese".into(),
-                target_language: "English".into(),
-                options: 3,
-                ..Default::default()
-            },
-            context_lines: 2,
-            context_reset: Duration::from_secs(600),
-            glossary,
-            cache_enabled: true,
-        };
+        let chain = one_provider_chain(provider.clone(), &clock);
+        let mut settings = settings(2, true);
+        settings.glossary = glossary;
         let store = Arc::new(MemStore::default());
         let dyn_store: Arc<dyn crate::core::store::Store> = store.clone();
         let opener: crate::core::store::Opener =
@@ -779,28 +788,8 @@ mod tests {
         assert_eq!((st.queue, st.counts.failed), (0, 1));
 
         let clock: Arc<dyn Clock> = Arc::new(TokioClock);
-        let entry = ChainEntry::new(
-            r.provider.clone(),
-            BreakerConfig::default(),
-            RateLimit::new(0, 0, clock.clone()),
-            String::new(),
-        );
-        let chain = Arc::new(Chain::new(vec![entry], clock, ChainConfig::default()));
-        let settings = DaemonSettings {
-            collapse_repeats: true,
-            show_original: true,
-            include_text: false,
-            request: TranslationRequest {
-                source_language: "Japanese".into(),
-                target_language: "English".into(),
-                options: 3,
-                ..Default::default()
-            },
-            context_lines: 0,
-            context_reset: Duration::from_secs(600),
-            glossary: Glossary::default(),
-            cache_enabled: false,
-        };
+        let chain = one_provider_chain(r.provider.clone(), &clock);
+        let settings = settings(0, false);
         let reconfig = Reconfig {
             chain,
             gates: Gates::new(GateConfig::default()).unwrap(),

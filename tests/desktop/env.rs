@@ -402,33 +402,7 @@ impl DesktopEnv {
     /// [`spawn_yaku`](Self::spawn_yaku) with extra environment variables (e.g. YAKU_LOG).
     pub fn spawn_yaku_env(&self, config: &YakuConfig, vars: &[(&str, &str)]) -> Yaku {
         let config_path = self.write_config(config);
-        let n = self.next();
-        let files = YakuFiles {
-            stdout: self.path(&format!("logs/yaku-{n}.stdout")),
-            stderr: self.path(&format!("logs/yaku-{n}.stderr")),
-        };
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_yaku"));
-        cmd.arg("run").arg("--config").arg(&config_path);
-        self.desktop_env(&mut cmd);
-        cmd.env("RUST_BACKTRACE", "1");
-        for (k, v) in vars {
-            cmd.env(k, v);
-        }
-        cmd.stdin(Stdio::null())
-            .stdout(file(&files.stdout))
-            .stderr(file(&files.stderr));
-        let proc = Proc::spawn("yaku", cmd).expect("spawn yaku");
-        self.yakus
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push((proc.pid(), files.clone()));
-        Yaku {
-            proc: Mutex::new(proc),
-            files,
-            config_path: config_path.clone(),
-            lock_file: self.lock_path(),
-            log_file: self.log_path(),
-        }
+        self.spawn_yaku_at_env(&config_path, vars)
     }
 
     /// The environment every desktop process of the test gets: nothing from the test's own
@@ -468,6 +442,11 @@ impl DesktopEnv {
 
     /// `yaku run --config PATH` for a config file written by the test.
     pub fn spawn_yaku_at(&self, config_path: &Path) -> Yaku {
+        self.spawn_yaku_at_env(config_path, &[])
+    }
+
+    /// [`spawn_yaku_at`](Self::spawn_yaku_at) with extra environment variables.
+    pub fn spawn_yaku_at_env(&self, config_path: &Path, vars: &[(&str, &str)]) -> Yaku {
         let n = self.next();
         let files = YakuFiles {
             stdout: self.path(&format!("logs/yaku-{n}.stdout")),
@@ -477,6 +456,9 @@ impl DesktopEnv {
         cmd.arg("run").arg("--config").arg(config_path);
         self.desktop_env(&mut cmd);
         cmd.env("RUST_BACKTRACE", "1");
+        for (k, v) in vars {
+            cmd.env(k, v);
+        }
         cmd.stdin(Stdio::null())
             .stdout(file(&files.stdout))
             .stderr(file(&files.stderr));
