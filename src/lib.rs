@@ -6,7 +6,7 @@ pub mod check;
 pub mod cli;
 pub mod config;
 pub mod control;
-pub mod core;
+pub use yaku_core as core;
 pub mod credentials;
 pub mod run;
 pub mod service;

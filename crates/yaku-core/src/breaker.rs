@@ -232,7 +232,7 @@ impl Breaker {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::core::provider::QuotaScope;
+    use crate::provider::QuotaScope;
 
     const S: Duration = Duration::from_secs(1);
 

@@ -259,7 +259,7 @@ impl Daemon {
                 let body = match duration {
                     Some(d) => format!(
                         "Copied text is not read for {} (or until `yaku resume`).",
-                        crate::core::chain::human_duration(d)
+                        crate::chain::human_duration(d)
                     ),
                     None => "Copied text is not read until `yaku resume`.".into(),
                 };
@@ -454,7 +454,7 @@ impl Daemon {
         line: &Line,
         status: Status,
         t: Option<&Translation>,
-        attempts: &[crate::core::store::AttemptRecord],
+        attempts: &[crate::store::AttemptRecord],
     ) {
         let (Some(store), Some(id)) = (&self.store, line.history_id) else {
             return;
@@ -585,13 +585,13 @@ mod tests {
     use std::sync::Mutex;
 
     use super::*;
-    use crate::core::breaker::BreakerConfig;
-    use crate::core::chain::{ChainConfig, ChainEntry};
-    use crate::core::clock::TokioClock;
-    use crate::core::fake::{self, FakeProvider, MemStore, PromptLog, Scripted};
-    use crate::core::gates::GateConfig;
-    use crate::core::provider::FailureClass;
-    use crate::core::ratelimit::RateLimit;
+    use crate::breaker::BreakerConfig;
+    use crate::chain::{ChainConfig, ChainEntry};
+    use crate::clock::TokioClock;
+    use crate::fake::{self, FakeProvider, MemStore, PromptLog, Scripted};
+    use crate::gates::GateConfig;
+    use crate::provider::FailureClass;
+    use crate::ratelimit::RateLimit;
 
     struct Recorder(Mutex<Vec<Notice>>);
 
@@ -659,9 +659,9 @@ mod tests {
         let mut settings = settings(2, true);
         settings.glossary = glossary;
         let store = Arc::new(MemStore::default());
-        let dyn_store: Arc<dyn crate::core::store::Store> = store.clone();
-        let opener: crate::core::store::Opener =
-            Box::new(|| Err(crate::core::store::StoreError("unused".into())));
+        let dyn_store: Arc<dyn crate::store::Store> = store.clone();
+        let opener: crate::store::Opener =
+            Box::new(|| Err(crate::store::StoreError("unused".into())));
         let handle = Arc::new(StoreHandle::new(
             Some(dyn_store),
             opener,
@@ -770,7 +770,7 @@ mod tests {
      {
         let r = rig(
             vec![fake::fail(
-                crate::core::provider::FailureClass::Unauthorized,
+                crate::provider::FailureClass::Unauthorized,
             )],
             fake::ok("fine"),
         );
@@ -838,7 +838,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn context_lines_and_applicable_glossary_entries_travel_with_the_request() {
-        use crate::core::memory::GlossaryEntry;
+        use crate::memory::GlossaryEntry;
         let g = |s: &str, t: &str| GlossaryEntry {
             source: s.into(),
             target: t.into(),

@@ -88,7 +88,7 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::core::chain::{SkipReason, Skipped};
+    use crate::chain::{SkipReason, Skipped};
 
     fn t(provider: &str, options: &[&str]) -> Translation {
         Translation {

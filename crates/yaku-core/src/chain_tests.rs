@@ -5,8 +5,8 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use super::*;
-use crate::core::clock::TokioClock;
-use crate::core::fake::{self, FakeProvider, Scripted};
+use crate::clock::TokioClock;
+use crate::fake::{self, FakeProvider, Scripted};
 
 const S: Duration = Duration::from_secs(1);
 
@@ -380,7 +380,7 @@ impl Provider for Monitored {
     fn complete<'a>(
         &'a self,
         prompt: &'a Prompt,
-    ) -> crate::core::clock::BoxFuture<'a, Result<String, ProviderFailure>> {
+    ) -> crate::clock::BoxFuture<'a, Result<String, ProviderFailure>> {
         let state = self
             .chain
             .get()
@@ -497,7 +497,7 @@ proptest::proptest! {
 
 #[test]
 fn rate_limit_never_allows_more_than_rpm_in_any_minute_window() {
-    let clock = crate::core::clock::ManualClock::new();
+    let clock = crate::clock::ManualClock::new();
     let limit = RateLimit::new(10, 0, Arc::new(clock.clone()));
     let start = clock.now();
     let mut sent = Vec::new();
@@ -520,7 +520,7 @@ fn rate_limit_never_allows_more_than_rpm_in_any_minute_window() {
 
 #[test]
 fn rate_limit_says_when_the_next_request_is_free_and_honours_the_daily_cap() {
-    let clock = crate::core::clock::ManualClock::new();
+    let clock = crate::clock::ManualClock::new();
     let limit = RateLimit::new(30, 3, Arc::new(clock.clone()));
     let t0 = clock.now();
     assert_eq!(limit.day_remaining(), Some(3));
@@ -582,7 +582,7 @@ async fn every_request_is_recorded_with_its_outcome_latency_and_breaker_effect()
 
 #[test]
 fn the_daily_budget_refills_one_request_every_day_over_rpd() {
-    let clock = crate::core::clock::ManualClock::new();
+    let clock = crate::clock::ManualClock::new();
     let limit = RateLimit::new(0, 4, Arc::new(clock.clone()));
     for left in [3, 2, 1, 0] {
         assert!(limit.try_acquire().is_ok());

@@ -1,3 +1,7 @@
+// Test support only (built for tests and the `test-support` feature): a poisoned lock here
+// means a test already failed, so panicking is the right answer.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 //! An in-memory `Provider` for the core's unit tests: scripted outcomes and latencies, and a
 //! log of when each call arrived.
 

@@ -242,7 +242,7 @@ mod tests {
     use std::sync::atomic::{AtomicUsize, Ordering};
 
     use super::*;
-    use crate::core::clock::ManualClock;
+    use crate::clock::ManualClock;
 
     struct Broken(AtomicUsize);
 
