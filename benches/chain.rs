@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use criterion::{Criterion, criterion_group};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
-use yaku::adapters::{Settings, gemini::Gemini};
+use yaku::adapters::provider::{Settings, gemini::Gemini};
 use yaku::core::breaker::BreakerConfig;
 use yaku::core::chain::{Chain, ChainConfig, ChainEntry};
 use yaku::core::clock::{Clock, TokioClock};

@@ -1,5 +1,5 @@
 //! `yaku`: parse the arguments, run, and turn the result into an exit code.
 
 fn main() -> std::process::ExitCode {
-    yaku::app::main()
+    yaku::cli::main()
 }

@@ -10,7 +10,7 @@ use std::time::Duration;
 use support::*;
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
-use yaku::adapters::{Settings, gemini::Gemini, openai::OpenAi};
+use yaku::adapters::provider::{Settings, gemini::Gemini, openai::OpenAi};
 use yaku::core::breaker::{BreakerConfig, State};
 use yaku::core::chain::{Chain, ChainConfig, ChainEntry, SkipReason};
 use yaku::core::clock::{Clock, ManualClock};

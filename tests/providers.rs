@@ -15,9 +15,9 @@ use tokio::net::{TcpListener, TcpStream};
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, Request, ResponseTemplate};
 
-use yaku::adapters::Settings;
-use yaku::adapters::gemini::Gemini;
-use yaku::adapters::openai::OpenAi;
+use yaku::adapters::provider::Settings;
+use yaku::adapters::provider::gemini::Gemini;
+use yaku::adapters::provider::openai::OpenAi;
 use yaku::core::prompt::{Prompt, TranslationRequest};
 use yaku::core::provider::{FailureClass, Provider, ProviderFailure, QuotaScope};
 use yaku::core::reply::parse_options;

@@ -99,6 +99,25 @@ impl Skipped {
             (SkipReason::NoKey, _) => "no API key".into(),
         }
     }
+
+    /// `gemini: rate limited for 37 s`.
+    pub fn line(&self) -> String {
+        format!("{}: {}", self.provider, self.summary())
+    }
+
+    /// `gemini: rate limited for 37 s — wait, or add another provider to the chain`.
+    pub fn described(&self) -> String {
+        if self.advice.is_empty() {
+            self.line()
+        } else {
+            format!("{} — {}", self.line(), self.advice)
+        }
+    }
+
+    /// Each provider's reason, `; `-separated: what a failed line's history row says.
+    pub fn reasons(skipped: &[Skipped]) -> String {
+        skipped.iter().map(Skipped::line).collect::<Vec<_>>().join("; ")
+    }
 }
 
 /// `37 s`, `4 min`, `5 h 12 min`: rounded up, so a wait is never understated.
@@ -126,6 +145,17 @@ pub struct Translation {
     pub latency: Duration,
     /// Every request sent for the line, in order (for the statistics).
     pub attempts: Vec<AttemptRecord>,
+}
+
+impl Translation {
+    /// `via groq in 812 ms (gemini: rate limited for 37 s)`.
+    pub fn via_line(&self) -> String {
+        let mut line = format!("via {} in {} ms", self.provider, self.latency.as_millis());
+        if !self.skipped.is_empty() {
+            line.push_str(&format!(" ({})", Skipped::reasons(&self.skipped)));
+        }
+        line
+    }
 }
 
 impl From<super::store::CachedAnswer> for Translation {

@@ -12,7 +12,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tracing::Instrument;
 
 use super::breaker::{OpenCause, State as BreakerState};
-use super::chain::{Chain, ChainFailure, Translation};
+use super::chain::{Chain, ChainFailure, Skipped, Translation};
 use super::clock::{BoxFuture, Clock};
 use super::gates::Gates;
 use super::intake::{ClipEvent, Intake, intake};
@@ -515,18 +515,13 @@ impl Daemon {
             }
             Err(f) => {
                 self.count(|c| c.failed += 1);
-                let reasons: Vec<String> = f
-                    .skipped
-                    .iter()
-                    .map(|s| format!("{}: {}", s.provider, s.summary()))
-                    .collect();
+                let reasons = Skipped::reasons(&f.skipped);
                 tracing::warn!(
                     total_ms = ms(waited),
-                    "no provider could translate the line: {}",
-                    reasons.join("; ")
+                    "no provider could translate the line: {reasons}"
                 );
                 if let (Some(store), Some(id)) = (&self.store, line.history_id) {
-                    let mut finished = Finished::of(Status::Failed, None, Some(reasons.join("; ")));
+                    let mut finished = Finished::of(Status::Failed, None, Some(reasons.clone()));
                     finished.latency_ms = Some(f.latency.as_millis() as u64);
                     store.with("finished a line", |st| {
                         st.finish(id, &finished, &f.attempts)

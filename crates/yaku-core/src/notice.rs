@@ -56,7 +56,7 @@ pub fn outage(f: &ChainFailure) -> Notice {
     let parts: Vec<String> = f
         .skipped
         .iter()
-        .map(|s| escape(&format!("{}: {}", s.provider, s.summary())))
+        .map(|s| escape(&s.line()))
         .collect();
     Notice {
         summary: "yaku could not translate".into(),

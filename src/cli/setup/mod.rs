@@ -30,7 +30,7 @@ use anyhow::Context;
 
 use crate::adapters::clipboard::SystemClipboard;
 use crate::adapters::notify::DesktopNotifier;
-use crate::check::{ProviderCheck, check_provider};
+use super::probe::{ProviderCheck, check_provider};
 use crate::config::{self, Config, ConfigError, KeyLookup, ProviderConfig};
 use crate::core::chain::Translation;
 use crate::core::clock::TokioClock;
@@ -39,7 +39,8 @@ use crate::core::gates::{GateConfig, Gates};
 use crate::core::intake::{
     ChangeDetector, ClipboardError, ClipboardRead, ClipboardSource, Intake, intake,
 };
-use crate::credentials::Credentials;
+use crate::config::credentials::Credentials;
+use crate::sys::terminal::{NoEcho, stdin_ready};
 
 /// How long step 6 waits for a newly copied line.
 pub const FIRST_LINE_WAIT: Duration = Duration::from_secs(120);
@@ -252,10 +253,10 @@ pub fn run_with<I: Io>(io: &mut I, config_path: &Path) -> anyhow::Result<()> {
                 )?;
             } else {
                 if let Some(dir) = config_path.parent().filter(|d| !d.as_os_str().is_empty()) {
-                    crate::app::create_private_dir(dir)
+                    crate::sys::private::create_private_dir(dir)
                         .with_context(|| format!("cannot create {}", dir.display()))?;
                 }
-                crate::app::write_private(config_path, text.as_bytes())
+                crate::sys::private::write_private(config_path, text.as_bytes())
                     .with_context(|| format!("cannot write {}", config_path.display()))?;
                 say(
                     io,
@@ -491,11 +492,11 @@ fn needs_key(p: &ProviderConfig) -> bool {
 fn install_service(config: &Config) -> anyhow::Result<String> {
     use crate::service;
     let binary = std::env::current_exe().context("cannot find this program's path")?;
-    let log_dir = crate::run::Dirs::resolve()?.log_dir(&config.log);
+    let log_dir = config.log_dir(&crate::sys::dirs::Dirs::resolve()?);
     let env = service::ServiceEnv::from_process(binary, log_dir)?;
     let report = service::install(&env)?;
     let mut out = report.render();
-    for warning in crate::app::key_warnings(config)? {
+    for warning in crate::cli::service::key_warnings(config)? {
         out.push_str(&format!("warning: {warning}\n"));
     }
     Ok(out)
@@ -557,7 +558,7 @@ async fn first_line<I: Io>(
     let mut detector = ChangeDetector::default();
     let _ = detector.observe(first);
     let mut gates = Gates::new(config.clipboard.gates.clone())?;
-    let chain = crate::app::build_chain(config, credentials, Arc::new(TokioClock))?;
+    let chain = crate::wire::build_chain(config, credentials, Arc::new(TokioClock))?;
     let language = &config.translation.source_language;
     say(
         io,
@@ -602,7 +603,7 @@ async fn first_line<I: Io>(
         }
     };
     say(io, &format!("Translating: {text}"))?;
-    let request = crate::app::request_for(config, &text);
+    let request = crate::wire::request_for(config, &text);
     let translating = chain.translate(&request, None);
     tokio::pin!(translating);
     let result = loop {
@@ -619,7 +620,7 @@ async fn first_line<I: Io>(
         Ok(t) => {
             say(io, "")?;
             write_options(io, &t)?;
-            say(io, &crate::app::via_line(&t))?;
+            say(io, &t.via_line())?;
             if config.notify.enabled {
                 notify(io, config, &text, &t).await?;
             }
@@ -632,7 +633,7 @@ async fn first_line<I: Io>(
         Err(failure) => {
             say(io, "No provider could translate it:")?;
             for s in &failure.skipped {
-                say(io, &format!("  {}", crate::app::describe(s)))?;
+                say(io, &format!("  {}", s.described()))?;
             }
             Ok(())
         }
@@ -897,114 +898,6 @@ impl Io for TerminalIo {
         // In canonical mode a readable terminal holds a whole line (or end of input).
         let _ = self.read()?;
         Ok(true)
-    }
-}
-
-#[cfg(unix)]
-fn stdin_ready() -> bool {
-    let mut fd = libc::pollfd {
-        fd: libc::STDIN_FILENO,
-        events: libc::POLLIN,
-        revents: 0,
-    };
-    // SAFETY: one valid pollfd, zero timeout.
-    let n = unsafe { libc::poll(&mut fd, 1, 0) };
-    n > 0 && fd.revents & (libc::POLLIN | libc::POLLHUP | libc::POLLERR) != 0
-}
-
-#[cfg(not(unix))]
-fn stdin_ready() -> bool {
-    false
-}
-
-/// Turns terminal echo off for as long as it lives. While it is off, SIGINT, SIGTERM, SIGHUP
-/// and SIGQUIT turn echo back on before doing what they would have done, so Ctrl-C at the key
-/// prompt does not leave the shell without echo.
-pub(crate) struct NoEcho {
-    #[cfg(unix)]
-    saved: Option<libc::termios>,
-    #[cfg(unix)]
-    handlers: Vec<(libc::c_int, libc::sighandler_t)>,
-}
-
-#[cfg(unix)]
-const RESTORING_SIGNALS: [libc::c_int; 4] =
-    [libc::SIGINT, libc::SIGTERM, libc::SIGHUP, libc::SIGQUIT];
-
-#[cfg(unix)]
-extern "C" fn echo_on_and_reraise(sig: libc::c_int) {
-    // SAFETY: tcgetattr, tcsetattr, signal and raise are async-signal-safe.
-    unsafe {
-        let mut t: libc::termios = std::mem::zeroed();
-        if libc::tcgetattr(libc::STDIN_FILENO, &mut t) == 0 {
-            t.c_lflag |= libc::ECHO;
-            libc::tcsetattr(libc::STDIN_FILENO, libc::TCSANOW, &t);
-        }
-        libc::signal(sig, libc::SIG_DFL);
-        libc::raise(sig);
-    }
-}
-
-impl NoEcho {
-    #[cfg(unix)]
-    pub(crate) fn new() -> Self {
-        // SAFETY: tcgetattr/tcsetattr on stdin with a zeroed, then filled, termios struct;
-        // signal() with a handler that only calls async-signal-safe functions.
-        unsafe {
-            let mut t: libc::termios = std::mem::zeroed();
-            if libc::tcgetattr(libc::STDIN_FILENO, &mut t) != 0 {
-                return Self {
-                    saved: None,
-                    handlers: Vec::new(),
-                };
-            }
-            let saved = t;
-            let handler = echo_on_and_reraise as extern "C" fn(libc::c_int) as libc::sighandler_t;
-            let mut handlers = Vec::new();
-            for sig in RESTORING_SIGNALS {
-                let previous = libc::signal(sig, handler);
-                if previous == libc::SIG_IGN {
-                    // Ignored (e.g. nohup): keep it ignored.
-                    libc::signal(sig, libc::SIG_IGN);
-                } else if previous != libc::SIG_ERR {
-                    handlers.push((sig, previous));
-                }
-            }
-            t.c_lflag &= !libc::ECHO;
-            if libc::tcsetattr(libc::STDIN_FILENO, libc::TCSANOW, &t) != 0 {
-                for (sig, previous) in handlers.drain(..) {
-                    libc::signal(sig, previous);
-                }
-                return Self {
-                    saved: None,
-                    handlers,
-                };
-            }
-            Self {
-                saved: Some(saved),
-                handlers,
-            }
-        }
-    }
-
-    #[cfg(not(unix))]
-    pub(crate) fn new() -> Self {
-        Self {}
-    }
-}
-
-impl Drop for NoEcho {
-    fn drop(&mut self) {
-        #[cfg(unix)]
-        // SAFETY: restores the attributes and handlers read in `new`.
-        unsafe {
-            if let Some(saved) = self.saved {
-                libc::tcsetattr(libc::STDIN_FILENO, libc::TCSANOW, &saved);
-            }
-            for (sig, previous) in self.handlers.drain(..) {
-                libc::signal(sig, previous);
-            }
-        }
     }
 }
 

@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 use crate::config::{Config, KeyLookup, ProviderConfig};
 use crate::core::prompt::{Prompt, TranslationRequest};
 use crate::core::provider::{FailureClass, Provider};
-use crate::credentials::Credentials;
+use crate::config::credentials::Credentials;
 
 /// One provider's line in the diagnosis.
 #[derive(Debug, Clone, PartialEq)]
@@ -92,7 +92,7 @@ pub async fn check_provider(
         out.message = format!("key: {}", out.key_detail);
         return out;
     }
-    let provider: Arc<dyn Provider> = match crate::app::build_provider(p, api_key) {
+    let provider: Arc<dyn Provider> = match crate::wire::build_provider(p, api_key) {
         Ok(provider) => provider,
         Err(e) => {
             out.outcome = "transient";
@@ -204,7 +204,7 @@ pub async fn check_notifications() -> Value {
 /// Whether logs can be written in `dir`.
 pub fn check_log_dir(dir: &Path) -> Value {
     let probe = dir.join(".yaku-check");
-    let result = crate::app::create_private_dir(dir)
+    let result = crate::sys::private::create_private_dir(dir)
         .and_then(|()| std::fs::write(&probe, b"ok"))
         .and_then(|()| std::fs::remove_file(&probe));
     match result {

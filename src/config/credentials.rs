@@ -7,7 +7,8 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::{ConfigError, check_private};
+use super::ConfigError;
+use crate::sys::private::{check_private, create_private_dir, write_private};
 
 /// The stored keys, by provider name.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -109,10 +110,10 @@ impl Credentials {
             message: format!("cannot be written: {e}"),
         };
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            crate::app::create_private_dir(dir).map_err(io)?;
+            create_private_dir(dir).map_err(io)?;
         }
         let tmp = path.with_extension("toml.tmp");
-        crate::app::write_private(&tmp, text.as_bytes()).map_err(io)?;
+        write_private(&tmp, text.as_bytes()).map_err(io)?;
         std::fs::rename(&tmp, path).map_err(io)?;
         Ok(())
     }

@@ -1,0 +1,116 @@
+//! `yaku status|pause|resume|reload`: requests to the running daemon over its control channel.
+
+use std::time::Duration;
+
+use super::{NotRunning, UsageError};
+use crate::core::chain::human_duration;
+use crate::daemon::control::{self, ControlError};
+use crate::protocol::{self, Request};
+use crate::sys::dirs::Dirs;
+
+/// Sends `req` to the running daemon; "not running" becomes [`NotRunning`] (exit 1).
+pub fn request(req: Request) -> anyhow::Result<serde_json::Value> {
+    let dirs = Dirs::resolve()?;
+    match control::request(&control::socket_path(&dirs.runtime), &req) {
+        Ok(v) => Ok(v),
+        Err(ControlError::NotRunning) => Err(NotRunning.into()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// `yaku pause [--for DURATION]`.
+pub fn pause(duration: Option<&str>) -> anyhow::Result<()> {
+    let for_secs = match duration {
+        Some(d) => {
+            let parsed = crate::adapters::provider::http::parse_duration(d)
+                .filter(|d| !d.is_zero())
+                .ok_or_else(|| {
+                    UsageError(format!("\"{d}\" is not a duration such as 10m, 90s or 1h30m"))
+                })?;
+            if parsed > protocol::MAX_PAUSE {
+                return Err(UsageError(format!(
+                    "\"{d}\" is longer than {}; leave out --for to pause until `yaku resume`",
+                    human_duration(protocol::MAX_PAUSE)
+                ))
+                .into());
+            }
+            Some(parsed.as_secs_f64())
+        }
+        None => None,
+    };
+    let v = request(Request::Pause { for_secs })?;
+    match v["paused_for_secs"].as_u64() {
+        Some(secs) => println!("paused for {}", human_duration(Duration::from_secs(secs))),
+        None => println!("paused until `yaku resume`"),
+    }
+    Ok(())
+}
+
+/// `yaku resume`.
+pub fn resume() -> anyhow::Result<()> {
+    request(Request::Resume)?;
+    println!("resumed: reading the clipboard again");
+    Ok(())
+}
+
+/// `yaku reload`.
+pub fn reload() -> anyhow::Result<()> {
+    request(Request::Reload)?;
+    println!("reloaded the config");
+    Ok(())
+}
+
+/// `yaku status [--json]`.
+pub fn status(as_json: bool) -> anyhow::Result<()> {
+    let mut v = request(Request::Status)?;
+    if let Some(obj) = v.as_object_mut() {
+        obj.remove("ok");
+    }
+    if as_json {
+        println!("{v}");
+        return Ok(());
+    }
+    let secs = |v: &serde_json::Value| {
+        v.as_u64()
+            .map(|s| human_duration(Duration::from_secs(s)))
+    };
+    println!(
+        "yaku is running (pid {}, up {})",
+        v["pid"],
+        secs(&v["uptime_secs"]).unwrap_or_default()
+    );
+    match (v["paused"].as_bool(), secs(&v["paused_for_secs"])) {
+        (Some(true), Some(left)) => println!("paused: the clipboard is not read for {left} more"),
+        (Some(true), None) => println!("paused: the clipboard is not read until `yaku resume`"),
+        _ => println!("watching the clipboard"),
+    }
+    let l = &v["lines"];
+    println!(
+        "lines: {} accepted, {} translated, {} from the cache, {} failed, {} skipped; queue {}",
+        l["accepted"], l["translated"], l["cached"], l["failed"], l["skipped"], v["queue"]
+    );
+    if let Some(ms) = v["last_latency_ms"].as_u64() {
+        println!("last translation took {ms} ms");
+    }
+    if let Some(rate) = v["cache_hit_rate"].as_f64() {
+        println!("cache hit rate {:.0} %", rate * 100.0);
+    }
+    for p in v["providers"].as_array().into_iter().flatten() {
+        let mut line = format!(
+            "  {:<12} {}",
+            p["name"].as_str().unwrap_or("?"),
+            p["state"].as_str().unwrap_or("?")
+        );
+        if let Some(left) = secs(&p["open_for_secs"]) {
+            line.push_str(&format!(" for {left}"));
+        }
+        if let Some(reason) = p["reason"].as_str() {
+            line.push_str(&format!(" ({reason})"));
+        }
+        if let Some(n) = p["daily_remaining"].as_u64() {
+            line.push_str(&format!(", {n} requests left today"));
+        }
+        println!("{line}");
+    }
+    Ok(())
+}

@@ -1,0 +1,65 @@
+//! `yaku service install|uninstall|status`: start yaku at login.
+
+use anyhow::Context;
+
+use super::args::ServiceCommand;
+use crate::config::credentials::Credentials;
+use crate::config::{self, Config, KeyLookup};
+
+pub fn run(config: &Config, cmd: ServiceCommand) -> anyhow::Result<()> {
+    use crate::service;
+    let binary = std::env::current_exe().context("cannot find this program's path")?;
+    let log_dir = config.log_dir(&crate::sys::dirs::Dirs::resolve()?);
+    let env = service::ServiceEnv::from_process(binary, log_dir)?;
+    match cmd {
+        ServiceCommand::Install => {
+            let report = service::install(&env)?;
+            println!("{}", report.render());
+            for warning in key_warnings(config)? {
+                eprintln!("warning: {warning}");
+            }
+            Ok(())
+        }
+        ServiceCommand::Uninstall => {
+            println!("{}", service::uninstall(&env)?.render());
+            Ok(())
+        }
+        ServiceCommand::Status { json: as_json } => {
+            let status = service::status(&env)?;
+            if as_json {
+                println!("{}", status.to_json());
+            } else {
+                println!("{}", status.render());
+            }
+            Ok(())
+        }
+    }
+}
+
+/// Providers whose key only this shell's environment holds: a login service will not see it.
+pub fn key_warnings(config: &Config) -> anyhow::Result<Vec<String>> {
+    let credentials = Credentials::load(&Credentials::path_for(&config.path))?;
+    let env = |var: &str| std::env::var(var).ok();
+    let mut out = Vec::new();
+    for p in &config.providers {
+        if let Ok(KeyLookup::Found {
+            source: config::KeySource::Env(var),
+            ..
+        }) = p.key(env, &credentials, config.source.as_deref())
+        {
+            let no_env = |_: &str| None;
+            let elsewhere = matches!(
+                p.key(no_env, &credentials, config.source.as_deref()),
+                Ok(KeyLookup::Found { .. })
+            );
+            if !elsewhere {
+                out.push(format!(
+                    "{}'s key is only in this shell's {var}; the login service will not see it. \
+                     Run `yaku key set {}` to store it where the service can read it.",
+                    p.name, p.name
+                ));
+            }
+        }
+    }
+    Ok(out)
+}

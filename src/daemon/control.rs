@@ -1,0 +1,205 @@
+//! The control channel: a Unix domain socket (0600) in yaku's runtime dir that the daemon
+//! serves and `yaku status`, `pause`, `resume` and `reload` use (the protocol is in
+//! `crate::protocol`). Whether yaku runs is judged by an answer on it, never by a PID file.
+//!
+//! The server bounds itself: at most [`MAX_CONNECTIONS`] at once (more are closed at once),
+//! [`READ_TIMEOUT`] to send a request, and a pause after an accept error (a full descriptor
+//! table) so that it can never spin; such errors are logged at most once a minute.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use tokio::sync::{Semaphore, mpsc, oneshot};
+
+use crate::core::daemon::{DaemonCommand, DaemonStatus};
+use crate::protocol::{self, Request};
+
+/// Connections served at once; the CLI needs one.
+pub const MAX_CONNECTIONS: usize = 16;
+/// How long a client may take to send its request line.
+pub const READ_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long the server waits after a failed accept before the next one.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(250);
+
+/// A failure to talk to the daemon.
+#[derive(Debug, thiserror::Error)]
+pub enum ControlError {
+    #[error("yaku is not running")]
+    NotRunning,
+    #[error("yaku did not answer: {0}")]
+    Broken(String),
+    #[error("{0}")]
+    Refused(String),
+}
+
+/// The socket's path in the runtime dir.
+pub fn socket_path(runtime_dir: &Path) -> PathBuf {
+    runtime_dir.join("yaku.sock")
+}
+
+/// Asks a reload of the composition root; the reply says whether the new config was taken.
+pub type ReloadRequest = oneshot::Sender<Result<(), String>>;
+
+/// What a connection needs to answer.
+#[derive(Clone)]
+struct Handles {
+    commands: mpsc::Sender<DaemonCommand>,
+    reloads: mpsc::Sender<ReloadRequest>,
+    started: Instant,
+}
+
+/// Serves the socket until the task is dropped.
+#[cfg(unix)]
+pub async fn serve(
+    path: PathBuf,
+    commands: mpsc::Sender<DaemonCommand>,
+    reloads: mpsc::Sender<ReloadRequest>,
+    started: Instant,
+) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    // We hold the instance lock, so a socket left here is from a yaku that died.
+    let _ = std::fs::remove_file(&path);
+    let listener = tokio::net::UnixListener::bind(&path)?;
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
+    let handles = Handles {
+        commands,
+        reloads,
+        started,
+    };
+    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let mut last_warning: Option<Instant> = None;
+    loop {
+        let stream = match listener.accept().await {
+            Ok((s, _)) => s,
+            Err(e) => {
+                if last_warning.is_none_or(|t| t.elapsed() >= Duration::from_secs(60)) {
+                    tracing::warn!(error = %e, "control socket accept failed; retrying (logged once a minute)");
+                    last_warning = Some(Instant::now());
+                }
+                tokio::time::sleep(ACCEPT_BACKOFF).await;
+                continue;
+            }
+        };
+        // Beyond the cap a connection is dropped at once: its descriptor is freed now.
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            drop(stream);
+            continue;
+        };
+        let handles = handles.clone();
+        tokio::spawn(async move {
+            if let Err(e) = handle(stream, &handles).await {
+                tracing::debug!(error = %e, "control connection ended badly");
+            }
+            drop(slot);
+        });
+    }
+}
+
+#[cfg(unix)]
+async fn handle(stream: tokio::net::UnixStream, handles: &Handles) -> std::io::Result<()> {
+    use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+    let (read, mut write) = stream.into_split();
+    let mut line = Vec::new();
+    // A request is a short line; a client sending more is cut off there.
+    let mut reader = BufReader::new(read.take(protocol::MAX_REQUEST_BYTES));
+    let reply = match tokio::time::timeout(READ_TIMEOUT, reader.read_until(b'\n', &mut line)).await
+    {
+        Err(_) => protocol::error_reply("no request within 5 s"),
+        Ok(read) => {
+            read?;
+            match Request::parse(&line) {
+                Ok(req) => answer(req, handles).await,
+                Err(e) => protocol::error_reply(&e.to_string()),
+            }
+        }
+    };
+    let _ = tokio::time::timeout(READ_TIMEOUT, async {
+        write.write_all(format!("{reply}\n").as_bytes()).await?;
+        write.shutdown().await
+    })
+    .await;
+    Ok(())
+}
+
+async fn answer(req: Request, h: &Handles) -> Value {
+    let gone = || protocol::error_reply("the daemon is shutting down");
+    let status = |st: DaemonStatus| {
+        let mut v = protocol::status_json(&st, h.started.elapsed());
+        v["ok"] = true.into();
+        v
+    };
+    let (tx, rx) = oneshot::channel();
+    let command = match req {
+        Request::Status => DaemonCommand::Status(tx),
+        Request::Pause { .. } => match req.pause_for() {
+            Ok(duration) => DaemonCommand::Pause {
+                duration,
+                reply: tx,
+            },
+            Err(e) => return protocol::error_reply(&e.to_string()),
+        },
+        Request::Resume => DaemonCommand::Resume(tx),
+        Request::Reload => {
+            let (tx, rx) = oneshot::channel();
+            if h.reloads.send(tx).await.is_err() {
+                return gone();
+            }
+            return match rx.await {
+                Ok(Ok(())) => serde_json::json!({ "ok": true }),
+                Ok(Err(e)) => protocol::error_reply(&e),
+                Err(_) => gone(),
+            };
+        }
+    };
+    if h.commands.send(command).await.is_err() {
+        return gone();
+    }
+    rx.await.map_or_else(|_| gone(), status)
+}
+
+/// Sends one request to the daemon and returns its reply.
+#[cfg(unix)]
+pub fn request(path: &Path, req: &Request) -> Result<Value, ControlError> {
+    use std::io::{BufRead, BufReader, Write};
+    let mut stream = match std::os::unix::net::UnixStream::connect(path) {
+        Ok(s) => s,
+        Err(e)
+            if matches!(
+                e.kind(),
+                std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused
+            ) =>
+        {
+            return Err(ControlError::NotRunning);
+        }
+        Err(e) => return Err(ControlError::Broken(e.to_string())),
+    };
+    let broken = |e: std::io::Error| ControlError::Broken(e.to_string());
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .map_err(broken)?;
+    stream.write_all(req.to_line().as_bytes()).map_err(broken)?;
+    let mut line = String::new();
+    BufReader::new(stream)
+        .read_line(&mut line)
+        .map_err(broken)?;
+    let v: Value = serde_json::from_str(&line).map_err(|e| ControlError::Broken(e.to_string()))?;
+    if v.get("ok").and_then(Value::as_bool) == Some(true) {
+        Ok(v)
+    } else {
+        Err(ControlError::Refused(
+            v.get("error")
+                .and_then(Value::as_str)
+                .unwrap_or("refused")
+                .to_string(),
+        ))
+    }
+}
+
+#[cfg(not(unix))]
+pub fn request(_path: &Path, _req: &Request) -> Result<Value, ControlError> {
+    Err(ControlError::Broken(
+        "the control socket is not built for this platform yet".into(),
+    ))
+}

@@ -1,0 +1,223 @@
+//! The daemon's log files (rolling, with tracing-appender's retention) and following them.
+
+use std::fs::File;
+use std::io::{IsTerminal, Read, Seek, Write};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use tracing_subscriber::Layer;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+
+use crate::config::{Config, LogConfig, Rotation};
+use crate::sys::dirs::Dirs;
+use crate::sys::private::create_private_dir;
+
+/// Log files (and stderr when it is a terminal). The guard flushes the file writer on drop.
+pub fn init(
+    config: &LogConfig,
+    dir: &Path,
+) -> Option<tracing_appender::non_blocking::WorkerGuard> {
+    let filter = || {
+        tracing_subscriber::EnvFilter::try_from_env("YAKU_LOG")
+            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&config.level))
+    };
+    let stderr_layer = std::io::stderr().is_terminal().then(|| {
+        tracing_subscriber::fmt::layer()
+            .with_writer(std::io::stderr)
+            .with_target(false)
+            .with_filter(filter())
+    });
+    let file = match open_log(config, dir) {
+        Ok(appender) => Some(appender),
+        Err(e) => {
+            // Translating matters more than logging: go on, and say so where a person sees it.
+            eprintln!(
+                "yaku: cannot write logs in {}: {e:#}; logging to stderr only",
+                dir.display()
+            );
+            None
+        }
+    };
+    let (file_layer, guard) = match file {
+        Some(appender) => {
+            let (writer, guard) = tracing_appender::non_blocking(appender);
+            let layer = tracing_subscriber::fmt::layer()
+                .with_writer(writer)
+                .with_ansi(false)
+                .with_target(false)
+                .with_filter(filter());
+            (Some(layer), Some(guard))
+        }
+        None => (None, None),
+    };
+    let fallback = (file_layer.is_none() && stderr_layer.is_none()).then(|| {
+        tracing_subscriber::fmt::layer()
+            .with_writer(std::io::stderr)
+            .with_ansi(false)
+            .with_target(false)
+            .with_filter(filter())
+    });
+    let _ = tracing_subscriber::registry()
+        .with(stderr_layer)
+        .with(file_layer)
+        .with(fallback)
+        .try_init();
+    guard
+}
+
+fn open_log(
+    config: &LogConfig,
+    dir: &Path,
+) -> anyhow::Result<tracing_appender::rolling::RollingFileAppender> {
+    create_private_dir(dir)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
+    }
+    let rotation = match config.rotation {
+        Rotation::Hourly => tracing_appender::rolling::Rotation::HOURLY,
+        Rotation::Daily => tracing_appender::rolling::Rotation::DAILY,
+        Rotation::Never => tracing_appender::rolling::Rotation::NEVER,
+    };
+    let mut builder = tracing_appender::rolling::RollingFileAppender::builder()
+        .rotation(rotation)
+        .filename_prefix("yaku")
+        .filename_suffix("log")
+        .max_log_files(config.keep_files);
+    // With no rotation the file itself is yaku.log; a symlink of that name would clash.
+    if config.rotation != Rotation::Never {
+        builder = builder.latest_symlink("yaku.log");
+    }
+    Ok(builder.build(dir)?)
+}
+
+/// The file `tail -F` should follow: the `yaku.log` symlink (the file itself when logs do not
+/// rotate).
+pub fn current_log(config: &Config) -> anyhow::Result<PathBuf> {
+    Ok(config.log_dir(&Dirs::resolve()?).join("yaku.log"))
+}
+
+/// Writes the last `n` lines of `f` (from its last 16 KiB) and leaves it at its end.
+fn write_last_lines(f: &mut File, out: &mut impl Write, n: usize) -> anyhow::Result<()> {
+    let len = f.metadata()?.len();
+    f.seek(std::io::SeekFrom::Start(len.saturating_sub(16 * 1024)))?;
+    let mut tail = Vec::new();
+    f.read_to_end(&mut tail)?;
+    let starts: Vec<usize> = std::iter::once(0)
+        .chain(
+            tail.iter()
+                .enumerate()
+                .filter(|(_, b)| **b == b'\n')
+                .map(|(i, _)| i + 1),
+        )
+        .filter(|&i| i < tail.len())
+        .collect();
+    let from = starts.len().saturating_sub(n);
+    if let Some(&start) = starts.get(from) {
+        out.write_all(&tail[start..])?;
+    }
+    Ok(())
+}
+
+/// Copies `path` to `out` as it grows, reopening it when the symlink moves to a new file or
+/// the file is truncated, until `stop` says so (never, from the command line).
+pub fn follow_file(
+    path: &Path,
+    out: &mut impl Write,
+    mut stop: impl FnMut() -> bool,
+) -> anyhow::Result<()> {
+    let mut current: Option<(File, PathBuf)> = None;
+    let mut waited_notice = false;
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let target = std::fs::canonicalize(path).ok();
+        let moved = match (&current, &target) {
+            (Some((_, open)), Some(t)) => open != t,
+            (None, Some(_)) => true,
+            _ => false,
+        };
+        if moved {
+            if let Some(t) = target {
+                match File::open(&t) {
+                    Ok(f) => {
+                        let first = current.is_none() && !waited_notice;
+                        current = Some((f, t));
+                        if first && let Some((f, _)) = current.as_mut() {
+                            write_last_lines(f, out, 10)?;
+                        }
+                    }
+                    Err(_) => current = None,
+                }
+            }
+        } else if target.is_none() && current.is_none() && !waited_notice {
+            eprintln!(
+                "yaku: waiting for {} to appear (is `yaku run` running?)",
+                path.display()
+            );
+            waited_notice = true;
+        }
+        if let Some((f, _)) = current.as_mut() {
+            let len = f.metadata().map(|m| m.len()).unwrap_or(0);
+            if f.stream_position()? > len {
+                f.rewind()?; // truncated
+            }
+            loop {
+                let n = f.read(&mut buf)?;
+                if n == 0 {
+                    break;
+                }
+                out.write_all(&buf[..n])?;
+            }
+            out.flush()?;
+        }
+        if stop() {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn follow_shows_the_last_lines_then_follows_across_a_rotation() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = dir.path().join("yaku.2026-11-27.log");
+        let second = dir.path().join("yaku.2026-11-28.log");
+        let link = dir.path().join("yaku.log");
+        let old: String = (1..=15).map(|i| format!("old {i}\n")).collect();
+        std::fs::write(&first, old).unwrap();
+        std::os::unix::fs::symlink(&first, &link).unwrap();
+        let mut out = Vec::new();
+        let mut step = 0;
+        follow_file(&link, &mut out, || {
+            step += 1;
+            match step {
+                1 => {
+                    let mut f = std::fs::OpenOptions::new()
+                        .append(true)
+                        .open(&first)
+                        .unwrap();
+                    writeln!(f, "appended").unwrap();
+                }
+                2 => {
+                    std::fs::write(&second, "new day\n").unwrap();
+                    std::fs::remove_file(&link).unwrap();
+                    std::os::unix::fs::symlink(&second, &link).unwrap();
+                }
+                _ => {}
+            }
+            step > 3
+        })
+        .unwrap();
+        let text = String::from_utf8(out).unwrap();
+        let expected: String =
+            (6..=15).map(|i| format!("old {i}\n")).collect::<String>() + "appended\nnew day\n";
+        assert_eq!(text, expected);
+    }
+
+}

@@ -1,0 +1,201 @@
+//! `yaku run`: the daemon's composition — single instance, log files, the clipboard thread,
+//! the notifier worker, the pipeline, the control socket, reloads, and shutdown on
+//! SIGINT/SIGTERM.
+
+pub mod control;
+pub mod lock;
+pub mod logging;
+mod reload;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use anyhow::Context;
+
+use crate::adapters::clipboard::SystemClipboard;
+use crate::adapters::notify::DesktopNotifier;
+use crate::config::Config;
+use crate::core::clock::{Clock, TokioClock};
+use crate::core::daemon::{Daemon, DaemonCommand, notify_worker};
+use crate::core::intake::{WatchControl, watch};
+use crate::sys::dirs::Dirs;
+use crate::wire::{self, Parts};
+use control::ReloadRequest;
+use reload::{reload, reload_on_sighup};
+
+/// Resolves when SIGINT or SIGTERM arrives.
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) {
+            (Ok(mut term), Ok(mut int)) => {
+                tokio::select! {
+                    _ = term.recv() => tracing::info!("SIGTERM: stopping"),
+                    _ = int.recv() => tracing::info!("SIGINT: stopping"),
+                }
+            }
+            _ => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+        tracing::info!("Ctrl-C: stopping");
+    }
+}
+
+/// Runs the daemon until a signal. Returns after the logs are flushed.
+pub fn run(config: &Config) -> anyhow::Result<()> {
+    crate::sys::private::private_umask();
+    let dirs = Dirs::resolve()?;
+    let _lock = match lock::acquire_lock(&dirs.runtime)? {
+        Ok(lock) => lock,
+        Err(pid) => {
+            match pid {
+                Some(pid) => println!("yaku is already running (pid {pid})"),
+                None => println!("yaku is already running"),
+            }
+            return Ok(());
+        }
+    };
+    let log_dir = config.log_dir(&dirs);
+    let guard = logging::init(&config.log, &log_dir);
+    tracing::info!(
+        version = env!("CARGO_PKG_VERSION"),
+        pid = std::process::id(),
+        config = %config.source.as_deref().map_or("(defaults)".into(), |p| p.display().to_string()),
+        log_dir = %log_dir.display(),
+        "yaku starting"
+    );
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("yaku-worker")
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let started = std::time::Instant::now();
+    let result = runtime.block_on(serve(config, &dirs, started));
+    // In-flight HTTP requests were dropped with the pipeline; do not wait on anything else.
+    runtime.shutdown_timeout(Duration::from_millis(500));
+    match &result {
+        Ok(()) => tracing::info!("yaku stopped"),
+        Err(e) => tracing::error!("yaku stopped: {e:#}"),
+    }
+    drop(guard);
+    result
+}
+
+async fn serve(config: &Config, dirs: &Dirs, started: std::time::Instant) -> anyhow::Result<()> {
+    let clock: Arc<dyn Clock> = Arc::new(TokioClock);
+    let Parts {
+        chain,
+        gates,
+        settings,
+    } = wire::build_parts(config, clock.clone())?;
+    let (store, store_notice) = wire::open_daemon_store(config, clock.clone());
+
+    let (notices_tx, notices_rx) = tokio::sync::watch::channel(None);
+    let notifier = config.notify.enabled.then(|| {
+        let notifier = Arc::new(DesktopNotifier::new(config.notify.timeout_ms));
+        tokio::spawn(notify_worker(notifier, notices_rx, Duration::from_secs(5)))
+    });
+    let daemon = Daemon::new(
+        chain,
+        clock.clone(),
+        gates,
+        settings,
+        notices_tx,
+        Some(store.clone()),
+    );
+    let commands = daemon.commands();
+    if let Some(n) = store_notice {
+        let _ = commands.send(DaemonCommand::Notify(n)).await;
+    }
+
+    let (events_tx, events_rx) = tokio::sync::mpsc::channel(16);
+    let control = WatchControl {
+        paused: daemon.pause_flag(),
+        interval_ms: Arc::new(AtomicU64::new(
+            config.clipboard.poll_interval.as_millis() as u64
+        )),
+        ..WatchControl::default()
+    };
+    let watch_control = control.clone();
+    let max_chars = config.clipboard.gates.max_chars;
+    std::thread::Builder::new()
+        .name("yaku-clipboard".into())
+        .spawn(move || watch(SystemClipboard::new(max_chars), events_tx, watch_control))
+        .context("cannot start the clipboard thread")?;
+
+    // Reloads, from the control socket or SIGHUP, are built here and handed to the daemon.
+    let (reload_tx, mut reload_rx) = tokio::sync::mpsc::channel::<ReloadRequest>(4);
+    let reloader = {
+        let (commands, clock, interval) =
+            (commands.clone(), clock.clone(), control.interval_ms.clone());
+        let path = config.path.clone();
+        tokio::spawn(async move {
+            while let Some(reply) = reload_rx.recv().await {
+                let result = reload(&path, clock.clone(), &commands, &interval).await;
+                let _ = reply.send(result);
+            }
+        })
+    };
+    let socket = control::socket_path(&dirs.runtime);
+    let control_task = tokio::spawn({
+        let (commands, reload_tx) = (commands.clone(), reload_tx.clone());
+        let socket = socket.clone();
+        async move {
+            #[cfg(unix)]
+            if let Err(e) = control::serve(socket.clone(), commands, reload_tx, started).await {
+                tracing::warn!(path = %socket.display(), error = %e, "no control socket: `yaku status`, `pause` and `reload` will not reach this daemon");
+            }
+        }
+    });
+    let hangup = tokio::spawn(reload_on_sighup(reload_tx));
+    let retention = tokio::spawn({
+        let (store, rows, days) = (
+            store.clone(),
+            config.memory.history_max_rows,
+            config.memory.history_max_days,
+        );
+        async move {
+            loop {
+                tokio::time::sleep(Duration::from_secs(3600)).await;
+                store.with("applied the retention", |s| {
+                    s.prune(rows, days, std::time::SystemTime::now())
+                });
+            }
+        }
+    });
+
+    tracing::info!(
+        poll_ms = config.clipboard.poll_interval.as_millis() as u64,
+        "watching the clipboard"
+    );
+    let counts = daemon.run(events_rx, shutdown_signal()).await;
+    control.stop.store(true, Ordering::Relaxed);
+    for task in [control_task, hangup, retention, reloader] {
+        task.abort();
+    }
+    if let Some(task) = notifier {
+        task.abort();
+    }
+    let _ = std::fs::remove_file(&socket);
+    tracing::info!(
+        accepted = counts.accepted,
+        translated = counts.translated,
+        cached = counts.cached,
+        failed = counts.failed,
+        superseded = counts.superseded,
+        rejected = counts.rejected,
+        "session summary"
+    );
+    Ok(())
+}

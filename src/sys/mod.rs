@@ -1,0 +1,6 @@
+//! The operating system's small services that every layer uses: directories, private files,
+//! the terminal. Per-OS code for these lives here, behind `#[cfg]`, and nowhere else.
+
+pub mod dirs;
+pub mod private;
+pub mod terminal;

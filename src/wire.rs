@@ -1,0 +1,229 @@
+//! The one composition root: a `Config` becomes providers, a chain, a store and the daemon's
+//! settings. Every command and the daemon build their parts here.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+
+use crate::adapters::provider::{Settings, gemini::Gemini, openai::OpenAi};
+use crate::config::credentials::Credentials;
+use crate::config::{Config, ConfigError, KeyLookup, ProviderConfig, ProviderKind};
+use crate::core::chain::{Chain, ChainConfig, ChainEntry, SkipReason, Skipped};
+use crate::core::clock::Clock;
+use crate::core::prompt::TranslationRequest;
+use crate::core::provider::Provider;
+use crate::adapters::store::SqliteStore;
+use crate::core::daemon::DaemonSettings;
+use crate::core::gates::Gates;
+use crate::core::notice::Notice;
+use crate::core::ratelimit::RateLimit;
+use crate::core::store::{Opener, STORE_RETRY, Store, StoreHandle};
+use crate::sys::dirs::Dirs;
+
+/// Builds the chain the config describes. Providers without a key are listed as unusable.
+pub fn build_chain(
+    config: &Config,
+    credentials: &Credentials,
+    clock: Arc<dyn Clock>,
+) -> Result<Chain, ConfigError> {
+    let env = |var: &str| std::env::var(var).ok();
+    let mut entries = Vec::with_capacity(config.providers.len());
+    for p in &config.providers {
+        let limit = RateLimit::new(p.requests_per_minute, p.requests_per_day, clock.clone());
+        let (api_key, source) = match p.key(env, credentials, config.source.as_deref())? {
+            KeyLookup::Found { key, source } => (Some(key), Some(source)),
+            KeyLookup::NotNeeded => (None, None),
+            KeyLookup::Missing { hint } => {
+                tracing::debug!(provider = %p.name, "skipped: no API key ({hint})");
+                let reason = Skipped {
+                    provider: p.name.clone(),
+                    reason: SkipReason::NoKey,
+                    retry_after: None,
+                    daily: false,
+                    detail: "no API key".into(),
+                    advice: hint,
+                };
+                entries.push(ChainEntry::unusable(&p.name, reason, limit));
+                continue;
+            }
+        };
+        let provider = build_provider(p, api_key).map_err(|e| http_setup_error(&p.name, &e))?;
+        entries.push(ChainEntry::new(
+            provider,
+            config.breaker,
+            limit,
+            p.key_advice(source.as_ref()),
+        ));
+    }
+    let cfg = ChainConfig {
+        deadline: config.translation.deadline,
+        ..ChainConfig::default()
+    };
+    Ok(Chain::new(entries, clock, cfg))
+}
+
+/// The adapter for one configured provider, with its key.
+pub fn build_provider(
+    p: &ProviderConfig,
+    api_key: Option<String>,
+) -> Result<Arc<dyn Provider>, reqwest::Error> {
+    let settings = Settings {
+        name: p.name.clone(),
+        model: p.model.clone(),
+        base_url: p.base_url.clone(),
+        api_key,
+        timeout: p.timeout,
+        extra: p.extra.clone(),
+        json_mode: p.json_mode,
+    };
+    Ok(match p.kind {
+        ProviderKind::Gemini => Arc::new(Gemini::new(settings)?),
+        ProviderKind::Openai => Arc::new(OpenAi::new(settings)?),
+    })
+}
+
+fn http_setup_error(name: &str, e: &reqwest::Error) -> ConfigError {
+    ConfigError::File {
+        path: "(providers)".into(),
+        message: format!("provider \"{name}\": the HTTP client could not be set up: {e}"),
+    }
+}
+
+/// The request for one line under this config.
+pub fn request_for(config: &Config, text: &str) -> TranslationRequest {
+    TranslationRequest {
+        text: text.to_string(),
+        source_language: config.translation.source_language.clone(),
+        target_language: config.translation.target_language.clone(),
+        options: config.translation.options,
+        instructions: config.translation.instructions.clone(),
+        ..Default::default()
+    }
+}
+
+/// Opens the history store for a command that may run beside a live daemon: no integrity
+/// scan (the daemon did it) and pending rows left alone (they may be the daemon's line).
+pub fn open_store_for_command(config: &Config) -> anyhow::Result<crate::adapters::store::SqliteStore> {
+    use crate::adapters::store::{Options, SqliteStore};
+    let path = store_path(config)?;
+    let opts = Options {
+        quick_check: false,
+        recover_pending: false,
+        ..Options::default()
+    };
+    let (store, _) = SqliteStore::open_with(&path, &opts)
+        .with_context(|| format!("cannot open the history store {}", path.display()))?;
+    Ok(store)
+}
+
+/// The parts a config determines, built before anything changes so a broken config never
+/// replaces a working one.
+pub struct Parts {
+    pub chain: Arc<crate::core::chain::Chain>,
+    pub gates: Gates,
+    pub settings: DaemonSettings,
+}
+
+pub fn build_parts(config: &Config, clock: Arc<dyn Clock>) -> anyhow::Result<Parts> {
+    let credentials = Credentials::load(&Credentials::path_for(&config.path))?;
+    let chain = Arc::new(build_chain(config, &credentials, clock)?);
+    for entry in chain.entries() {
+        match &entry.unusable {
+            Some(s) => {
+                tracing::warn!(provider = %entry.name, "provider skipped: {} — {}", s.summary(), s.advice)
+            }
+            None => tracing::info!(provider = %entry.name, "provider ready"),
+        }
+    }
+    let gates = Gates::new(config.clipboard.gates.clone())
+        .context("the privacy gates could not be set up")?;
+    let settings = DaemonSettings {
+        collapse_repeats: config.clipboard.collapse_repeats,
+        show_original: config.notify.show_original,
+        include_text: config.log.include_text,
+        request: request_for(config, ""),
+        context_lines: config.memory.context_lines,
+        context_reset: config.memory.context_reset,
+        glossary: config.memory.glossary.clone(),
+        cache_enabled: config.memory.cache_enabled,
+    };
+    Ok(Parts {
+        chain,
+        gates,
+        settings,
+    })
+}
+
+/// The history store's file: `[store] path`, else the platform data dir.
+pub fn store_path(config: &Config) -> anyhow::Result<PathBuf> {
+    Ok(config.store_path(&Dirs::resolve()?))
+}
+
+/// The daemon's store calls run on its pipeline task: a file locked by someone else (an
+/// open `sqlite3` session) may hold a line up for at most a second, then the store is left
+/// alone for ten minutes.
+fn daemon_store_options() -> crate::adapters::store::Options {
+    crate::adapters::store::Options {
+        busy_timeout: Duration::from_secs(1),
+        ..Default::default()
+    }
+}
+
+/// Opens the store for the daemon. A store that cannot be opened is retried later; a file
+/// that was not a database is moved aside, and the returned notice says so once.
+pub fn open_daemon_store(config: &Config, clock: Arc<dyn Clock>) -> (Arc<StoreHandle>, Option<Notice>) {
+    let path = match store_path(config) {
+        Ok(p) => p,
+        Err(e) => {
+            tracing::warn!("no history store: {e:#}");
+            PathBuf::from("yaku.db")
+        }
+    };
+    let (max_rows, max_days) = (
+        config.memory.history_max_rows,
+        config.memory.history_max_days,
+    );
+    let reopen_path = path.clone();
+    let opener: Opener = Box::new(move || {
+        let (store, _) = SqliteStore::open_with(&reopen_path, &daemon_store_options())?;
+        Ok(Arc::new(store) as Arc<dyn Store>)
+    });
+    let mut notice = None;
+    let store: Option<Arc<dyn Store>> = match SqliteStore::open_with(&path, &daemon_store_options())
+    {
+        Ok((store, report)) => {
+            if let Some(moved) = &report.moved_aside {
+                tracing::warn!(moved_to = %moved.to.display(), reason = %moved.reason, "the history store was unreadable: moved aside, a fresh one was created");
+                notice = Some(Notice {
+                    summary: "yaku: history store replaced".into(),
+                    body: crate::core::notice::escape(&format!(
+                        "{} could not be read and was moved to {}; a new one was created.",
+                        path.display(),
+                        moved.to.display()
+                    )),
+                });
+            }
+            if report.interrupted > 0 {
+                tracing::info!(
+                    rows = report.interrupted,
+                    "lines left pending by the last run are now interrupted"
+                );
+            }
+            if let Err(e) = store.prune(max_rows, max_days, std::time::SystemTime::now()) {
+                tracing::warn!(error = %e, "history retention failed");
+            }
+            tracing::info!(path = %path.display(), "history store open");
+            Some(Arc::new(store))
+        }
+        Err(e) => {
+            tracing::warn!(path = %path.display(), error = %e, "history store unavailable; translating without history and cache, retrying every 10 minutes");
+            None
+        }
+    };
+    (
+        Arc::new(StoreHandle::new(store, opener, clock, STORE_RETRY)),
+        notice,
+    )
+}
