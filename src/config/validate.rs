@@ -14,284 +14,330 @@ use crate::core::memory::{Glossary, GlossaryEntry, parse_glossary_tsv};
 
 impl Config {
     pub(super) fn from_raw(
-        raw: RawConfig,
+        mut raw: RawConfig,
         text: &str,
         path: &Path,
         exists: bool,
     ) -> Result<Config, ConfigError> {
         let v = Validator { text, path };
-        let t = &raw.translation;
-        let options = v.int_range(t.options, 1, 5, &["translation", "options"])? as u8;
-        let deadline = v.secs(
-            t.deadline_secs,
-            1.0,
-            600.0,
-            &["translation", "deadline_secs"],
-        )?;
-        for (value, key) in [
-            (&t.source_language, "source_language"),
-            (&t.target_language, "target_language"),
-        ] {
-            if value.trim().is_empty() {
-                return Err(v.err(
-                    &["translation", key],
-                    "must name a language, such as \"Japanese\"",
-                ));
-            }
-        }
-        let b = &raw.breaker;
-        let failures_to_open =
-            v.int_range(b.failures_to_open, 1, 100, &["breaker", "failures_to_open"])? as u32;
-        let open = v.secs(b.open_secs, 1.0, 86_400.0, &["breaker", "open_secs"])?;
-        let max_open = v.secs(
-            b.max_open_secs,
-            1.0,
-            86_400.0,
-            &["breaker", "max_open_secs"],
-        )?;
-        if max_open < open {
-            return Err(v.err(
-                &["breaker", "max_open_secs"],
-                "must be at least `open_secs`",
-            ));
-        }
-
+        let translation = translation(&v, &raw.translation)?;
+        let breaker = breaker(&v, &raw.breaker)?;
         if raw.providers.is_empty() {
             return Err(v.err(&["providers"], "at least one [[providers]] entry is needed"));
         }
         let mut providers: Vec<ProviderConfig> = Vec::with_capacity(raw.providers.len());
-        for (i, p) in raw.providers.into_iter().enumerate() {
-            let at = |key: &'static str| -> Vec<PathSeg> {
-                vec!["providers".into(), i.into(), key.into()]
-            };
-            let name = p.name.trim().to_string();
-            if name.is_empty()
-                || !name
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-            {
+        for (i, p) in std::mem::take(&mut raw.providers).into_iter().enumerate() {
+            let p = provider(&v, i, p)?;
+            if providers.iter().any(|q| q.name == p.name) {
+                let at: Vec<PathSeg> = vec!["providers".into(), i.into(), "name".into()];
                 return Err(v.err_at(
-                    &at("name"),
-                    "must be a non-empty name of letters, digits, '-' or '_'",
-                ));
-            }
-            if providers.iter().any(|q| q.name == name) {
-                return Err(v.err_at(
-                    &at("name"),
-                    &format!("\"{name}\" is used by an earlier provider; names must be unique"),
-                ));
-            }
-            if p.model.trim().is_empty() {
-                return Err(v.err_at(&at("model"), "must name a model"));
-            }
-            let base_url = match (p.base_url, p.kind) {
-                (Some(u), _) => u.trim().trim_end_matches('/').to_string(),
-                (None, ProviderKind::Gemini) => GEMINI_BASE_URL.to_string(),
-                (None, ProviderKind::Openai) => {
-                    return Err(v.err_at(
-                        &at("name"),
-                        &format!("provider \"{name}\" needs `base_url` (for example \"https://api.groq.com/openai/v1\")"),
-                    ));
-                }
-            };
-            check_base_url(&base_url).map_err(|m| v.err_at(&at("base_url"), &m))?;
-            let rpm = v.int_range_at(
-                p.requests_per_minute,
-                0,
-                100_000,
-                &at("requests_per_minute"),
-            )? as u32;
-            let rpd =
-                v.int_range_at(p.requests_per_day, 0, 10_000_000, &at("requests_per_day"))? as u32;
-            let timeout = v.secs_at(p.timeout_secs, 1.0, 600.0, &at("timeout_secs"))?;
-            let api_key_env = p
-                .api_key_env
-                .map(|s| s.trim().to_string())
-                .filter(|s| !s.is_empty());
-            let api_key = p.api_key.filter(|k| !k.trim().is_empty());
-            let api_key_line = api_key.as_ref().and_then(|_| v.line(&at("api_key")));
-            let extra = match p.extra {
-                Some(table) => serde_json::to_value(&table)
-                    .map_err(|e| v.err_at(&at("extra"), &format!("cannot be sent as JSON: {e}")))?,
-                None => serde_json::Value::Object(Default::default()),
-            };
-            providers.push(ProviderConfig {
-                name,
-                kind: p.kind,
-                model: p.model.trim().to_string(),
-                base_url,
-                api_key_env,
-                api_key,
-                requests_per_minute: rpm,
-                requests_per_day: rpd,
-                timeout,
-                json_mode: p.json_mode,
-                extra,
-                api_key_line,
-            });
-        }
-
-        let c = &raw.clipboard;
-        let poll_interval = Duration::from_millis(v.int_range(
-            c.poll_interval_ms,
-            20,
-            10_000,
-            &["clipboard", "poll_interval_ms"],
-        )? as u64);
-        let min_chars = v.int_range(c.min_chars, 1, 100_000, &["clipboard", "min_chars"])? as usize;
-        let max_chars = v.int_range(c.max_chars, 1, 100_000, &["clipboard", "max_chars"])? as usize;
-        if max_chars < min_chars {
-            return Err(v.err(&["clipboard", "max_chars"], "must be at least `min_chars`"));
-        }
-        if !(0.0..=1.0).contains(&c.min_script_ratio) {
-            return Err(v.err(
-                &["clipboard", "min_script_ratio"],
-                &format!("{} is out of range: must be 0.0 to 1.0", c.min_script_ratio),
-            ));
-        }
-        let mut ignore = Vec::with_capacity(c.ignore.len());
-        for (i, pattern) in c.ignore.iter().enumerate() {
-            let re = regex::Regex::new(pattern).map_err(|e| {
-                v.err_at(
-                    &["clipboard".into(), "ignore".into(), i.into()],
-                    &format!("not a valid regular expression: {e}"),
-                )
-            })?;
-            ignore.push(re);
-        }
-        let gates = GateConfig {
-            min_chars,
-            max_chars,
-            min_script_ratio: c.min_script_ratio,
-            require_script: c.require_script,
-            source_language: t.source_language.trim().to_string(),
-            ignore,
-        };
-        Gates::new(gates.clone()).map_err(|e| match e {
-            GateConfigError::UnsupportedLanguage { .. } => {
-                v.err(&["translation", "source_language"], &e.to_string())
-            }
-            other => v.err(&["clipboard"], &other.to_string()),
-        })?;
-        let n = &raw.notify;
-        let timeout_ms = v.int_range(n.timeout_ms, 0, 600_000, &["notify", "timeout_ms"])? as u32;
-        let l = &raw.log;
-        if tracing_subscriber::EnvFilter::try_new(&l.level).is_err() || l.level.trim().is_empty() {
-            return Err(v.err(
-                &["log", "level"],
-                &format!(
-                    "\"{}\" is not a log level (error, warn, info, debug, trace)",
-                    l.level
-                ),
-            ));
-        }
-        let keep_files = v.int_range(l.keep_files, 1, 10_000, &["log", "keep_files"])? as usize;
-
-        let context_lines =
-            v.int_range(t.context_lines, 0, 50, &["translation", "context_lines"])? as usize;
-        let context_reset = v.secs(
-            t.context_reset_secs,
-            1.0,
-            86_400.0,
-            &["translation", "context_reset_secs"],
-        )?;
-        let mut glossary = Vec::new();
-        for (term, rendering) in &raw.glossary {
-            let Some(target) = rendering.as_str().map(str::trim).filter(|t| !t.is_empty()) else {
-                let segs: Vec<PathSeg> = vec!["glossary".into()];
-                return Err(v.err_at(
-                    &segs,
+                    &at,
                     &format!(
-                        "\"{term}\" must map to a non-empty string, as in \"先輩\" = \"senpai\""
+                        "\"{}\" is used by an earlier provider; names must be unique",
+                        p.name
                     ),
                 ));
-            };
-            if term.trim().is_empty() {
-                return Err(v.err(&["glossary"], "a glossary term cannot be empty"));
             }
-            glossary.push(GlossaryEntry {
-                source: term.trim().to_string(),
-                target: target.to_string(),
-                note: String::new(),
-            });
+            providers.push(p);
         }
-        let glossary_file = t.glossary_file.trim();
-        if !glossary_file.is_empty() {
-            let file = path.parent().map_or_else(
-                || PathBuf::from(glossary_file),
-                |dir| dir.join(glossary_file),
-            );
-            let text = std::fs::read_to_string(&file).map_err(|e| {
-                v.err(
-                    &["translation", "glossary_file"],
-                    &format!("cannot read {}: {e}", file.display()),
-                )
-            })?;
-            let entries =
-                parse_glossary_tsv(&text).map_err(|(line, message)| ConfigError::Invalid {
-                    path: file.clone(),
-                    line: Some(line),
-                    key: "glossary_file".into(),
-                    message,
-                })?;
-            glossary.extend(entries);
-        }
-        let max_rows =
-            v.int_range(raw.history.max_rows, 0, i64::MAX, &["history", "max_rows"])? as u64;
-        let max_days =
-            v.int_range(raw.history.max_days, 0, 100_000, &["history", "max_days"])? as u64;
-        let memory = MemoryConfig {
-            context_lines,
-            context_reset,
-            glossary: Glossary::new(glossary),
-            cache_enabled: raw.cache.enabled,
-            history_max_rows: max_rows,
-            history_max_days: max_days,
-            store_path: Some(raw.store.path.trim())
-                .filter(|p| !p.is_empty())
-                .map(PathBuf::from),
-        };
-
+        let clipboard = clipboard(&v, &raw.clipboard, &raw.translation)?;
+        let notify = notify(&v, &raw.notify)?;
+        let log = log(&v, &raw.log)?;
+        let memory = memory(&v, &raw)?;
         Ok(Config {
             source: exists.then(|| path.to_path_buf()),
             path: path.to_path_buf(),
             memory,
-            clipboard: ClipboardConfig {
-                poll_interval,
-                collapse_repeats: c.collapse_repeats,
-                gates,
-            },
-            notify: NotifyConfig {
-                enabled: n.enabled,
-                timeout_ms,
-                show_original: n.show_original,
-            },
-            log: LogConfig {
-                level: l.level.trim().to_string(),
-                dir: Some(l.dir.trim())
-                    .filter(|d| !d.is_empty())
-                    .map(PathBuf::from),
-                rotation: l.rotation,
-                keep_files,
-                include_text: l.include_text,
-            },
-            translation: TranslationConfig {
-                source_language: t.source_language.trim().to_string(),
-                target_language: t.target_language.trim().to_string(),
-                options,
-                instructions: t.instructions.trim().to_string(),
-                deadline,
-            },
-            breaker: BreakerConfig {
-                failures_to_open,
-                open,
-                max_open,
-            },
+            clipboard,
+            notify,
+            log,
+            translation,
+            breaker,
             providers,
         })
     }
 }
 
+fn translation(v: &Validator<'_>, t: &RawTranslation) -> Result<TranslationConfig, ConfigError> {
+    let options = v.int_range(t.options, 1, 5, &["translation", "options"])? as u8;
+    let deadline = v.secs(
+        t.deadline_secs,
+        1.0,
+        600.0,
+        &["translation", "deadline_secs"],
+    )?;
+    for (value, key) in [
+        (&t.source_language, "source_language"),
+        (&t.target_language, "target_language"),
+    ] {
+        if value.trim().is_empty() {
+            return Err(v.err(
+                &["translation", key],
+                "must name a language, such as \"Japanese\"",
+            ));
+        }
+    }
+    Ok(TranslationConfig {
+        source_language: t.source_language.trim().to_string(),
+        target_language: t.target_language.trim().to_string(),
+        options,
+        instructions: t.instructions.trim().to_string(),
+        deadline,
+    })
+}
+
+fn breaker(v: &Validator<'_>, b: &RawBreaker) -> Result<BreakerConfig, ConfigError> {
+    let failures_to_open =
+        v.int_range(b.failures_to_open, 1, 100, &["breaker", "failures_to_open"])? as u32;
+    let open = v.secs(b.open_secs, 1.0, 86_400.0, &["breaker", "open_secs"])?;
+    let max_open = v.secs(
+        b.max_open_secs,
+        1.0,
+        86_400.0,
+        &["breaker", "max_open_secs"],
+    )?;
+    if max_open < open {
+        return Err(v.err(
+            &["breaker", "max_open_secs"],
+            "must be at least `open_secs`",
+        ));
+    }
+    Ok(BreakerConfig {
+        failures_to_open,
+        open,
+        max_open,
+    })
+}
+
+/// One `[[providers]]` entry (the `i`th); uniqueness of names is checked by the caller.
+fn provider(v: &Validator<'_>, i: usize, p: RawProvider) -> Result<ProviderConfig, ConfigError> {
+    let at = |key: &'static str| -> Vec<PathSeg> { vec!["providers".into(), i.into(), key.into()] };
+    let name = p.name.trim().to_string();
+    if name.is_empty()
+        || !name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    {
+        return Err(v.err_at(
+            &at("name"),
+            "must be a non-empty name of letters, digits, '-' or '_'",
+        ));
+    }
+    if p.model.trim().is_empty() {
+        return Err(v.err_at(&at("model"), "must name a model"));
+    }
+    let base_url = match (p.base_url, p.kind) {
+        (Some(u), _) => u.trim().trim_end_matches('/').to_string(),
+        (None, ProviderKind::Gemini) => GEMINI_BASE_URL.to_string(),
+        (None, ProviderKind::Openai) => {
+            return Err(v.err_at(
+                &at("name"),
+                &format!("provider \"{name}\" needs `base_url` (for example \"https://api.groq.com/openai/v1\")"),
+            ));
+        }
+    };
+    check_base_url(&base_url).map_err(|m| v.err_at(&at("base_url"), &m))?;
+    let rpm = v.int_range_at(
+        p.requests_per_minute,
+        0,
+        100_000,
+        &at("requests_per_minute"),
+    )? as u32;
+    let rpd = v.int_range_at(p.requests_per_day, 0, 10_000_000, &at("requests_per_day"))? as u32;
+    let timeout = v.secs_at(p.timeout_secs, 1.0, 600.0, &at("timeout_secs"))?;
+    let api_key_env = p
+        .api_key_env
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty());
+    let api_key = p.api_key.filter(|k| !k.trim().is_empty());
+    let api_key_line = api_key.as_ref().and_then(|_| v.line(&at("api_key")));
+    let extra = match p.extra {
+        Some(table) => serde_json::to_value(&table)
+            .map_err(|e| v.err_at(&at("extra"), &format!("cannot be sent as JSON: {e}")))?,
+        None => serde_json::Value::Object(Default::default()),
+    };
+    Ok(ProviderConfig {
+        name,
+        kind: p.kind,
+        model: p.model.trim().to_string(),
+        base_url,
+        api_key_env,
+        api_key,
+        requests_per_minute: rpm,
+        requests_per_day: rpd,
+        timeout,
+        json_mode: p.json_mode,
+        extra,
+        api_key_line,
+    })
+}
+
+/// `[clipboard]`, and the gates it configures with the translation's source language.
+fn clipboard(
+    v: &Validator<'_>,
+    c: &RawClipboard,
+    t: &RawTranslation,
+) -> Result<ClipboardConfig, ConfigError> {
+    let poll_interval = Duration::from_millis(v.int_range(
+        c.poll_interval_ms,
+        20,
+        10_000,
+        &["clipboard", "poll_interval_ms"],
+    )? as u64);
+    let min_chars = v.int_range(c.min_chars, 1, 100_000, &["clipboard", "min_chars"])? as usize;
+    let max_chars = v.int_range(c.max_chars, 1, 100_000, &["clipboard", "max_chars"])? as usize;
+    if max_chars < min_chars {
+        return Err(v.err(&["clipboard", "max_chars"], "must be at least `min_chars`"));
+    }
+    if !(0.0..=1.0).contains(&c.min_script_ratio) {
+        return Err(v.err(
+            &["clipboard", "min_script_ratio"],
+            &format!("{} is out of range: must be 0.0 to 1.0", c.min_script_ratio),
+        ));
+    }
+    let mut ignore = Vec::with_capacity(c.ignore.len());
+    for (i, pattern) in c.ignore.iter().enumerate() {
+        let re = regex::Regex::new(pattern).map_err(|e| {
+            v.err_at(
+                &["clipboard".into(), "ignore".into(), i.into()],
+                &format!("not a valid regular expression: {e}"),
+            )
+        })?;
+        ignore.push(re);
+    }
+    let gates = GateConfig {
+        min_chars,
+        max_chars,
+        min_script_ratio: c.min_script_ratio,
+        require_script: c.require_script,
+        source_language: t.source_language.trim().to_string(),
+        ignore,
+    };
+    Gates::new(gates.clone()).map_err(|e| match e {
+        GateConfigError::UnsupportedLanguage { .. } => {
+            v.err(&["translation", "source_language"], &e.to_string())
+        }
+        other => v.err(&["clipboard"], &other.to_string()),
+    })?;
+    Ok(ClipboardConfig {
+        poll_interval,
+        collapse_repeats: c.collapse_repeats,
+        gates,
+    })
+}
+
+fn notify(v: &Validator<'_>, n: &RawNotify) -> Result<NotifyConfig, ConfigError> {
+    let timeout_ms = v.int_range(n.timeout_ms, 0, 600_000, &["notify", "timeout_ms"])? as u32;
+    Ok(NotifyConfig {
+        enabled: n.enabled,
+        timeout_ms,
+        show_original: n.show_original,
+    })
+}
+
+fn log(v: &Validator<'_>, l: &RawLog) -> Result<LogConfig, ConfigError> {
+    if tracing_subscriber::EnvFilter::try_new(&l.level).is_err() || l.level.trim().is_empty() {
+        return Err(v.err(
+            &["log", "level"],
+            &format!(
+                "\"{}\" is not a log level (error, warn, info, debug, trace)",
+                l.level
+            ),
+        ));
+    }
+    let keep_files = v.int_range(l.keep_files, 1, 10_000, &["log", "keep_files"])? as usize;
+    Ok(LogConfig {
+        level: l.level.trim().to_string(),
+        dir: Some(l.dir.trim())
+            .filter(|d| !d.is_empty())
+            .map(PathBuf::from),
+        rotation: l.rotation,
+        keep_files,
+        include_text: l.include_text,
+    })
+}
+
+/// Context, glossary (inline and `glossary_file`), cache, history and store.
+fn memory(v: &Validator<'_>, raw: &RawConfig) -> Result<MemoryConfig, ConfigError> {
+    let t = &raw.translation;
+    let context_lines =
+        v.int_range(t.context_lines, 0, 50, &["translation", "context_lines"])? as usize;
+    let context_reset = v.secs(
+        t.context_reset_secs,
+        1.0,
+        86_400.0,
+        &["translation", "context_reset_secs"],
+    )?;
+    let mut glossary = inline_glossary(v, &raw.glossary)?;
+    glossary.extend(glossary_file(v, t)?);
+    let max_rows =
+        v.int_range(raw.history.max_rows, 0, i64::MAX, &["history", "max_rows"])? as u64;
+    let max_days = v.int_range(raw.history.max_days, 0, 100_000, &["history", "max_days"])? as u64;
+    Ok(MemoryConfig {
+        context_lines,
+        context_reset,
+        glossary: Glossary::new(glossary),
+        cache_enabled: raw.cache.enabled,
+        history_max_rows: max_rows,
+        history_max_days: max_days,
+        store_path: Some(raw.store.path.trim())
+            .filter(|p| !p.is_empty())
+            .map(PathBuf::from),
+    })
+}
+
+/// The `[glossary]` table.
+fn inline_glossary(
+    v: &Validator<'_>,
+    table: &toml::Table,
+) -> Result<Vec<GlossaryEntry>, ConfigError> {
+    let mut glossary = Vec::new();
+    for (term, rendering) in table {
+        let Some(target) = rendering.as_str().map(str::trim).filter(|t| !t.is_empty()) else {
+            let segs: Vec<PathSeg> = vec!["glossary".into()];
+            return Err(v.err_at(
+                &segs,
+                &format!("\"{term}\" must map to a non-empty string, as in \"先輩\" = \"senpai\""),
+            ));
+        };
+        if term.trim().is_empty() {
+            return Err(v.err(&["glossary"], "a glossary term cannot be empty"));
+        }
+        glossary.push(GlossaryEntry {
+            source: term.trim().to_string(),
+            target: target.to_string(),
+            note: String::new(),
+        });
+    }
+    Ok(glossary)
+}
+
+/// `[translation] glossary_file`, relative to the config's directory.
+fn glossary_file(
+    v: &Validator<'_>,
+    t: &RawTranslation,
+) -> Result<Vec<GlossaryEntry>, ConfigError> {
+    let name = t.glossary_file.trim();
+    if name.is_empty() {
+        return Ok(Vec::new());
+    }
+    let file = v
+        .path
+        .parent()
+        .map_or_else(|| PathBuf::from(name), |dir| dir.join(name));
+    let text = std::fs::read_to_string(&file).map_err(|e| {
+        v.err(
+            &["translation", "glossary_file"],
+            &format!("cannot read {}: {e}", file.display()),
+        )
+    })?;
+    parse_glossary_tsv(&text).map_err(|(line, message)| ConfigError::Invalid {
+        path: file.clone(),
+        line: Some(line),
+        key: "glossary_file".into(),
+        message,
+    })
+}
 
 /// `https` required unless the host is loopback (a local Ollama or LM Studio).
 pub(super) fn check_base_url(url: &str) -> Result<(), String> {
