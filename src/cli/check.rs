@@ -4,150 +4,56 @@
 use std::path::Path;
 
 use anyhow::Context;
-use serde_json::json;
+use serde_json::{Value, json};
 
 use super::CheckFailed;
 use super::probe;
-use crate::config::Config;
 use crate::config::credentials::Credentials;
+use crate::config::{Config, ConfigError};
 use crate::sys::dirs::Dirs;
 
-pub fn run(path: &Path, as_json: bool, offline: bool) -> anyhow::Result<()> {
+/// The report: one JSON member and one text line per item, in order.
+#[derive(Default)]
+struct Report {
+    json: serde_json::Map<String, Value>,
+    lines: Vec<String>,
+}
 
+impl Report {
+    fn add(&mut self, key: &str, value: Value, line: String) {
+        self.json.insert(key.into(), value);
+        self.lines.push(line);
+    }
+}
+
+pub fn run(path: &Path, as_json: bool, offline: bool) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
     let config = Config::load(path);
-    let mut report = serde_json::Map::new();
-    let mut lines: Vec<String> = Vec::new();
+    let mut report = Report::default();
+    config_item(&mut report, path, &config);
     let mut can_translate = false;
-    match &config {
-        Ok(c) => {
-            let where_ = c.source.as_ref().map_or_else(
-                || format!("{} (not found: defaults)", path.display()),
-                |p| p.display().to_string(),
-            );
-            report.insert(
-                "config".into(),
-                json!({ "ok": true, "path": path, "detail": where_ }),
-            );
-            lines.push(format!("config: ok — {where_}"));
-        }
-        Err(e) => {
-            report.insert(
-                "config".into(),
-                json!({ "ok": false, "path": path, "detail": e.to_string() }),
-            );
-            lines.push(format!("config: error — {e}"));
-        }
-    }
     if let Ok(config) = &config {
-        let credentials = Credentials::load(&Credentials::path_for(&config.path));
-        let credentials = match credentials {
-            Ok(c) => c,
-            Err(e) => {
-                lines.push(format!("credentials: error — {e}"));
-                Credentials::default()
-            }
-        };
-        let checks = runtime.block_on(async {
-            let mut out = Vec::new();
-            for p in &config.providers {
-                out.push(probe::check_provider(p, config, &credentials, offline).await);
-            }
-            out
-        });
-        can_translate = checks.iter().any(|c| c.usable(offline));
-        for c in &checks {
-            lines.push(format!("{}: {}", c.name, c.message));
-        }
-        report.insert(
-            "providers".into(),
-            checks.iter().map(probe::ProviderCheck::to_json).collect(),
-        );
-        let dirs = Dirs::resolve();
-        if let Ok(dirs) = &dirs {
-            let logs = probe::check_log_dir(&config.log_dir(dirs));
-            lines.push(format!(
-                "log dir: {} — {}",
-                logs["path"].as_str().unwrap_or(""),
-                logs["detail"].as_str().unwrap_or("")
-            ));
-            report.insert("log_dir".into(), logs);
-        }
-        if let Ok(store_path) = crate::wire::store_path(config) {
-            let store = probe::check_store(&store_path);
-            lines.push(format!(
-                "history store: {} — {}",
-                store_path.display(),
-                store["detail"].as_str().unwrap_or("")
-            ));
-            report.insert("store".into(), store);
-        }
+        can_translate = runtime.block_on(providers(&mut report, config, offline));
+        paths(&mut report, config);
     }
     let clipboard = runtime.block_on(probe::check_clipboard());
-    lines.push(format!(
-        "clipboard: {}",
-        clipboard["detail"].as_str().unwrap_or("")
-    ));
-    report.insert("clipboard".into(), clipboard);
+    let line = format!("clipboard: {}", detail(&clipboard));
+    report.add("clipboard", clipboard, line);
     let notifications = runtime.block_on(probe::check_notifications());
-    lines.push(format!(
-        "notifications: {}",
-        notifications["detail"].as_str().unwrap_or("")
-    ));
-    report.insert("notifications".into(), notifications);
-    if let Ok(c) = &config {
-        let service = Dirs::resolve()
-            .map_err(|e| e.to_string())
-            .and_then(|dirs| {
-                let binary = std::env::current_exe().map_err(|e| e.to_string())?;
-                crate::service::ServiceEnv::from_process(binary, c.log_dir(&dirs))
-                    .map_err(|e| e.to_string())
-            })
-            .and_then(|env| crate::service::status(&env).map_err(|e| e.to_string()));
-        match service {
-            Ok(st) => {
-                let summary = match st.entries.first() {
-                    None => "not installed (`yaku service install`)".to_string(),
-                    Some(e) => format!(
-                        "{} — enabled: {}, running: {}{}",
-                        e.kind,
-                        e.enabled
-                            .map_or("unknown", |b| if b { "yes" } else { "no" }),
-                        e.running
-                            .map_or("unknown", |b| if b { "yes" } else { "no" }),
-                        if e.points_here {
-                            ""
-                        } else {
-                            "; points at another binary: run `yaku service install`"
-                        }
-                    ),
-                };
-                lines.push(format!("service: {summary}"));
-                report.insert("service".into(), st.to_json());
-            }
-            Err(e) => {
-                lines.push(format!("service: unknown — {e}"));
-                report.insert("service".into(), json!({ "installed": null, "error": e }));
-            }
-        }
+    let line = format!("notifications: {}", detail(&notifications));
+    report.add("notifications", notifications, line);
+    if let Ok(config) = &config {
+        service(&mut report, config);
     }
-    let daemon = match super::control::request(crate::protocol::Request::Status) {
-        Ok(v) => json!({ "running": true, "pid": v["pid"], "paused": v["paused"] }),
-        Err(_) => json!({ "running": false, "pid": null, "paused": null }),
-    };
-    lines.push(match daemon["pid"].as_u64() {
-        Some(pid) => format!("daemon: running (pid {pid})"),
-        None => "daemon: not running".to_string(),
-    });
-    report.insert("daemon".into(), daemon);
-    report.insert("can_translate".into(), can_translate.into());
+    daemon(&mut report);
+    report.json.insert("can_translate".into(), can_translate.into());
     if as_json {
-        println!("{}", serde_json::Value::Object(report));
+        println!("{}", Value::Object(report.json));
     } else {
-        for l in &lines {
+        for l in &report.lines {
             println!("{l}");
         }
     }
@@ -156,4 +62,128 @@ pub fn run(path: &Path, as_json: bool, offline: bool) -> anyhow::Result<()> {
     } else {
         Err(CheckFailed.into())
     }
+}
+
+fn detail(v: &Value) -> &str {
+    v["detail"].as_str().unwrap_or("")
+}
+
+fn config_item(report: &mut Report, path: &Path, config: &Result<Config, ConfigError>) {
+    match config {
+        Ok(c) => {
+            let where_ = c.source.as_ref().map_or_else(
+                || format!("{} (not found: defaults)", path.display()),
+                |p| p.display().to_string(),
+            );
+            let line = format!("config: ok — {where_}");
+            report.add(
+                "config",
+                json!({ "ok": true, "path": path, "detail": where_ }),
+                line,
+            );
+        }
+        Err(e) => report.add(
+            "config",
+            json!({ "ok": false, "path": path, "detail": e.to_string() }),
+            format!("config: error — {e}"),
+        ),
+    }
+}
+
+/// Each provider's key and one live request (none with `offline`); whether any can translate.
+async fn providers(report: &mut Report, config: &Config, offline: bool) -> bool {
+    let credentials = match Credentials::load(&Credentials::path_for(&config.path)) {
+        Ok(c) => c,
+        Err(e) => {
+            report.lines.push(format!("credentials: error — {e}"));
+            Credentials::default()
+        }
+    };
+    let mut checks = Vec::new();
+    for p in &config.providers {
+        checks.push(probe::check_provider(p, config, &credentials, offline).await);
+    }
+    for c in &checks {
+        report.lines.push(format!("{}: {}", c.name, c.message));
+    }
+    report.json.insert(
+        "providers".into(),
+        checks.iter().map(probe::ProviderCheck::to_json).collect(),
+    );
+    checks.iter().any(|c| c.usable(offline))
+}
+
+/// The log directory and the history store.
+fn paths(report: &mut Report, config: &Config) {
+    if let Ok(dirs) = &Dirs::resolve() {
+        let logs = probe::check_log_dir(&config.log_dir(dirs));
+        let line = format!(
+            "log dir: {} — {}",
+            logs["path"].as_str().unwrap_or(""),
+            detail(&logs)
+        );
+        report.add("log_dir", logs, line);
+    }
+    if let Ok(store_path) = crate::wire::store_path(config) {
+        let store = probe::check_store(&store_path);
+        let line = format!(
+            "history store: {} — {}",
+            store_path.display(),
+            detail(&store)
+        );
+        report.add("store", store, line);
+    }
+}
+
+fn yes_no(b: Option<bool>) -> &'static str {
+    b.map_or("unknown", |b| if b { "yes" } else { "no" })
+}
+
+/// The login service: installed, enabled, running, and whether it starts this binary.
+fn service(report: &mut Report, config: &Config) {
+    let service = Dirs::resolve()
+        .map_err(|e| e.to_string())
+        .and_then(|dirs| {
+            let binary = std::env::current_exe().map_err(|e| e.to_string())?;
+            crate::service::ServiceEnv::from_process(binary, config.log_dir(&dirs))
+                .map_err(|e| e.to_string())
+        })
+        .and_then(|env| crate::service::status(&env).map_err(|e| e.to_string()));
+    match service {
+        Ok(st) => {
+            let summary = match st.entries.first() {
+                None => "not installed (`yaku service install`)".to_string(),
+                Some(e) => format!(
+                    "{} — enabled: {}, running: {}{}",
+                    e.kind,
+                    yes_no(e.enabled),
+                    yes_no(e.running),
+                    if e.points_here {
+                        ""
+                    } else {
+                        "; points at another binary: run `yaku service install`"
+                    }
+                ),
+            };
+            report.add("service", st.to_json(), format!("service: {summary}"));
+        }
+        Err(e) => report.add(
+            "service",
+            json!({ "installed": null, "error": e }),
+            format!("service: unknown — {e}"),
+        ),
+    }
+}
+
+/// Whether a daemon answers on the control socket.
+fn daemon(report: &mut Report) {
+    let daemon = match super::control::request(crate::protocol::Request::Status) {
+        Ok(v) => json!({ "running": true, "pid": v["pid"], "paused": v["paused"] }),
+        Err(_) => json!({ "running": false, "pid": null, "paused": null }),
+    };
+    let line = match daemon["pid"].as_u64() {
+        Some(pid) => format!("daemon: running (pid {pid})"),
+        None => "daemon: not running".to_string(),
+    };
+    report.add("daemon", daemon, line);
 }
