@@ -731,6 +731,11 @@ fn without_a_notification_server_lines_are_still_translated_and_the_warning_is_g
         1,
         "one warning about the missing notification server, for two lines:\n{log}"
     );
+    assert!(
+        warnings[0].contains("no notification server"),
+        "the failure is told apart as a missing server (NotifyError::NoServer): {}",
+        warnings[0]
+    );
 }
 
 fn stops_within_2s_with_exit_0_during_a_hanging_request(sig: i32, name: &str) {

@@ -55,6 +55,8 @@ mod x11 {
         generation: u32,
         /// Texts longer than this many bytes are reported as oversized without being read.
         max_bytes: usize,
+        /// The X display to read (":N"); None: `$DISPLAY`.
+        display: Option<String>,
     }
 
     impl X11Clipboard {
@@ -64,11 +66,21 @@ mod x11 {
                 conn: None,
                 generation: 0,
                 max_bytes: max_chars.saturating_mul(4).max(64),
+                display: None,
             }
         }
 
-        fn connect(generation: u32) -> Result<Conn, ClipboardError> {
-            let (conn, screen_num) = x11rb::connect(None).map_err(|e| {
+        /// Reads `display` (":N") instead of `$DISPLAY`: tests run many X servers at once in
+        /// one process, whose environment they cannot change safely.
+        pub fn on_display(max_chars: usize, display: &str) -> Self {
+            Self {
+                display: Some(display.to_string()),
+                ..Self::new(max_chars)
+            }
+        }
+
+        fn connect(display: Option<&str>, generation: u32) -> Result<Conn, ClipboardError> {
+            let (conn, screen_num) = x11rb::connect(display).map_err(|e| {
                 ClipboardError::Unavailable(format!("cannot open the X display: {e}"))
             })?;
             let screen = conn
@@ -244,7 +256,7 @@ mod x11 {
     impl ClipboardSource for X11Clipboard {
         fn read(&mut self) -> Result<ClipboardRead, ClipboardError> {
             if self.conn.is_none() {
-                self.conn = Some(Self::connect(self.generation)?);
+                self.conn = Some(Self::connect(self.display.as_deref(), self.generation)?);
             }
             let result = match &self.conn {
                 Some(c) => c.read(self.max_bytes),

@@ -3,7 +3,10 @@
 //! and count what was asked of it, so a test knows when the daemon has read an offer.
 //!
 //! Each offer is made from a new window, as a fresh copy in an application would be: the
-//! selection owner changes every time, whatever the daemon compares.
+//! selection owner changes every time, whatever the daemon compares. Besides text, an offer
+//! can be an owner with no text target, one that refuses to list its targets, one that never
+//! answers, or one that loses the CLIPBOARD to another between a reader's TARGETS and text
+//! requests (tests/clipboard_contract.rs holds the fake clipboard to these).
 
 use std::collections::HashMap;
 use std::sync::mpsc;
@@ -32,12 +35,31 @@ pub struct Served {
     pub hint: usize,
 }
 
+/// What an offer's owner does.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Kind {
+    /// Lists TARGETS, UTF8_STRING (and the hint, if concealed) and serves the text.
+    Text,
+    /// Lists TARGETS and image/png only.
+    NoText,
+    /// Refuses the TARGETS request.
+    Unlisted,
+    /// Never answers any request.
+    Hung,
+    /// On the first TARGETS request, before answering it, another window takes the CLIPBOARD
+    /// with this text (concealed or not); the reader's text request then reaches that one.
+    TakeOver(String, bool),
+}
+
 enum Cmd {
     Offer {
         text: String,
         concealed: bool,
+        kind: Kind,
         reply: mpsc::Sender<Result<u64, String>>,
     },
+    /// Gives the CLIPBOARD up: nobody owns it.
+    Clear(mpsc::Sender<Result<u64, String>>),
     Stop,
 }
 
@@ -59,6 +81,7 @@ struct Offer {
     id: u64,
     text: String,
     concealed: bool,
+    kind: Kind,
 }
 
 struct Atoms {
@@ -66,6 +89,7 @@ struct Atoms {
     targets: Atom,
     utf8: Atom,
     hint: Atom,
+    png: Atom,
 }
 
 impl ClipboardOwner {
@@ -86,6 +110,7 @@ impl ClipboardOwner {
             targets: intern("TARGETS")?,
             utf8: intern("UTF8_STRING")?,
             hint: intern(KDE_PASSWORD_HINT)?,
+            png: intern("image/png")?,
         };
         let shared = Arc::new(Mutex::new(Shared::default()));
         let (tx, rx) = mpsc::channel();
@@ -114,13 +139,55 @@ impl ClipboardOwner {
         self.offer_with(text, true)
     }
 
-    fn offer_with(&self, text: &str, concealed: bool) -> u64 {
+    /// Takes the CLIPBOARD offering no text: TARGETS lists only TARGETS and image/png.
+    pub fn offer_no_text(&self) -> u64 {
+        self.offer_kind("", false, Kind::NoText)
+    }
+
+    /// Takes the CLIPBOARD and refuses to list its targets.
+    pub fn offer_unlisted(&self) -> u64 {
+        self.offer_kind("", false, Kind::Unlisted)
+    }
+
+    /// Takes the CLIPBOARD and never answers a request for it.
+    pub fn offer_hung(&self) -> u64 {
+        self.offer_kind("", false, Kind::Hung)
+    }
+
+    /// Takes the CLIPBOARD with `first`; at the first TARGETS request another window takes it
+    /// over with `then` (with the password-manager hint if `then_concealed`) before the
+    /// TARGETS answer goes out, so the reader's text request reaches the new owner.
+    pub fn offer_then_take_over(&self, first: &str, then: &str, then_concealed: bool) -> u64 {
+        self.offer_kind(
+            first,
+            false,
+            Kind::TakeOver(then.to_owned(), then_concealed),
+        )
+    }
+
+    /// Gives the CLIPBOARD up, so that nobody owns it.
+    pub fn clear(&self) {
         let (reply, rx) = mpsc::channel();
-        let sent = self.tx.send(Cmd::Offer {
+        self.request(Cmd::Clear(reply), rx);
+    }
+
+    fn offer_with(&self, text: &str, concealed: bool) -> u64 {
+        self.offer_kind(text, concealed, Kind::Text)
+    }
+
+    fn offer_kind(&self, text: &str, concealed: bool, kind: Kind) -> u64 {
+        let (reply, rx) = mpsc::channel();
+        let cmd = Cmd::Offer {
             text: text.to_owned(),
             concealed,
+            kind,
             reply,
-        });
+        };
+        self.request(cmd, rx)
+    }
+
+    fn request(&self, cmd: Cmd, rx: mpsc::Receiver<Result<u64, String>>) -> u64 {
+        let sent = self.tx.send(cmd);
         let answer = match sent {
             Ok(()) => rx
                 .recv_timeout(Duration::from_secs(5))
@@ -182,37 +249,10 @@ fn serve(
             Ok(Cmd::Offer {
                 text,
                 concealed,
+                kind,
                 reply,
             }) => {
-                let result = (|| -> Result<u64, String> {
-                    let window = conn.generate_id().map_err(|e| err(&e))?;
-                    conn.create_window(
-                        COPY_DEPTH_FROM_PARENT,
-                        window,
-                        root,
-                        0,
-                        0,
-                        1,
-                        1,
-                        0,
-                        WindowClass::INPUT_OUTPUT,
-                        visual,
-                        &CreateWindowAux::new(),
-                    )
-                    .map_err(|e| err(&e))?;
-                    conn.set_selection_owner(window, atoms.clipboard, CURRENT_TIME)
-                        .map_err(|e| err(&e))?;
-                    let owner = conn
-                        .get_selection_owner(atoms.clipboard)
-                        .map_err(|e| err(&e))?
-                        .reply()
-                        .map_err(|e| err(&e))?
-                        .owner;
-                    if owner != window {
-                        return Err(format!(
-                            "SetSelectionOwner did not take: owner is {owner:#x}"
-                        ));
-                    }
+                let result = take_clipboard(conn, root, visual, atoms).map(|window| {
                     next_id += 1;
                     lock(shared).served.insert(next_id, Served::default());
                     offers.insert(
@@ -221,9 +261,31 @@ fn serve(
                             id: next_id,
                             text,
                             concealed,
+                            kind,
                         },
                     );
-                    Ok(next_id)
+                    next_id
+                });
+                let failed = result.as_ref().err().cloned();
+                let _ = reply.send(result);
+                if let Some(e) = failed {
+                    return Err(e);
+                }
+            }
+            Ok(Cmd::Clear(reply)) => {
+                let result = (|| -> Result<u64, String> {
+                    conn.set_selection_owner(AtomEnum::NONE, atoms.clipboard, CURRENT_TIME)
+                        .map_err(|e| err(&e))?;
+                    let owner = conn
+                        .get_selection_owner(atoms.clipboard)
+                        .map_err(|e| err(&e))?
+                        .reply()
+                        .map_err(|e| err(&e))?
+                        .owner;
+                    if owner != u32::from(AtomEnum::NONE) {
+                        return Err(format!("the CLIPBOARD is still owned by {owner:#x}"));
+                    }
+                    Ok(0)
                 })();
                 let failed = result.as_ref().err().cloned();
                 let _ = reply.send(result);
@@ -243,9 +305,39 @@ fn serve(
                 } else {
                     req.property
                 };
+                if offers.get(&req.owner).is_some_and(|o| o.kind == Kind::Hung) {
+                    continue;
+                }
+                if req.target == atoms.targets
+                    && let Some(Kind::TakeOver(then, then_concealed)) =
+                        offers.get(&req.owner).map(|o| o.kind.clone())
+                {
+                    // Taken over before the TARGETS answer leaves, so the reader's next
+                    // request is certain to reach the new owner.
+                    let window = take_clipboard(conn, root, visual, atoms)?;
+                    next_id += 1;
+                    lock(shared).served.insert(next_id, Served::default());
+                    offers.insert(
+                        window,
+                        Offer {
+                            id: next_id,
+                            text: then,
+                            concealed: then_concealed,
+                            kind: Kind::Text,
+                        },
+                    );
+                    if let Some(o) = offers.get_mut(&req.owner) {
+                        o.kind = Kind::Text;
+                    }
+                }
                 let answered = match offers.get(&req.owner) {
+                    Some(offer) if offer.kind == Kind::Unlisted => false,
                     Some(offer) if req.target == atoms.targets => {
-                        let mut list = vec![atoms.targets, atoms.utf8];
+                        let mut list = if offer.kind == Kind::NoText {
+                            vec![atoms.targets, atoms.png]
+                        } else {
+                            vec![atoms.targets, atoms.utf8]
+                        };
                         if offer.concealed {
                             list.push(atoms.hint);
                         }
@@ -260,7 +352,7 @@ fn serve(
                         lock(shared).served.entry(offer.id).or_default().targets += 1;
                         true
                     }
-                    Some(offer) if req.target == atoms.utf8 => {
+                    Some(offer) if req.target == atoms.utf8 && offer.kind == Kind::Text => {
                         conn.change_property8(
                             PropMode::REPLACE,
                             req.requestor,
@@ -308,4 +400,44 @@ fn serve(
             std::thread::sleep(Duration::from_millis(1));
         }
     }
+}
+
+/// Takes the CLIPBOARD from a new window of ours; returns the window once the server says it
+/// owns the selection.
+fn take_clipboard(
+    conn: &RustConnection,
+    root: Window,
+    visual: u32,
+    atoms: &Atoms,
+) -> Result<Window, String> {
+    let err = |e: &dyn std::fmt::Display| format!("X connection failed: {e}");
+    let window = conn.generate_id().map_err(|e| err(&e))?;
+    conn.create_window(
+        COPY_DEPTH_FROM_PARENT,
+        window,
+        root,
+        0,
+        0,
+        1,
+        1,
+        0,
+        WindowClass::INPUT_OUTPUT,
+        visual,
+        &CreateWindowAux::new(),
+    )
+    .map_err(|e| err(&e))?;
+    conn.set_selection_owner(window, atoms.clipboard, CURRENT_TIME)
+        .map_err(|e| err(&e))?;
+    let owner = conn
+        .get_selection_owner(atoms.clipboard)
+        .map_err(|e| err(&e))?
+        .reply()
+        .map_err(|e| err(&e))?
+        .owner;
+    if owner != window {
+        return Err(format!(
+            "SetSelectionOwner did not take: owner is {owner:#x}"
+        ));
+    }
+    Ok(window)
 }

@@ -1,5 +1,5 @@
 //! The daemon's pipeline in-process: a `Daemon` fed through a channel (the clipboard fake),
-//! a scripted in-memory provider, a recording notifier, and waits on the daemon's counts.
+//! a scripted in-memory provider, the core's FakeNotifier, and waits on the daemon's counts.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -12,50 +12,19 @@ use yaku::core::breaker::BreakerConfig;
 use yaku::core::chain::{Chain, ChainConfig, ChainEntry};
 use yaku::core::clock::{BoxFuture, Clock, TokioClock};
 use yaku::core::daemon::{
-    Daemon, DaemonCommand, DaemonCounts, DaemonSettings, DaemonStatus, Notifier, notify_worker,
+    Daemon, DaemonCommand, DaemonCounts, DaemonSettings, DaemonStatus, notify_worker,
 };
+use yaku::core::fake::FakeNotifier;
 use yaku::core::gates::{GateConfig, Gates};
 use yaku::core::intake::ClipEvent;
 use yaku::core::memory::Glossary;
-use yaku::core::notice::Notice;
 use yaku::core::prompt::{Prompt, TranslationRequest};
 use yaku::core::provider::{Provider, ProviderFailure};
 use yaku::core::ratelimit::RateLimit;
 use yaku::core::store::StoreHandle;
 
-/// A notifier that keeps the last `KEEP_NOTICES` notices it is asked to show, and counts all.
-#[derive(Default)]
-pub struct RecordingNotifier {
-    pub shown: Mutex<std::collections::VecDeque<Notice>>,
-    total: AtomicU64,
-}
-
-/// How many notices a `RecordingNotifier` keeps (a soak shows thousands).
+/// How many notices the rig's notifier keeps (a soak shows thousands; all are counted).
 pub const KEEP_NOTICES: usize = 512;
-
-impl RecordingNotifier {
-    /// The last notices shown, oldest first.
-    pub fn notices(&self) -> Vec<Notice> {
-        self.shown.lock().unwrap().iter().cloned().collect()
-    }
-
-    /// How many notices were shown in all.
-    pub fn total(&self) -> u64 {
-        self.total.load(Ordering::SeqCst)
-    }
-}
-
-impl Notifier for RecordingNotifier {
-    fn show<'a>(&'a self, notice: &'a Notice) -> BoxFuture<'a, Result<(), String>> {
-        let mut shown = self.shown.lock().unwrap();
-        if shown.len() == KEEP_NOTICES {
-            shown.pop_front();
-        }
-        shown.push_back(notice.clone());
-        self.total.fetch_add(1, Ordering::SeqCst);
-        Box::pin(std::future::ready(Ok(())))
-    }
-}
 
 /// What a scripted provider answers: after `latency`, `result`.
 pub type Answer = (Duration, Result<String, ProviderFailure>);
@@ -195,7 +164,7 @@ pub struct Rig {
     pub tx: mpsc::Sender<ClipEvent>,
     pub commands: mpsc::Sender<DaemonCommand>,
     pub counts: watch::Receiver<DaemonCounts>,
-    pub shown: Arc<RecordingNotifier>,
+    pub shown: Arc<FakeNotifier>,
     sent: AtomicU64,
     stop: Option<oneshot::Sender<()>>,
     done: Option<tokio::task::JoinHandle<DaemonCounts>>,
@@ -223,7 +192,7 @@ impl Rig {
     ) -> Rig {
         let (notices_tx, notices_rx) = watch::channel(None);
         let daemon = Daemon::new(chain, clock, gates, settings, notices_tx, store);
-        let shown = Arc::new(RecordingNotifier::default());
+        let shown = Arc::new(FakeNotifier::keeping(KEEP_NOTICES));
         let notifier = tokio::spawn(notify_worker(
             shown.clone(),
             notices_rx,
@@ -303,7 +272,7 @@ impl Rig {
     /// Waits until a notice whose summary is `summary` was shown (the notifier worker runs
     /// apart from the daemon, so counts settle before the notice arrives).
     pub async fn await_shown(&self, summary: &str, timeout: Duration) {
-        let shown = |n: &RecordingNotifier| n.notices().iter().any(|x| x.summary == summary);
+        let shown = |n: &FakeNotifier| n.notices().iter().any(|x| x.summary == summary);
         let wait = async {
             while !shown(&self.shown) {
                 tokio::time::sleep(Duration::from_millis(2)).await;

@@ -25,7 +25,22 @@ use super::store::{CachedAnswer, Finished, Source, Status, StoreHandle};
 /// The desktop notification port.
 pub trait Notifier: Send + Sync + 'static {
     /// Shows `notice`, replacing yaku's previous notification.
-    fn show<'a>(&'a self, notice: &'a Notice) -> BoxFuture<'a, Result<(), String>>;
+    fn show<'a>(&'a self, notice: &'a Notice) -> BoxFuture<'a, Result<(), NotifyError>>;
+}
+
+/// Why a notice could not be shown. The detail is the platform's own words (never a line's
+/// text: a notice's text is not part of it).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NotifyError {
+    /// Nothing to show it: no notification server on the session bus, or no bus at all.
+    #[error("no notification server: {0}")]
+    NoServer(String),
+    /// The notification server did not answer in time.
+    #[error("the notification server did not answer within {} s", .0.as_secs())]
+    TimedOut(Duration),
+    /// The notification server answered with an error.
+    #[error("the notification server refused the notification: {0}")]
+    Refused(String),
 }
 
 /// How the daemon behaves; from the config.
@@ -554,10 +569,7 @@ pub async fn notify_worker(
         };
         let outcome = match tokio::time::timeout(timeout, notifier.show(&notice)).await {
             Ok(r) => r,
-            Err(_) => Err(format!(
-                "the notification server did not answer within {} s",
-                timeout.as_secs()
-            )),
+            Err(_) => Err(NotifyError::TimedOut(timeout)),
         };
         match outcome {
             Ok(()) => {
@@ -583,25 +595,18 @@ mod tests {
     use crate::breaker::BreakerConfig;
     use crate::chain::{ChainConfig, ChainEntry};
     use crate::clock::TokioClock;
-    use crate::fake::{self, FakeProvider, MemStore, PromptLog, Scripted};
+    use crate::fake::{
+        self, FakeClipboard, FakeNotifier, FakeProvider, MemStore, PromptLog, Scripted,
+    };
     use crate::gates::GateConfig;
     use crate::provider::FailureClass;
     use crate::ratelimit::RateLimit;
-
-    struct Recorder(Mutex<Vec<Notice>>);
-
-    impl Notifier for Recorder {
-        fn show<'a>(&'a self, notice: &'a Notice) -> BoxFuture<'a, Result<(), String>> {
-            self.0.lock().unwrap().push(notice.clone());
-            Box::pin(std::future::ready(Ok(())))
-        }
-    }
 
     struct Rig {
         commands: mpsc::Sender<DaemonCommand>,
         paused: Arc<AtomicBool>,
         tx: mpsc::Sender<ClipEvent>,
-        shown: Arc<Recorder>,
+        shown: Arc<FakeNotifier>,
         provider: Arc<PromptLog>,
         store: Arc<MemStore>,
         stop: tokio::sync::oneshot::Sender<()>,
@@ -672,7 +677,7 @@ mod tests {
             notices_tx,
             Some(handle),
         );
-        let shown = Arc::new(Recorder(Mutex::new(Vec::new())));
+        let shown = Arc::new(FakeNotifier::new());
         tokio::spawn(notify_worker(
             shown.clone(),
             notices_rx,
@@ -726,14 +731,7 @@ mod tests {
         assert!(st.paused && r.paused.load(Ordering::Relaxed));
         assert_eq!(st.paused_for, Some(Duration::from_secs(600)));
         tokio::time::sleep(Duration::from_secs(1)).await;
-        let shown: Vec<String> = r
-            .shown
-            .0
-            .lock()
-            .unwrap()
-            .iter()
-            .map(|n| n.summary.clone())
-            .collect();
+        let shown = r.shown.summaries();
         assert_eq!(shown, ["yaku is paused"]);
         tokio::time::sleep(Duration::from_secs(600)).await;
         assert!(!status(&r).await.paused, "the timed pause ended");
@@ -825,10 +823,7 @@ mod tests {
                 ("おはよう".into(), "cached")
             ]
         );
-        assert_eq!(
-            r.shown.0.lock().unwrap().last().unwrap().summary,
-            "Good morning."
-        );
+        assert_eq!(r.shown.last().unwrap().summary, "Good morning.");
     }
 
     #[tokio::test(start_paused = true)]
@@ -929,7 +924,7 @@ mod tests {
             (counts.accepted, counts.translated, counts.superseded),
             (10, 2, 8)
         );
-        let shown = r.shown.0.lock().unwrap();
+        let shown = r.shown.notices();
         assert_eq!(
             shown.last().unwrap().body.lines().last(),
             Some("9番目のセリフです")
@@ -981,14 +976,7 @@ mod tests {
             r.tx.send(copy(line)).await.unwrap();
             settle().await;
         }
-        let shown: Vec<String> = r
-            .shown
-            .0
-            .lock()
-            .unwrap()
-            .iter()
-            .map(|n| n.summary.clone())
-            .collect();
+        let shown = r.shown.summaries();
         assert_eq!(
             shown,
             [
@@ -1026,5 +1014,104 @@ mod tests {
             (counts.accepted, counts.translated, counts.failed),
             (1, 0, 0)
         );
+    }
+
+    /// Waits (real time, generously) until the fake clipboard was read `n` times in all.
+    async fn await_reads(clip: &FakeClipboard, n: u64) {
+        let wait = async {
+            while clip.reads() < n {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(10), wait)
+            .await
+            .unwrap_or_else(|_| panic!("the clipboard was read {} times, not {n}", clip.reads()));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_copied_line_goes_from_the_clipboard_through_intake_to_a_notice() {
+        use crate::intake::{WatchControl, watch};
+        use std::sync::atomic::AtomicU64;
+        let r = rig(vec![], fake::ok("Good morning, senpai."));
+        let clip = FakeClipboard::new(500);
+        let control = WatchControl {
+            interval_ms: Arc::new(AtomicU64::new(10)),
+            ..WatchControl::default()
+        };
+        let watcher = {
+            let (clip, tx, control) = (clip.clone(), r.tx.clone(), control.clone());
+            std::thread::spawn(move || watch(clip, tx, control))
+        };
+        let bound = Duration::from_secs(10);
+
+        clip.copy("おはよう、先輩。");
+        assert!(
+            r.shown.wait_for(1, bound).await,
+            "no notice for the first line"
+        );
+        assert_eq!(r.shown.last().unwrap().summary, "Good morning, senpai.");
+        assert!(r.shown.last().unwrap().body.contains("おはよう、先輩。"));
+
+        // The same text from a new owner, then a password manager's copy: neither is sent.
+        clip.copy("おはよう、先輩。");
+        let reads = clip.reads();
+        await_reads(&clip, reads + 2).await;
+        clip.copy_concealed("パスワードです");
+        let reads = clip.reads();
+        await_reads(&clip, reads + 2).await;
+        clip.copy("今日も早いですね。");
+        assert!(
+            r.shown.wait_for(2, bound).await,
+            "no notice for the second line"
+        );
+
+        control.stop.store(true, Ordering::Relaxed);
+        watcher.join().unwrap();
+        let lines: Vec<String> = r
+            .provider
+            .prompts
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|p| p.user.clone())
+            .collect();
+        assert_eq!(lines.len(), 2, "{lines:?}");
+        assert!(lines[0].contains("おはよう、先輩。") && lines[1].contains("今日も早いですね。"));
+        assert!(!lines.iter().any(|l| l.contains("パスワード")));
+        let _ = r.stop.send(());
+        let counts = r.done.await.unwrap();
+        assert_eq!(
+            (counts.accepted, counts.rejected),
+            (2, 1),
+            "the repeated copy is no change; the concealed one is rejected"
+        );
+        assert_eq!(r.shown.total(), 2);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_failing_notifier_leaves_translating_alone_and_the_next_notice_is_shown() {
+        let r = rig(vec![], fake::ok("translated"));
+        r.shown
+            .fail_with(Some(NotifyError::NoServer("no bus".into())));
+        r.tx.send(copy("一行目です")).await.unwrap();
+        settle().await;
+        assert_eq!((r.shown.attempts(), r.shown.total()), (1, 0));
+        r.shown.fail_with(None);
+        r.shown.hang(true);
+        r.tx.send(copy("二行目です")).await.unwrap();
+        settle().await;
+        assert_eq!(
+            (r.shown.attempts(), r.shown.total()),
+            (2, 0),
+            "the hung call timed out"
+        );
+        r.shown.hang(false);
+        r.tx.send(copy("三行目です")).await.unwrap();
+        settle().await;
+        assert_eq!(r.shown.total(), 1);
+        assert!(r.shown.last().unwrap().body.contains("三行目です"));
+        let _ = r.stop.send(());
+        let counts = r.done.await.unwrap();
+        assert_eq!(counts.translated, 3);
     }
 }

@@ -169,3 +169,78 @@ pub fn intake(event: ClipEvent, gates: &mut Gates, collapse: bool) -> Intake {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fake::FakeClipboard;
+    use tokio::sync::mpsc::error::TryRecvError;
+
+    /// The next event the poll loop sends, waiting (real time) at most 10 s.
+    fn next_event(rx: &mut tokio::sync::mpsc::Receiver<ClipEvent>) -> ClipEvent {
+        let start = Instant::now();
+        loop {
+            match rx.try_recv() {
+                Ok(event) => return event,
+                Err(TryRecvError::Empty) if start.elapsed() < Duration::from_secs(10) => {
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                Err(e) => panic!("no event from the poll loop: {e}"),
+            }
+        }
+    }
+
+    fn await_reads(clip: &FakeClipboard, n: u64) {
+        let start = Instant::now();
+        while clip.reads() < n {
+            assert!(
+                start.elapsed() < Duration::from_secs(10),
+                "the poll loop stopped reading"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    #[test]
+    fn watch_passes_each_change_on_once_and_reads_again_after_the_clipboard_fails() {
+        let clip = FakeClipboard::new(500);
+        let control = WatchControl {
+            interval_ms: Arc::new(AtomicU64::new(10)),
+            ..WatchControl::default()
+        };
+        let (tx, mut rx) = tokio::sync::mpsc::channel(8);
+        let watcher = {
+            let (clip, control) = (clip.clone(), control.clone());
+            std::thread::spawn(move || watch(clip, tx, control))
+        };
+        let line = |t: &str| ClipEvent::Text {
+            text: t.into(),
+            concealed: Some(false),
+        };
+
+        clip.copy("一行目です");
+        assert_eq!(next_event(&mut rx), line("一行目です"));
+        clip.fail_with(ClipboardError::Unavailable("the display is gone".into()));
+        let reads = clip.reads();
+        await_reads(&clip, reads + 3);
+        clip.recover();
+        clip.copy_concealed("パスワード");
+        assert_eq!(
+            next_event(&mut rx),
+            ClipEvent::Text {
+                text: "パスワード".into(),
+                concealed: Some(true)
+            }
+        );
+        clip.copy("二行目です");
+        assert_eq!(next_event(&mut rx), line("二行目です"));
+
+        control.stop.store(true, Ordering::Relaxed);
+        watcher.join().unwrap();
+        assert_eq!(
+            rx.try_recv(),
+            Err(TryRecvError::Disconnected),
+            "each change was sent once, and nothing for the failed reads"
+        );
+    }
+}
