@@ -242,19 +242,19 @@ fn row_from_csv(rec: &[Option<String>]) -> HistoryRow {
             .unwrap_or_else(|| panic!("field {i} absent in {rec:?}"))
     };
     HistoryRow {
-        id: req(0).parse().unwrap(),
-        at: ms_to_time(parse_rfc3339(&req(1))),
-        text: req(2),
+        id: Some(req(0).parse().unwrap()),
+        at: Some(ms_to_time(parse_rfc3339(&req(1)))),
+        text: req(2).into(),
         source: match req(3).as_str() {
-            "clipboard" => Source::Clipboard,
-            "cli" => Source::Cli,
+            "clipboard" => Source::Clipboard.into(),
+            "cli" => Source::Cli.into(),
             other => panic!("source {other}"),
         },
-        status: Status::parse(&req(4)).unwrap(),
+        status: Status::parse(&req(4)).unwrap().into(),
         provider: rec[5].clone(),
         model: rec[6].clone(),
         best: rec[7].clone(),
-        options: serde_json::from_str(&req(8)).unwrap(),
+        options: Some(serde_json::from_str(&req(8)).unwrap()),
         latency_ms: rec[9].as_ref().map(|l| l.parse().unwrap()),
         error: rec[10].clone(),
     }
@@ -307,13 +307,13 @@ fn json_row_from(v: &Value) -> JsonRow {
 
 fn json_row_of(r: &HistoryRow) -> JsonRow {
     JsonRow {
-        id: r.id,
-        at_ms: ms(r.at),
-        text: r.text.clone(),
-        status: r.status,
+        id: r.id.unwrap(),
+        at_ms: ms(r.at.unwrap()),
+        text: r.text.as_deref().unwrap().to_owned(),
+        status: r.status.known().unwrap(),
         provider: r.provider.clone(),
         best: r.best.clone(),
-        options: r.options.clone(),
+        options: r.options.clone().unwrap(),
         latency_ms: r.latency_ms,
         error: r.error.clone(),
     }
@@ -380,13 +380,13 @@ fn begin_records_a_pending_line_with_its_text_source_and_time() {
         .begin("先輩、待ってください！", Source::Clipboard, at)
         .unwrap();
     let row = only(&store);
-    assert_eq!(row.id, id);
+    assert_eq!(row.id, Some(id));
     assert_eq!(row.text, "先輩、待ってください！");
     assert_eq!(row.source, Source::Clipboard);
     assert_eq!(row.status, Status::Pending);
-    assert_eq!(row.at, at);
+    assert_eq!(row.at, Some(at));
     assert_eq!((row.provider, row.best, row.latency_ms), (None, None, None));
-    assert!(row.options.is_empty());
+    assert_eq!(row.options, Some(vec![]));
 }
 
 #[test]
@@ -407,7 +407,10 @@ fn finish_translated_stores_provider_model_best_options_and_latency() {
     assert_eq!(row.provider.as_deref(), Some("groq"));
     assert_eq!(row.model.as_deref(), Some("groq-model"));
     assert_eq!(row.best.as_deref(), Some("Good morning."));
-    assert_eq!(row.options, vec!["Good morning.", "Morning!"]);
+    assert_eq!(
+        row.options,
+        Some(vec!["Good morning.".into(), "Morning!".into()])
+    );
     assert_eq!(row.latency_ms, Some(420));
     assert_eq!(row.error, None);
 }
@@ -426,7 +429,7 @@ fn finish_sets_each_final_status() {
         let id = store.begin("こんにちは", Source::Clipboard, t(0)).unwrap();
         store.finish(id, finished, &[]).unwrap();
         let row = store.history(1, None).unwrap().pop().unwrap();
-        assert_eq!((row.id, row.status), (id, *want));
+        assert_eq!((row.id, row.status.known()), (Some(id), Some(*want)));
         assert_eq!(row.error, finished.error);
     }
 }
@@ -490,14 +493,14 @@ fn pending_lines_become_interrupted_when_the_store_is_reopened() {
         .history(10, None)
         .unwrap()
         .iter()
-        .map(|r| r.status)
+        .map(|r| r.status.known().unwrap())
         .collect();
     assert_eq!(
         statuses,
         vec![Status::Skipped, Status::Interrupted, Status::Interrupted]
     );
     // An interrupted line is final too.
-    let last = store.history(1, None).unwrap()[0].id;
+    let last = store.history(1, None).unwrap()[0].id.unwrap();
     store.finish(last, &skipped(), &[]).unwrap();
     assert_eq!(
         store.history(1, None).unwrap()[0].status,
@@ -588,8 +591,8 @@ fn a_line_pending_when_the_process_is_killed_with_sigkill_becomes_interrupted() 
     assert_eq!(report.interrupted, 1);
     let row = only(&store);
     assert_eq!(
-        (row.text.as_str(), row.status),
-        ("kill -9 の前の行", Status::Interrupted)
+        (row.text.as_deref(), row.status.known()),
+        (Some("kill -9 の前の行"), Some(Status::Interrupted))
     );
 }
 
@@ -1211,14 +1214,14 @@ fn history_returns_the_last_n_lines_oldest_first() {
         .history(5, None)
         .unwrap()
         .iter()
-        .map(|r| r.id)
+        .map(|r| r.id.unwrap())
         .collect();
     assert_eq!(last5, ids[20..]);
     let texts: Vec<String> = store
         .history(2, None)
         .unwrap()
         .into_iter()
-        .map(|r| r.text)
+        .map(|r| r.text.to_string())
         .collect();
     assert_eq!(texts, ["行 23", "行 24"]);
     assert_eq!(store.history(100, None).unwrap().len(), 25);
@@ -1254,7 +1257,7 @@ fn history_grep_matches_text_best_and_options_ignoring_case() {
             .history(n, Some(grep))
             .unwrap()
             .iter()
-            .map(|r| r.id)
+            .map(|r| r.id.unwrap())
             .collect()
     };
     assert_eq!(ids("cat", 10), [in_text, in_best, in_option]);
@@ -1473,7 +1476,7 @@ fn prune_keeps_the_newest_max_rows_lines_and_their_attempts_only() {
         .history(100, None)
         .unwrap()
         .iter()
-        .map(|r| r.id)
+        .map(|r| r.id.unwrap())
         .collect();
     assert_eq!(kept, ids[6..]);
     assert_eq!(count(&path, "attempts"), 8);
@@ -1512,7 +1515,7 @@ fn prune_deletes_lines_older_than_max_days() {
         .history(100, None)
         .unwrap()
         .iter()
-        .map(|r| r.id)
+        .map(|r| r.id.unwrap())
         .collect();
     assert_eq!(kept, ids[2..], "exactly 7 days old is kept");
     assert_eq!(count(&path, "attempts"), 6);
@@ -1548,7 +1551,7 @@ fn prune_keeps_a_pending_line() {
         .unwrap();
     finished_lines(&store, &[t(1), t(2)]);
     assert_eq!(store.prune(1, 1, t(10 * 86_400)).unwrap(), 2);
-    assert_eq!(only(&store).id, old);
+    assert_eq!(only(&store).id, Some(old));
     store.finish(old, &skipped(), &[]).unwrap();
 }
 

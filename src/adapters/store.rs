@@ -57,10 +57,18 @@
 //!
 //! The covering indexes `lines_status` and `attempts_stats` are what keep `yaku stats` fast
 //! on a large history: both aggregates read only an index, in its order.
+//!
+//! Users edit the file by hand, so nothing read from it is trusted to be as yaku wrote it
+//! (`cell.rs`): an odd row is never a store failure. A cache entry yaku cannot use is a miss,
+//! which the next answer replaces; a history or request row is shown and counted as best it
+//! can be ([`HistoryRow`], [`SqliteStore::stats`]). Each odd row is logged once, by table
+//! and id and never with its text.
 
+mod cell;
 mod format;
 mod query;
 
+use std::collections::HashSet;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
@@ -73,6 +81,7 @@ use crate::core::store::{
     AttemptRecord, CachedAnswer, Finished, Source, Status, Store, StoreError,
 };
 
+pub use cell::{Stored, Text, UNREADABLE, Vocabulary};
 pub use format::{rfc3339_ms, system_time_from_ms, unix_ms};
 pub use query::{CSV_HEADER, ExportFormat, HistoryRow, ProviderStats, Stats, render_table};
 
@@ -197,6 +206,20 @@ pub struct MovedAside {
 pub struct SqliteStore {
     conn: Mutex<Connection>,
     path: Option<PathBuf>,
+    /// Odd rows already logged: the daemon looks the same cache entry up again and again.
+    reported: Mutex<Reported>,
+}
+
+/// How many odd rows are logged one by one. A single `update` can touch every row; past
+/// this many, one line says that more are not named.
+pub(crate) const REPORT_LIMIT: usize = 100;
+
+#[derive(Default)]
+struct Reported {
+    /// (table, id) of each row logged.
+    rows: HashSet<(&'static str, Option<i64>)>,
+    /// The limit was reached and said so.
+    full: bool,
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -276,6 +299,7 @@ impl SqliteStore {
         let store = SqliteStore {
             conn: Mutex::new(conn),
             path: Some(path.to_path_buf()),
+            reported: Mutex::default(),
         };
         Ok((store, report))
     }
@@ -288,6 +312,7 @@ impl SqliteStore {
         Ok(SqliteStore {
             conn: Mutex::new(conn),
             path: None,
+            reported: Mutex::default(),
         })
     }
 
@@ -356,6 +381,40 @@ impl SqliteStore {
             .map_err(sql("clearing the history"))?;
         tx.commit().map_err(sql("clearing the history"))?;
         Ok(to_u64(n))
+    }
+
+    /// Logs, once per row, that row `id` of `table` holds what yaku does not write (a hand
+    /// edit) and what was done about it. Never the row's text: it may be anything the user read.
+    fn report_odd(&self, table: &'static str, id: Option<i64>, handled: &'static str) {
+        let mut reported = self
+            .reported
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if reported.rows.contains(&(table, id)) {
+            return;
+        }
+        if reported.rows.len() >= REPORT_LIMIT {
+            if !reported.full {
+                reported.full = true;
+                tracing::warn!(
+                    limit = REPORT_LIMIT,
+                    "more rows hold values yaku does not write; they are not named one by one"
+                );
+            }
+            return;
+        }
+        reported.rows.insert((table, id));
+        match id {
+            Some(id) => tracing::warn!(
+                table,
+                id,
+                "row holds values yaku does not write (edited by hand?): {handled}"
+            ),
+            None => tracing::warn!(
+                table,
+                "a row without a readable id holds values yaku does not write (edited by hand?): {handled}"
+            ),
+        }
     }
 
     fn conn(&self) -> MutexGuard<'_, Connection> {
@@ -435,14 +494,17 @@ impl Store for SqliteStore {
             })
             .map_err(sql("finishing a line"))?;
         if changed == 0 {
-            let current: Option<String> = tx
-                .query_row("SELECT status FROM lines WHERE id = ?1", [id], |r| r.get(0))
+            // Read leniently: a hand edit may have left anything there.
+            let current: Option<Option<String>> = tx
+                .query_row("SELECT status FROM lines WHERE id = ?1", [id], |r| {
+                    Ok(cell::text_of(r.get_ref(0)?).0)
+                })
                 .optional()
                 .map_err(sql("finishing a line"))?;
             match current {
                 Some(status) => tracing::warn!(
                     line = id,
-                    status = %status,
+                    status = status.as_deref().unwrap_or(UNREADABLE),
                     wanted = finished.status.as_str(),
                     "history line already has its final status; kept"
                 ),
@@ -473,33 +535,40 @@ impl Store for SqliteStore {
         tx.commit().map_err(sql("finishing a line"))
     }
 
-    /// A hit also counts itself in `cache.hits`.
+    /// A hit also counts itself in `cache.hits`. An entry yaku cannot use is a miss, never
+    /// an error (the daemon would take the store down for it): options that are not a JSON
+    /// array of strings or hold only empty strings, or a provider or model that cannot be
+    /// read. The answer translated next replaces it through `cache_put`.
     fn cache_get(&self, key: &str) -> Result<Option<CachedAnswer>, StoreError> {
-        let conn = self.conn();
-        // One statement finds the entry and counts the hit.
-        let mut stmt = conn
-            .prepare_cached("UPDATE cache SET hits = hits + 1 WHERE key = ?1 RETURNING options, provider, model")
-            .map_err(sql("reading the cache"))?;
-        let row = stmt
-            .query_row([key], |r| {
-                Ok((
-                    r.get::<_, String>(0)?,
-                    r.get::<_, String>(1)?,
-                    r.get::<_, String>(2)?,
-                ))
+        let found = {
+            let conn = self.conn();
+            // One statement finds the entry and counts the hit.
+            let mut stmt = conn
+                .prepare_cached(
+                    "UPDATE cache SET hits = hits + 1 WHERE key = ?1
+                     RETURNING rowid, options, provider, model",
+                )
+                .map_err(sql("reading the cache"))?;
+            stmt.query_row([key], |r| {
+                let (id, _) = cell::int_of(r.get_ref(0)?);
+                Ok((id, cached_answer(r)?))
             })
             .optional()
-            .map_err(sql("reading the cache"))?;
-        let Some((options, provider, model)) = row else {
+            .map_err(sql("reading the cache"))?
+        };
+        let Some((id, (answer, odd))) = found else {
             return Ok(None);
         };
-        let options: Vec<String> = serde_json::from_str(&options)
-            .map_err(|e| StoreError(format!("cache entry {key:?} has unreadable options: {e}")))?;
-        Ok(Some(CachedAnswer {
-            options,
-            provider,
-            model,
-        }))
+        match (&answer, odd) {
+            (None, _) => self.report_odd(
+                "cache",
+                id,
+                "not usable: a miss, which the next answer replaces",
+            ),
+            (Some(_), true) => self.report_odd("cache", id, "used as read"),
+            (Some(_), false) => {}
+        }
+        Ok(answer)
     }
 
     /// Replacing an entry resets its `created_ms` and `hits`: it is a different answer.
@@ -529,6 +598,33 @@ impl Store for SqliteStore {
     fn prune(&self, max_rows: u64, max_days: u64, now: SystemTime) -> Result<u64, StoreError> {
         SqliteStore::prune(self, max_rows, max_days, now)
     }
+}
+
+/// Reads `options, provider, model` (columns 1 to 3) of a cache row: the answer, None when
+/// it cannot be used, and whether anything in it is not as yaku writes it. Empty options are
+/// dropped, so an entry whose options are all empty is no answer.
+fn cached_answer(r: &rusqlite::Row<'_>) -> rusqlite::Result<(Option<CachedAnswer>, bool)> {
+    let mut c = cell::Cells::new(r);
+    let options = c.options(1)?;
+    let provider = c.text(2, false)?;
+    let model = c.text(3, false)?;
+    // NULL options read as "none" for history lines; in the cache they are not an answer.
+    let mut odd = c.odd || matches!(r.get_ref(1)?, rusqlite::types::ValueRef::Null);
+    let options = options.map(|all| {
+        let n = all.len();
+        let kept: Vec<String> = all.into_iter().filter(|o| !o.trim().is_empty()).collect();
+        odd |= kept.len() != n;
+        kept
+    });
+    let answer = match (options, provider, model) {
+        (Some(options), Some(provider), Some(model)) if !options.is_empty() => Some(CachedAnswer {
+            options,
+            provider,
+            model,
+        }),
+        _ => None,
+    };
+    Ok((answer, odd))
 }
 
 /// Creates the parent directory (0700) and an empty file (0600) so that SQLite, which would

@@ -449,12 +449,17 @@ impl Daemon {
             .as_ref()
             .and_then(|s| s.with("read the cache", |st| st.cache_get(key)))
             .flatten();
-        let Some(answer) = hit else { return Some(line) };
+        // An entry with nothing to show (a store edited by hand) is a miss: the line is
+        // translated afresh, and its answer replaces the entry.
+        let Some(answer) = hit.filter(|a| a.options.iter().any(|o| !o.trim().is_empty())) else {
+            return Some(line);
+        };
         let _span = tracing::info_span!("line", line_id = line.id).entered();
         self.count(|c| c.cached += 1);
         let t = Translation::from(answer);
         if self.settings.include_text {
-            tracing::info!(provider = %t.provider, original = %line.text, best = %t.options[0], "cached");
+            let best = t.options.first().map(String::as_str).unwrap_or_default();
+            tracing::info!(provider = %t.provider, original = %line.text, best = %best, "cached");
         } else {
             tracing::info!(provider = %t.provider, "cached");
         }
@@ -650,14 +655,18 @@ mod tests {
     }
 
     fn rig_with(script: Vec<Scripted>, then: Scripted, glossary: Glossary) -> Rig {
+        let mut settings = settings(2, true);
+        settings.glossary = glossary;
+        rig_settings(script, then, settings)
+    }
+
+    fn rig_settings(script: Vec<Scripted>, then: Scripted, settings: DaemonSettings) -> Rig {
         let clock: Arc<dyn Clock> = Arc::new(TokioClock);
         let provider = Arc::new(PromptLog {
             inner: FakeProvider::new("gemini", script, then),
             prompts: Mutex::new(Vec::new()),
         });
         let chain = one_provider_chain(provider.clone(), &clock);
-        let mut settings = settings(2, true);
-        settings.glossary = glossary;
         let store = Arc::new(MemStore::default());
         let dyn_store: Arc<dyn crate::store::Store> = store.clone();
         let opener: crate::store::Opener =
@@ -824,6 +833,51 @@ mod tests {
             ]
         );
         assert_eq!(r.shown.last().unwrap().summary, "Good morning.");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_cached_answer_without_options_is_a_miss_and_the_fresh_answer_replaces_it() {
+        // With the text in the log, the "cached" line names the best option.
+        let r = rig_settings(
+            vec![],
+            fake::ok("Good morning."),
+            DaemonSettings {
+                include_text: true,
+                ..settings(2, true)
+            },
+        );
+        r.tx.send(copy("おはよう")).await.unwrap();
+        settle().await;
+        r.tx.send(copy("こんにちは")).await.unwrap();
+        settle().await;
+        // What a hand edit can leave: no options, or only empty ones.
+        for emptied in [vec![], vec![String::new(), " ".into()]] {
+            for answer in r.store.cache.lock().unwrap().values_mut() {
+                answer.options = emptied.clone();
+            }
+            r.tx.send(copy("おはよう")).await.unwrap();
+            settle().await;
+            r.tx.send(copy("こんにちは")).await.unwrap();
+            settle().await;
+        }
+        assert_eq!(calls(&r), 6, "every emptied entry was asked for afresh");
+        assert!(
+            r.store
+                .cache
+                .lock()
+                .unwrap()
+                .values()
+                .all(|a| a.options == ["Good morning."]),
+            "the fresh answers replaced the entries"
+        );
+        let _ = r.stop.send(());
+        let counts = r.done.await.unwrap();
+        assert_eq!((counts.cached, counts.translated), (0, 6));
+        assert!(r.store.statuses().iter().all(|(_, s)| *s == "translated"));
+        assert_eq!(
+            r.shown.0.lock().unwrap().last().unwrap().summary,
+            "Good morning."
+        );
     }
 
     #[tokio::test(start_paused = true)]

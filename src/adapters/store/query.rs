@@ -8,39 +8,61 @@ use std::time::SystemTime;
 use rusqlite::{Row, params};
 use serde_json::{Value, json};
 
-use super::format::{csv_field, csv_num, csv_opt, rfc3339_ms, system_time_from_ms, unix_ms};
-use super::{SqliteStore, sql, to_i64};
+use super::cell::{Cells, Stored, Text, int_of};
+use super::format::{csv_num, csv_opt, rfc3339_ms, system_time_from_ms, unix_ms};
+use super::{REPORT_LIMIT, SqliteStore, sql, to_i64};
 use crate::core::store::{Source, Status, StoreError};
 
-/// One history line as stored.
+/// One history line as stored, read so that a row edited by hand is shown as best it can be
+/// and never fails the command that reads it.
+///
+/// Display rules for values yaku does not write (`sqlite3 yaku.db "update lines ..."`):
+///
+/// - An unknown `status` or `source` word is shown as it is.
+/// - A REAL in an integer column (`latency_ms = 1.5`, `at_ms = 1.7e12`) is rounded to the
+///   nearest integer, halves away from zero; text holding a number is that number.
+/// - A BLOB in UTF-8 in a text column is its text; a number there is written in decimal.
+/// - A value that cannot be read — NULL in a column that is NOT NULL in the schema (a
+///   recreated table), bytes that are not UTF-8, text that is not a number in an integer
+///   column, a negative latency, `options` that are not a JSON array of strings — is `null` in
+///   `--json` and JSONL, an absent (empty, unquoted) CSV field, and `<unreadable>` in the
+///   terminal for `text` and `status` (`-` and nothing for the others, as for absent values).
+///   NULL `options` are no options (`[]`), as yaku writes them.
+/// - Columns the history does not show (`fallback`, `finished_ms`) are not read here; for
+///   `stats`, see [`SqliteStore::stats`].
+///
+/// Every key keeps its type when its value is readable.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HistoryRow {
-    pub id: i64,
-    /// When the line was accepted (millisecond precision).
-    pub at: SystemTime,
-    pub text: String,
-    pub source: Source,
-    pub status: Status,
+    /// The rowid: always readable in the shipped schema (SQLite refuses to store anything
+    /// but an integer in `id INTEGER PRIMARY KEY`); None only in a table recreated without it.
+    pub id: Option<i64>,
+    /// When the line was accepted (millisecond precision); None when unreadable.
+    pub at: Option<SystemTime>,
+    pub text: Text,
+    pub source: Stored<Source>,
+    pub status: Stored<Status>,
     pub provider: Option<String>,
     pub model: Option<String>,
     /// `options[0]`, when there are options.
     pub best: Option<String>,
-    /// Best first; empty unless translated or cached.
-    pub options: Vec<String>,
+    /// Best first; empty unless translated or cached. None when the stored value is not a
+    /// JSON array of strings.
+    pub options: Option<Vec<String>>,
     pub latency_ms: Option<u64>,
     pub error: Option<String>,
 }
 
 impl HistoryRow {
     /// The `--json` / JSONL shape: exactly `id`, `at` (RFC 3339 UTC), `text`, `status`,
-    /// `provider`, `best`, `options`, `latency_ms`, `error`; null where absent. `source` and
-    /// `model` are not part of it.
+    /// `provider`, `best`, `options`, `latency_ms`, `error`; null where absent or unreadable.
+    /// `source` and `model` are not part of it.
     pub fn to_json(&self) -> Value {
         json!({
             "id": self.id,
-            "at": rfc3339_ms(unix_ms(self.at)),
-            "text": self.text,
-            "status": self.status.as_str(),
+            "at": self.at.map(|t| rfc3339_ms(unix_ms(t))),
+            "text": self.text.as_deref(),
+            "status": self.status.get(),
             "provider": self.provider,
             "best": self.best,
             "options": self.options,
@@ -58,7 +80,8 @@ pub enum ExportFormat {
     /// RFC 4180 CSV (CRLF line ends) with the header
     /// `id,at,text,source,status,provider,model,best,options,latency_ms,error`. `at` is
     /// RFC 3339; `options` is a JSON array of strings (lossless, unlike a joined list); an
-    /// absent value is an empty unquoted field and an empty string is `""`.
+    /// absent or unreadable value (see [`HistoryRow`]) is an empty unquoted field and an
+    /// empty string is `""`.
     Csv,
 }
 
@@ -165,6 +188,11 @@ impl Stats {
 const LINE_TOTALS: &str = "SELECT status, provider, count(*), sum(fallback) FROM lines
                             WHERE at_ms >= ?1 GROUP BY status, provider";
 
+/// `LINE_TOTALS` over all history: also counts a line whose `at_ms` a hand edit made NULL
+/// (`at_ms >= ?1` never holds for it), and it is a little faster.
+const LINE_TOTALS_ALL: &str =
+    "SELECT status, provider, count(*), sum(fallback) FROM lines GROUP BY status, provider";
+
 /// Requests per provider, outcome and latency: one pass over the covering index
 /// `attempts_stats`, in group order. Grouping down to the latency gives each provider's
 /// sorted latency histogram, for the percentiles, from the same pass.
@@ -173,6 +201,31 @@ const ATTEMPT_TOTALS: &str =
       WHERE at_ms >= ?1
       GROUP BY provider, outcome, latency_ms
       ORDER BY provider, outcome, latency_ms";
+
+/// `ATTEMPT_TOTALS` over all history, as `LINE_TOTALS_ALL`.
+const ATTEMPT_TOTALS_ALL: &str =
+    "SELECT provider, outcome, latency_ms, count(*), sum(opened_breaker) FROM attempts
+      GROUP BY provider, outcome, latency_ms
+      ORDER BY provider, outcome, latency_ms";
+
+/// Lines whose columns `stats` reads hold what yaku does not write; run only when the totals
+/// met one, to name them in the log.
+const ODD_LINES: &str = "SELECT id FROM lines WHERE (?1 IS NULL OR at_ms >= ?1) AND NOT (
+        typeof(status) = 'text'
+        AND status IN ('pending', 'translated', 'cached', 'failed', 'skipped', 'interrupted')
+        AND typeof(provider) IN ('text', 'null')
+        AND typeof(fallback) = 'integer' AND fallback IN (0, 1)
+    ) LIMIT ?2";
+
+/// As `ODD_LINES`, for requests.
+const ODD_ATTEMPTS: &str = "SELECT id FROM attempts WHERE (?1 IS NULL OR at_ms >= ?1) AND NOT (
+        typeof(provider) = 'text'
+        AND typeof(outcome) = 'text'
+        AND outcome IN ('ok', 'rate_limited', 'transient', 'refused', 'unauthorized',
+                        'model_unavailable', 'bad_request')
+        AND typeof(latency_ms) = 'integer' AND latency_ms >= 0
+        AND typeof(opened_breaker) = 'integer' AND opened_breaker IN (0, 1)
+    ) LIMIT ?2";
 
 const ROW_COLUMNS: &str =
     "id, at_ms, text, source, status, provider, model, best, options, latency_ms, error";
@@ -183,7 +236,8 @@ impl SqliteStore {
     /// With `grep`, only lines whose text, best or any option contains it, ignoring case. A
     /// needle of ASCII and caseless characters (kana, kanji, digits, punctuation) folds ASCII
     /// letters only, as SQLite's LIKE does, and is searched in SQL (~25 ms over 100,000 lines
-    /// without a match). A needle with other cased letters ("École", "Σ") compares Unicode
+    /// without a match, measured before `best` was searched on every row; that adds about a
+    /// fifth). A needle with other cased letters ("École", "Σ") compares Unicode
     /// lowercase forms, character by character, over every line (~110 ms). Either way a needle
     /// matches text that contains it verbatim.
     pub fn history(&self, limit: usize, grep: Option<&str>) -> Result<Vec<HistoryRow>, StoreError> {
@@ -206,12 +260,14 @@ impl SqliteStore {
                 "SELECT {ROW_COLUMNS} FROM lines ORDER BY id DESC LIMIT ?1"
             ))
             .map_err(sql("reading the history"))?;
-        let found = stmt
-            .query_map([to_i64(limit as u64)], history_row)
+        let mut found = stmt
+            .query([to_i64(limit as u64)])
             .map_err(sql("reading the history"))?;
-        found
-            .collect::<rusqlite::Result<Vec<_>>>()
-            .map_err(sql("reading the history"))
+        let mut rows = Vec::new();
+        while let Some(r) = found.next().map_err(sql("reading the history"))? {
+            rows.push(self.history_row(r).map_err(sql("reading the history"))?);
+        }
+        Ok(rows)
     }
 
     /// The last `limit` lines matching `needle` (see `history`), newest first. With
@@ -235,10 +291,13 @@ impl SqliteStore {
             None
         };
         let mut stmt = match like {
+            // `best` is searched on every row, not only where `options` is NULL: a hand edit
+            // can make it differ from options[0], and the prefilter must never miss a row
+            // that the check below finds.
             Some(_) => conn.prepare_cached(&format!(
                 "SELECT {ROW_COLUMNS} FROM lines
                   WHERE text LIKE ?1 ESCAPE '\\' OR options LIKE ?2 ESCAPE '\\'
-                     OR (options IS NULL AND best LIKE ?1 ESCAPE '\\')
+                     OR best LIKE ?1 ESCAPE '\\'
                   ORDER BY id DESC"
             )),
             None => {
@@ -262,9 +321,9 @@ impl SqliteStore {
         // LIKE on the options' JSON can match inside an escape ("n" in "\n"): every candidate
         // is checked here.
         while let Some(r) = found.next().map_err(sql("searching the history"))? {
-            let row = history_row(r).map_err(sql("searching the history"))?;
-            if matches(&row.text)
-                || row.options.iter().any(|o| matches(o))
+            let row = self.history_row(r).map_err(sql("searching the history"))?;
+            if row.text.as_deref().is_some_and(matches)
+                || row.options.iter().flatten().any(|o| matches(o))
                 || row.best.as_deref().is_some_and(matches)
             {
                 rows.push(row);
@@ -292,7 +351,7 @@ impl SqliteStore {
         let mut n = 0u64;
         let mut buf = String::new();
         while let Some(r) = found.next().map_err(sql("exporting the history"))? {
-            let row = history_row(r).map_err(sql("exporting the history"))?;
+            let row = self.history_row(r).map_err(sql("exporting the history"))?;
             buf.clear();
             match format {
                 ExportFormat::Jsonl => {
@@ -312,26 +371,45 @@ impl SqliteStore {
     }
 
     /// Provider and line figures for the lines accepted at or after `since` (all when None).
+    ///
+    /// Hand-edited rows are counted as best they can be: a line with an unknown or
+    /// unreadable status counts in `lines` only; a line or request whose provider is
+    /// unreadable counts under no provider; a request with an unknown outcome counts in
+    /// `requests` only; a REAL latency is rounded, and an unreadable one leaves the request
+    /// out of the percentiles. The flags `fallback` and `opened_breaker` are added up as
+    /// SQLite's `sum()` adds them (text counts 0), rounded, and never count more than their
+    /// rows. Odd rows are found from the totals, so this costs nothing on a clean history.
     pub fn stats(&self, since: Option<SystemTime>) -> Result<Stats, StoreError> {
-        let from = since.map_or(i64::MIN, unix_ms);
+        let from = since.map(unix_ms);
         let conn = self.conn();
         let mut stats = Stats {
             since,
             ..Stats::default()
         };
         let mut providers: BTreeMap<String, ProviderStats> = BTreeMap::new();
+        let read = sql("reading the statistics");
 
+        let mut odd_lines = false;
         {
-            let mut stmt = conn
-                .prepare_cached(LINE_TOTALS)
-                .map_err(sql("reading the statistics"))?;
-            let mut found = stmt.query([from]).map_err(sql("reading the statistics"))?;
-            while let Some(r) = found.next().map_err(sql("reading the statistics"))? {
-                let status: String = r.get(0).map_err(sql("reading the statistics"))?;
-                let provider: Option<String> = r.get(1).map_err(sql("reading the statistics"))?;
-                let count = count_of(r, 2)?;
-                let fallback = count_of(r, 3)?;
-                match Status::parse(&status) {
+            let mut stmt = match from {
+                Some(_) => conn.prepare_cached(LINE_TOTALS),
+                None => conn.prepare_cached(LINE_TOTALS_ALL),
+            }
+            .map_err(&read)?;
+            let mut found = match from {
+                Some(from) => stmt.query([from]),
+                None => stmt.query([]),
+            }
+            .map_err(&read)?;
+            while let Some(r) = found.next().map_err(&read)? {
+                let mut c = Cells::new(r);
+                let status: Stored<Status> = c.word(0).map_err(&read)?;
+                let provider = c.text(1, true).map_err(&read)?;
+                let count = c.count(2, false).map_err(&read)?.unwrap_or(0);
+                // A REAL sum means a row holds something other than an integer.
+                let fallback = c.count(3, true).map_err(&read)?.unwrap_or(0).min(count);
+                odd_lines |= c.odd;
+                match status.known() {
                     Some(Status::Pending) => continue,
                     Some(Status::Translated) => {
                         stats.translated += count;
@@ -351,26 +429,38 @@ impl SqliteStore {
             }
         }
 
+        let mut odd_attempts = false;
         {
-            let mut stmt = conn
-                .prepare_cached(ATTEMPT_TOTALS)
-                .map_err(sql("reading the statistics"))?;
-            let mut found = stmt.query([from]).map_err(sql("reading the statistics"))?;
-            // Per provider: (latency, count) of ok requests, ascending.
+            let mut stmt = match from {
+                Some(_) => conn.prepare_cached(ATTEMPT_TOTALS),
+                None => conn.prepare_cached(ATTEMPT_TOTALS_ALL),
+            }
+            .map_err(&read)?;
+            let mut found = match from {
+                Some(from) => stmt.query([from]),
+                None => stmt.query([]),
+            }
+            .map_err(&read)?;
+            // Per provider: (latency, count) of ok requests.
             let mut ok_latencies: BTreeMap<String, Vec<(u64, u64)>> = BTreeMap::new();
-            while let Some(r) = found.next().map_err(sql("reading the statistics"))? {
-                let name: String = r.get(0).map_err(sql("reading the statistics"))?;
-                let outcome: String = r.get(1).map_err(sql("reading the statistics"))?;
-                let latency = count_of(r, 2)?;
-                let count = count_of(r, 3)?;
-                let opened = count_of(r, 4)?;
+            while let Some(r) = found.next().map_err(&read)? {
+                let mut c = Cells::new(r);
+                let name = c.text(0, false).map_err(&read)?;
+                let outcome = c.text(1, false).map_err(&read)?;
+                let latency = c.count(2, false).map_err(&read)?;
+                let count = c.count(3, false).map_err(&read)?.unwrap_or(0);
+                let opened = c.count(4, true).map_err(&read)?.unwrap_or(0).min(count);
+                odd_attempts |= c.odd;
+                let Some(name) = name else { continue };
                 let p = provider_entry(&mut providers, &name);
                 p.requests += count;
                 p.breaker_opens += opened;
-                match outcome.as_str() {
+                match outcome.as_deref().unwrap_or_default() {
                     "ok" => {
                         p.ok += count;
-                        ok_latencies.entry(name).or_default().push((latency, count));
+                        if let Some(latency) = latency {
+                            ok_latencies.entry(name).or_default().push((latency, count));
+                        }
                     }
                     "rate_limited" => p.rate_limited += count,
                     "transient" => p.transient += count,
@@ -378,14 +468,34 @@ impl SqliteStore {
                     "unauthorized" => p.unauthorized += count,
                     "model_unavailable" => p.model_unavailable += count,
                     "bad_request" => p.bad_request += count,
-                    // A class added later: counted in `requests` only.
-                    _ => {}
+                    // A class added later, or a hand edit: counted in `requests` only.
+                    _ => odd_attempts = true,
                 }
             }
-            for (name, histogram) in &ok_latencies {
+            for (name, histogram) in &mut ok_latencies {
+                // SQLite orders text after numbers, so a latency read from text or rounded
+                // from a REAL can be out of place; the groups are few, and sorting is cheap.
+                histogram.sort_by_key(|&(latency, _)| latency);
                 let p = provider_entry(&mut providers, name);
                 p.p50_ms = nearest_rank(histogram, 50);
                 p.p95_ms = nearest_rank(histogram, 95);
+            }
+        }
+
+        for (odd, table, query) in [
+            (odd_lines, "lines", ODD_LINES),
+            (odd_attempts, "attempts", ODD_ATTEMPTS),
+        ] {
+            if !odd {
+                continue;
+            }
+            let mut stmt = conn.prepare_cached(query).map_err(&read)?;
+            let mut found = stmt
+                .query(params![from, to_i64(REPORT_LIMIT as u64 + 1)])
+                .map_err(&read)?;
+            while let Some(r) = found.next().map_err(&read)? {
+                let (id, _) = int_of(r.get_ref(0).map_err(&read)?);
+                self.report_odd(table, id, "counted as best it can be");
             }
         }
 
@@ -394,6 +504,28 @@ impl SqliteStore {
             (hits_and_misses > 0).then(|| stats.cached as f64 / hits_and_misses as f64);
         stats.providers = providers.into_values().collect();
         Ok(stats)
+    }
+
+    /// Reads a `ROW_COLUMNS` row, reporting it once when it is odd.
+    fn history_row(&self, r: &Row<'_>) -> rusqlite::Result<HistoryRow> {
+        let mut c = Cells::new(r);
+        let row = HistoryRow {
+            id: c.int(0, false)?,
+            at: c.int(1, false)?.map(system_time_from_ms),
+            text: Text(c.text(2, false)?),
+            source: c.word(3)?,
+            status: c.word(4)?,
+            provider: c.text(5, true)?,
+            model: c.text(6, true)?,
+            best: c.text(7, true)?,
+            options: c.options(8)?,
+            latency_ms: c.count(9, true)?,
+            error: c.text(10, true)?,
+        };
+        if c.odd {
+            self.report_odd("lines", row.id, "shown as best it can be");
+        }
+        Ok(row)
     }
 }
 
@@ -446,12 +578,6 @@ fn provider_entry<'a>(
         })
 }
 
-/// A non-negative integer column (a count or a latency); NULL (a sum over nothing) is 0.
-fn count_of(r: &Row<'_>, idx: usize) -> Result<u64, StoreError> {
-    let v: Option<i64> = r.get(idx).map_err(sql("reading the statistics"))?;
-    Ok(v.map_or(0, |v| u64::try_from(v).unwrap_or(0)))
-}
-
 /// The nearest-rank `pct` percentile of a sorted (value, count) histogram: the smallest value
 /// with at least ⌈pct/100 · n⌉ values at or below it.
 pub(crate) fn nearest_rank(histogram: &[(u64, u64)], pct: u64) -> Option<u64> {
@@ -470,59 +596,26 @@ pub(crate) fn nearest_rank(histogram: &[(u64, u64)], pct: u64) -> Option<u64> {
     histogram.last().map(|&(v, _)| v)
 }
 
-/// Reads a `ROW_COLUMNS` row.
-fn history_row(r: &Row<'_>) -> rusqlite::Result<HistoryRow> {
-    let bad = |idx: usize, what: String| {
-        rusqlite::Error::FromSqlConversionFailure(
-            idx,
-            rusqlite::types::Type::Text,
-            Box::new(StoreError(what)),
-        )
-    };
-    let source: String = r.get(3)?;
-    let source = match source.as_str() {
-        "clipboard" => Source::Clipboard,
-        "cli" => Source::Cli,
-        other => return Err(bad(3, format!("unknown source {other:?}"))),
-    };
-    let status: String = r.get(4)?;
-    let status =
-        Status::parse(&status).ok_or_else(|| bad(4, format!("unknown status {status:?}")))?;
-    let options: Option<String> = r.get(8)?;
-    let options = match options {
-        None => Vec::new(),
-        Some(json) => {
-            serde_json::from_str(&json).map_err(|e| bad(8, format!("unreadable options: {e}")))?
-        }
-    };
-    let latency: Option<i64> = r.get(9)?;
-    Ok(HistoryRow {
-        id: r.get(0)?,
-        at: system_time_from_ms(r.get(1)?),
-        text: r.get(2)?,
-        source,
-        status,
-        provider: r.get(5)?,
-        model: r.get(6)?,
-        best: r.get(7)?,
-        options,
-        latency_ms: latency.map(|l| u64::try_from(l).unwrap_or(0)),
-        error: r.get(10)?,
-    })
-}
-
 fn csv_row(out: &mut String, row: &HistoryRow) -> Result<(), StoreError> {
-    let options = serde_json::to_string(&row.options)
+    let options = row
+        .options
+        .as_ref()
+        .map(serde_json::to_string)
+        .transpose()
         .map_err(|e| StoreError(format!("encoding options: {e}")))?;
-    csv_num(out, row.id);
+    if let Some(id) = row.id {
+        csv_num(out, id);
+    }
     out.push(',');
-    out.push_str(&rfc3339_ms(unix_ms(row.at)));
+    if let Some(at) = row.at {
+        out.push_str(&rfc3339_ms(unix_ms(at)));
+    }
     out.push(',');
-    csv_field(out, &row.text);
+    csv_opt(out, row.text.as_deref());
     out.push(',');
-    out.push_str(row.source.as_str());
+    csv_opt(out, row.source.get());
     out.push(',');
-    out.push_str(row.status.as_str());
+    csv_opt(out, row.status.get());
     out.push(',');
     csv_opt(out, row.provider.as_deref());
     out.push(',');
@@ -530,7 +623,7 @@ fn csv_row(out: &mut String, row: &HistoryRow) -> Result<(), StoreError> {
     out.push(',');
     csv_opt(out, row.best.as_deref());
     out.push(',');
-    csv_field(out, &options);
+    csv_opt(out, options.as_deref());
     out.push(',');
     if let Some(l) = row.latency_ms {
         csv_num(out, l);
@@ -692,7 +785,7 @@ mod tests {
                     .grep(100, needle, prefilter)
                     .unwrap()
                     .iter()
-                    .map(|r| r.id)
+                    .filter_map(|r| r.id)
                     .collect()
             };
             assert_eq!(ids(true), ids(false), "needle {needle:?}");
@@ -706,7 +799,7 @@ mod tests {
                     for piece in chars.windows(len) {
                         let piece: String = piece.iter().collect();
                         let found = store.grep(100, &piece, true).unwrap();
-                        assert!(found.iter().any(|r| r.id == id), "{piece:?} in {s:?}");
+                        assert!(found.iter().any(|r| r.id == Some(id)), "{piece:?} in {s:?}");
                     }
                 }
             }
@@ -726,21 +819,131 @@ mod tests {
         let conn = store.conn();
         let plan = |q: &str| -> String {
             let mut stmt = conn.prepare(&format!("EXPLAIN QUERY PLAN {q}")).unwrap();
-            let rows = stmt.query_map([0], |r| r.get::<_, String>(3)).unwrap();
-            rows.map(Result::unwrap).collect::<Vec<_>>().join("; ")
+            let detail = |r: &Row<'_>| r.get::<_, String>(3);
+            let rows: Vec<String> = match stmt.parameter_count() {
+                0 => stmt
+                    .query_map([], detail)
+                    .unwrap()
+                    .map(Result::unwrap)
+                    .collect(),
+                _ => stmt
+                    .query_map([0], detail)
+                    .unwrap()
+                    .map(Result::unwrap)
+                    .collect(),
+            };
+            rows.join("; ")
         };
-        assert_eq!(
-            plan(LINE_TOTALS),
-            "SCAN lines USING COVERING INDEX lines_status"
-        );
-        assert_eq!(
-            plan(ATTEMPT_TOTALS),
-            "SCAN attempts USING COVERING INDEX attempts_stats"
-        );
+        for q in [LINE_TOTALS, LINE_TOTALS_ALL] {
+            assert_eq!(plan(q), "SCAN lines USING COVERING INDEX lines_status");
+        }
+        for q in [ATTEMPT_TOTALS, ATTEMPT_TOTALS_ALL] {
+            assert_eq!(plan(q), "SCAN attempts USING COVERING INDEX attempts_stats");
+        }
         let latest = plan(&format!(
             "SELECT {ROW_COLUMNS} FROM lines ORDER BY id DESC LIMIT ?1"
         ));
         assert_eq!(latest, "SCAN lines");
+    }
+
+    #[test]
+    fn grep_with_the_prefilter_finds_hand_edited_rows_a_full_scan_finds() {
+        let store = SqliteStore::open_in_memory().unwrap();
+        for _ in 0..5 {
+            let id = store
+                .begin("猫です", Source::Cli, SystemTime::UNIX_EPOCH)
+                .unwrap();
+            let finished = crate::core::store::Finished {
+                status: Status::Translated,
+                provider: Some("p".into()),
+                model: None,
+                options: vec!["A cat".into(), "Cat".into()],
+                latency_ms: Some(1),
+                error: None,
+            };
+            store.finish(id, &finished, &[]).unwrap();
+        }
+        store
+            .conn()
+            .execute_batch(
+                "update lines set best = 'Edited best' where id = 1;
+                 update lines set options = 'not json', best = 'Kept best' where id = 2;
+                 update lines set text = cast('Blob text' as blob) where id = 3;
+                 update lines set text = x'ff00', options = '[1]' where id = 4;
+                 update lines set options = '{\"k\": \"Object value\"}' where id = 5;",
+            )
+            .unwrap();
+        for needle in [
+            "edited", "kept", "blob", "cat", "object", "猫", "json", "zzz",
+        ] {
+            let ids = |prefilter| -> Vec<Option<i64>> {
+                let rows = store.grep(100, needle, prefilter).unwrap();
+                rows.iter().map(|r| r.id).collect()
+            };
+            assert_eq!(ids(true), ids(false), "needle {needle:?}");
+        }
+        assert_eq!(store.grep(100, "edited", true).unwrap().len(), 1);
+        assert_eq!(store.grep(100, "kept", true).unwrap().len(), 1);
+        assert!(
+            store.grep(100, "object", true).unwrap().is_empty(),
+            "not an option"
+        );
+    }
+
+    #[test]
+    fn the_odd_row_queries_find_nothing_in_a_history_yaku_wrote() {
+        use crate::core::provider::FailureClass;
+        let store = SqliteStore::open_in_memory().unwrap();
+        let classes = [
+            FailureClass::RateLimited,
+            FailureClass::Transient,
+            FailureClass::Refused,
+            FailureClass::Unauthorized,
+            FailureClass::ModelUnavailable,
+            FailureClass::BadRequest,
+        ];
+        let attempts: Vec<_> = std::iter::once("ok")
+            .chain(classes.map(FailureClass::as_str))
+            .map(|outcome| crate::core::store::AttemptRecord {
+                provider: "p".into(),
+                outcome,
+                latency_ms: 5,
+                opened_breaker: outcome == "refused",
+            })
+            .collect();
+        let statuses = [
+            Status::Translated,
+            Status::Cached,
+            Status::Failed,
+            Status::Skipped,
+            Status::Interrupted,
+        ];
+        for status in statuses {
+            let id = store.begin("x", Source::Cli, SystemTime::now()).unwrap();
+            let finished = crate::core::store::Finished {
+                status,
+                provider: Some("p".into()),
+                model: None,
+                options: vec!["y".into()],
+                latency_ms: Some(5),
+                error: None,
+            };
+            store.finish(id, &finished, &attempts).unwrap();
+        }
+        store
+            .begin("still pending", Source::Clipboard, SystemTime::now())
+            .unwrap();
+        let conn = store.conn();
+        for q in [ODD_LINES, ODD_ATTEMPTS] {
+            let odd: i64 = conn
+                .query_row(
+                    &format!("SELECT count(*) FROM ({q})"),
+                    params![None::<i64>, 100],
+                    |r| r.get(0),
+                )
+                .unwrap();
+            assert_eq!(odd, 0, "{q}");
+        }
     }
 
     #[test]
