@@ -874,10 +874,7 @@ mod tests {
         let counts = r.done.await.unwrap();
         assert_eq!((counts.cached, counts.translated), (0, 6));
         assert!(r.store.statuses().iter().all(|(_, s)| *s == "translated"));
-        assert_eq!(
-            r.shown.0.lock().unwrap().last().unwrap().summary,
-            "Good morning."
-        );
+        assert_eq!(r.shown.last().unwrap().summary, "Good morning.");
     }
 
     #[tokio::test(start_paused = true)]
