@@ -594,3 +594,48 @@ fn the_daily_budget_refills_one_request_every_day_over_rpd() {
     assert_eq!(limit.day_remaining(), Some(4));
     assert_eq!(RateLimit::new(10, 0, Arc::new(clock)).day_remaining(), None);
 }
+
+// Real (unpaused) tokio time and a ManualClock: the deadline must be the Clock's, so the hung
+// request is cut off the moment the ManualClock reaches it, not after 20 real seconds.
+#[tokio::test]
+async fn the_request_deadline_is_kept_in_the_clocks_time() {
+    let clock = crate::clock::ManualClock::new();
+    let shared: Arc<dyn Clock> = Arc::new(clock.clone());
+    let hung = Arc::new(FakeProvider::new(
+        "gemini",
+        vec![],
+        Scripted {
+            latency: 3600 * S,
+            result: Ok("{\"options\": [\"late\"]}".into()),
+        },
+    ));
+    let entry = ChainEntry::new(
+        hung.clone(),
+        breaker(),
+        RateLimit::new(0, 0, shared.clone()),
+        String::new(),
+    );
+    let c = Chain::with_seed(
+        vec![entry],
+        shared,
+        ChainConfig {
+            deadline: 20 * S,
+            retry_base: Duration::from_millis(500),
+        },
+        7,
+    );
+    let t0 = clock.now();
+    let outcome = tokio::time::timeout(10 * S, c.translate(&req(), None)).await;
+    let err = outcome
+        .expect("the chain waited in tokio's time, not the Clock's")
+        .unwrap_err();
+    assert_eq!(clock.now() - t0, 20 * S);
+    assert_eq!(err.latency, 20 * S);
+    assert_eq!(err.skipped[0].reason, SkipReason::Transient);
+    assert_eq!(
+        err.skipped[0].detail,
+        "no answer before the line's deadline"
+    );
+    assert_eq!(err.attempts[0].latency_ms, 20_000);
+    assert_eq!(hung.calls().len(), 1);
+}

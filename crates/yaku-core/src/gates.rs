@@ -92,6 +92,20 @@ impl Rejection {
             Self::Repeat => "repeat",
         }
     }
+
+    /// What the rejection means, in words for the user (it never quotes the text).
+    pub fn explain(&self) -> &'static str {
+        match self {
+            Self::Concealed => "a password manager marked it as secret",
+            Self::TooShort => "shorter than min_chars",
+            Self::TooLong => "longer than max_chars",
+            Self::WrongScript => "not enough of the source language's script",
+            Self::SecretShape(_) => "it looks like a key, token or password",
+            Self::Ignored(_) => "it matches an `ignore` pattern of the config",
+            Self::OwnOutput => "it is one of yaku's own translations",
+            Self::Repeat => "the same as the previous line",
+        }
+    }
 }
 
 /// A [`GateConfig`] that cannot be enforced.

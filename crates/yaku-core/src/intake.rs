@@ -137,7 +137,7 @@ pub enum Intake {
     Accepted(String),
     /// Rejected by a gate. `chars` is the text's length; the text itself is never kept.
     Rejected {
-        gate: &'static str,
+        rejection: Rejection,
         chars: usize,
     },
 }
@@ -146,11 +146,11 @@ pub enum Intake {
 pub fn intake(event: ClipEvent, gates: &mut Gates, collapse: bool) -> Intake {
     match event {
         ClipEvent::Oversized { bytes } => Intake::Rejected {
-            gate: Rejection::TooLong.gate_name(),
+            rejection: Rejection::TooLong,
             chars: bytes,
         },
         ClipEvent::Undecidable => Intake::Rejected {
-            gate: Rejection::Concealed.gate_name(),
+            rejection: Rejection::Concealed,
             chars: 0,
         },
         ClipEvent::Text { text, concealed } => {
@@ -161,8 +161,8 @@ pub fn intake(event: ClipEvent, gates: &mut Gates, collapse: bool) -> Intake {
             };
             match gates.check(&cleaned, concealed) {
                 Ok(()) => Intake::Accepted(cleaned),
-                Err(r) => Intake::Rejected {
-                    gate: r.gate_name(),
+                Err(rejection) => Intake::Rejected {
+                    rejection,
                     chars: cleaned.chars().count(),
                 },
             }

@@ -577,10 +577,11 @@ async fn first_line<I: Io>(
                     let Some(event) = detector.observe(read) else { continue };
                     match intake(event, &mut gates, config.clipboard.collapse_repeats) {
                         Intake::Accepted(text) => break text,
-                        Intake::Rejected { gate, chars } => say(io, &format!(
-                            "Not sent: the {gate} gate rejected what you copied ({chars} characters; {}). \
+                        Intake::Rejected { rejection, chars } => say(io, &format!(
+                            "Not sent: the {} gate rejected what you copied ({chars} characters; {}). \
                              Copy a line of {language} text.",
-                            gate_meaning(gate)
+                            rejection.gate_name(),
+                            rejection.explain()
                         ))?,
                     }
                 }
@@ -666,21 +667,6 @@ async fn notify<I: Io>(io: &mut I, config: &Config, text: &str, t: &Translation)
             io,
             "(no desktop notification: the notification server did not answer within 3 s)",
         ),
-    }
-}
-
-/// What a gate's rejection means, in words (never quoting the text).
-fn gate_meaning(gate: &str) -> &'static str {
-    match gate {
-        "concealed" => "a password manager marked it as secret",
-        "too_short" => "shorter than min_chars",
-        "too_long" => "longer than max_chars",
-        "wrong_script" => "not enough of the source language's script",
-        "secret" => "it looks like a key, token or password",
-        "ignored" => "it matches an `ignore` pattern of the config",
-        "own_output" => "it is one of yaku's own translations",
-        "repeat" => "the same as the previous line",
-        _ => "a privacy gate",
     }
 }
 
