@@ -581,7 +581,7 @@ impl Chain {
         let reply = tokio::select! {
             biased;
             reply = provider.complete(prompt) => reply,
-            () = self.clock.sleep_until(deadline) => {
+            () = self.clock.deadline(deadline) => {
                 record("transient", false, self.clock.now());
                 return None;
             }
