@@ -65,8 +65,7 @@ pub fn run(config: &Config, args: TranslateArgs) -> anyhow::Result<()> {
         let _entered = runtime.enter();
         wire::build_chain(config, &credentials, clock.clone())?
     };
-    let mut request = wire::request_for(config, text);
-    request.glossary = config.memory.glossary.applicable(text, &[]);
+    let request = wire::request_for(config, text);
     // History and cache are a convenience here: without the store the line is still translated.
     let store = match wire::open_store_for_command(config) {
         Ok(s) => Some(Arc::new(StoreHandle::once(Arc::new(s), clock))),
@@ -76,7 +75,7 @@ pub fn run(config: &Config, args: TranslateArgs) -> anyhow::Result<()> {
         }
     };
     let cache = match (
-        config.memory.cache_enabled,
+        config.store.cache_enabled,
         args.fresh || args.provider.is_some(),
     ) {
         (false, _) => CacheUse::Off,

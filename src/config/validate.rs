@@ -240,14 +240,16 @@ impl Config {
             v.int_range(raw.history.max_rows, 0, i64::MAX, &["history", "max_rows"])? as u64;
         let max_days =
             v.int_range(raw.history.max_days, 0, 100_000, &["history", "max_days"])? as u64;
-        let memory = MemoryConfig {
-            context_lines,
-            context_reset,
+        let context = ContextConfig {
+            lines: context_lines,
+            reset: context_reset,
             glossary: Glossary::new(glossary),
+        };
+        let store = StoreConfig {
             cache_enabled: raw.cache.enabled,
             history_max_rows: max_rows,
             history_max_days: max_days,
-            store_path: Some(raw.store.path.trim())
+            path: Some(raw.store.path.trim())
                 .filter(|p| !p.is_empty())
                 .map(PathBuf::from),
         };
@@ -255,7 +257,8 @@ impl Config {
         Ok(Config {
             source: exists.then(|| path.to_path_buf()),
             path: path.to_path_buf(),
-            memory,
+            context,
+            store,
             clipboard: ClipboardConfig {
                 poll_interval,
                 collapse_repeats: c.collapse_repeats,

@@ -90,11 +90,21 @@ pub struct WatchControl {
 /// most 2 s between tries, so a display that comes back is picked up quickly) and are logged
 /// at most once a minute.
 pub fn watch(
+    source: impl ClipboardSource,
+    tx: tokio::sync::mpsc::Sender<ClipEvent>,
+    control: WatchControl,
+) {
+    watch_from(ChangeDetector::default(), source, tx, control);
+}
+
+/// [`watch`], with a detector that has already seen what must not count as a change (what
+/// was on the clipboard before the caller started listening).
+pub fn watch_from(
+    mut detector: ChangeDetector,
     mut source: impl ClipboardSource,
     tx: tokio::sync::mpsc::Sender<ClipEvent>,
     control: WatchControl,
 ) {
-    let mut detector = ChangeDetector::default();
     let mut failures: u32 = 0;
     let mut last_warning: Option<Instant> = None;
     while !control.stop.load(Ordering::Relaxed) {
