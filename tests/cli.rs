@@ -923,3 +923,23 @@ async fn history_export_writes_every_line_and_clear_needs_yes() {
     let out = yaku(&["history", "--config", &cfg], &[], None).await;
     assert!(text(&out.stdout).is_empty());
 }
+
+#[tokio::test]
+async fn a_failed_line_is_in_the_history_with_its_latency_and_each_providers_reason() {
+    let s = Servers::start().await;
+    s.gemini_replies(400, gemini_bad_key()).await;
+    s.groq_replies(401, openai_401()).await;
+    let cfg = s.config();
+    let out = yaku(&["translate", "--config", &cfg, "おはよう"], &keys(), None).await;
+    assert_eq!(out.status.code(), Some(3));
+    let out = yaku(&["history", "--json", "--config", &cfg], &[], None).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let rows: Vec<Value> = text(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(rows[0]["status"], "failed");
+    assert!(rows[0]["latency_ms"].is_u64(), "{}", rows[0]);
+    assert_eq!(rows[0]["error"], "gemini: key rejected; groq: key rejected");
+}

@@ -798,6 +798,30 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
+    async fn a_cached_answer_with_no_option_is_asked_fresh_instead_of_shown() {
+        use crate::store::Store;
+        let r = rig(vec![], fake::ok("Good evening."));
+        let key = crate::memory::cache_key("こんばんは", "Japanese", "English", 3, "", &[]);
+        let empty = crate::store::CachedAnswer {
+            options: vec![],
+            provider: "gemini".into(),
+            model: "m".into(),
+        };
+        r.store.cache_put(&key, &empty).unwrap();
+        r.tx.send(copy("こんばんは")).await.unwrap();
+        settle().await;
+        assert_eq!(calls(&r), 1);
+        assert_eq!(
+            r.shown.0.lock().unwrap().last().unwrap().summary,
+            "Good evening."
+        );
+        let _ = r.stop.send(());
+        let counts = r.done.await.unwrap();
+        assert_eq!((counts.cached, counts.translated), (0, 1));
+        assert_eq!(r.store.statuses(), [("こんばんは".into(), "translated")]);
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn context_lines_and_applicable_glossary_entries_travel_with_the_request() {
         use crate::memory::GlossaryEntry;
         let g = |s: &str, t: &str| GlossaryEntry {
