@@ -861,7 +861,7 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn superseded_lines_are_skipped_and_shutdown_marks_the_line_in_flight_interrupted() {
+    async fn superseded_lines_are_recorded_superseded_and_shutdown_marks_the_line_in_flight_interrupted() {
         let r = rig(
             vec![],
             Scripted {
