@@ -642,6 +642,9 @@ async fn the_request_deadline_is_kept_in_the_clocks_time() {
     assert_eq!(now(), tokio_start);
     assert_eq!(err.latency, 20 * S);
     assert_eq!(err.skipped[0].reason, SkipReason::Transient);
-    assert_eq!(err.skipped[0].detail, "no answer before the line's deadline");
+    assert_eq!(
+        err.skipped[0].detail,
+        "no answer before the line's deadline"
+    );
     assert_eq!(err.attempts[0].latency_ms, 20_000);
 }
