@@ -93,7 +93,7 @@ fn record_line(store: &SqliteStore, i: u64, at: SystemTime) {
         }
         _ => {
             let skipped = Finished {
-                status: Status::Skipped,
+                status: Status::Superseded,
                 provider: None,
                 model: None,
                 options: vec![],

@@ -91,7 +91,8 @@ fn http_setup_error(name: &str, e: &reqwest::Error) -> ConfigError {
     }
 }
 
-/// The request for one line under this config.
+/// The request for one line on its own (no context) under this config, with the glossary
+/// entries it names.
 pub fn request_for(config: &Config, text: &str) -> TranslationRequest {
     TranslationRequest {
         text: text.to_string(),
@@ -99,6 +100,7 @@ pub fn request_for(config: &Config, text: &str) -> TranslationRequest {
         target_language: config.translation.target_language.clone(),
         options: config.translation.options,
         instructions: config.translation.instructions.clone(),
+        glossary: config.context.glossary.applicable(text, &[]),
         ..Default::default()
     }
 }
@@ -144,10 +146,10 @@ pub fn build_parts(config: &Config, clock: Arc<dyn Clock>) -> anyhow::Result<Par
         show_original: config.notify.show_original,
         include_text: config.log.include_text,
         request: request_for(config, ""),
-        context_lines: config.memory.context_lines,
-        context_reset: config.memory.context_reset,
-        glossary: config.memory.glossary.clone(),
-        cache_enabled: config.memory.cache_enabled,
+        context_lines: config.context.lines,
+        context_reset: config.context.reset,
+        glossary: config.context.glossary.clone(),
+        cache_enabled: config.store.cache_enabled,
     };
     Ok(Parts {
         chain,
@@ -182,8 +184,8 @@ pub fn open_daemon_store(config: &Config, clock: Arc<dyn Clock>) -> (Arc<StoreHa
         }
     };
     let (max_rows, max_days) = (
-        config.memory.history_max_rows,
-        config.memory.history_max_days,
+        config.store.history_max_rows,
+        config.store.history_max_days,
     );
     let reopen_path = path.clone();
     let opener: Opener = Box::new(move || {

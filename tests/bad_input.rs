@@ -223,7 +223,7 @@ fn bad_clipboard_texts_are_rejected_by_the_right_gate_and_odd_but_harmless_ones_
         let started = Instant::now();
         let got = match intake(event, &mut gates, true) {
             Intake::Accepted(_) => Want::Accepted,
-            Intake::Rejected { gate, .. } => Want::Rejected(gate),
+            Intake::Rejected { rejection, .. } => Want::Rejected(rejection.gate_name()),
         };
         let took = started.elapsed();
         if got != want {

@@ -55,6 +55,22 @@ impl Servers {
             .mount(&self.groq)
             .await;
     }
+
+    /// Both providers reject the key.
+    async fn both_reject_the_key(&self) {
+        self.gemini_replies(400, gemini_bad_key()).await;
+        self.groq_replies(401, openai_401()).await;
+    }
+}
+
+/// `yaku history --json`, one object a row.
+async fn history_rows(cfg: &str) -> Vec<Value> {
+    let out = yaku(&["history", "--json", "--config", cfg], &[], None).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    text(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
 }
 
 fn keys() -> Vec<(&'static str, &'static str)> {
@@ -170,8 +186,7 @@ async fn gemini_rate_limited_falls_back_to_groq_and_json_says_why() {
 #[tokio::test]
 async fn all_providers_failing_exits_3_and_says_what_to_do_about_each() {
     let s = Servers::start().await;
-    s.gemini_replies(400, gemini_bad_key()).await;
-    s.groq_replies(401, openai_401()).await;
+    s.both_reject_the_key().await;
     let cfg = s.config();
     let out = yaku(&["translate", "--config", &cfg, "おはよう"], &keys(), None).await;
     assert_eq!(out.status.code(), Some(3));
@@ -785,12 +800,7 @@ async fn a_cached_line_makes_no_request_fresh_makes_one_and_history_records_ever
         "--fresh skips the cache"
     );
 
-    let out = yaku(&["history", "--json", "--config", &cfg], &[], None).await;
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
-    let rows: Vec<Value> = text(&out.stdout)
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let rows = history_rows(&cfg).await;
     let statuses: Vec<&str> = rows.iter().map(|r| r["status"].as_str().unwrap()).collect();
     assert_eq!(statuses, ["translated", "cached", "translated"]);
     let mut keys_of: Vec<&str> = rows[0]
@@ -922,4 +932,18 @@ async fn history_export_writes_every_line_and_clear_needs_yes() {
     assert_eq!(out.status.code(), Some(0));
     let out = yaku(&["history", "--config", &cfg], &[], None).await;
     assert!(text(&out.stdout).is_empty());
+}
+
+#[tokio::test]
+async fn a_failed_line_is_in_the_history_with_its_latency_and_each_providers_reason() {
+    let s = Servers::start().await;
+    s.both_reject_the_key().await;
+    let cfg = s.config();
+    let out = yaku(&["translate", "--config", &cfg, "おはよう"], &keys(), None).await;
+    assert_eq!(out.status.code(), Some(3));
+    let rows = history_rows(&cfg).await;
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(rows[0]["status"], "failed");
+    assert!(rows[0]["latency_ms"].is_u64(), "{}", rows[0]);
+    assert_eq!(rows[0]["error"], "gemini: key rejected; groq: key rejected");
 }

@@ -80,7 +80,7 @@ fn failed(error: &str) -> Finished {
 
 fn skipped() -> Finished {
     Finished {
-        status: Status::Skipped,
+        status: Status::Superseded,
         provider: None,
         model: None,
         options: vec![],
@@ -423,7 +423,7 @@ fn finish_sets_each_final_status() {
         (translated("gemini", &["Hi."], 10), Status::Translated),
         (cached("gemini", &["Hi."]), Status::Cached),
         (failed("gemini: key rejected"), Status::Failed),
-        (skipped(), Status::Skipped),
+        (skipped(), Status::Superseded),
     ];
     for (finished, want) in &cases {
         let id = store.begin("こんにちは", Source::Clipboard, t(0)).unwrap();
@@ -497,7 +497,7 @@ fn pending_lines_become_interrupted_when_the_store_is_reopened() {
         .collect();
     assert_eq!(
         statuses,
-        vec![Status::Skipped, Status::Interrupted, Status::Interrupted]
+        vec![Status::Superseded, Status::Interrupted, Status::Interrupted]
     );
     // An interrupted line is final too.
     let last = store.history(1, None).unwrap()[0].id.unwrap();
@@ -617,7 +617,7 @@ fn assert_fresh_store_works(store: &SqliteStore) {
     assert!(store.history(10, None).unwrap().is_empty());
     let id = store.begin("新しい", Source::Cli, t(0)).unwrap();
     store.finish(id, &skipped(), &[]).unwrap();
-    assert_eq!(only(store).status, Status::Skipped);
+    assert_eq!(only(store).status, Status::Superseded);
 }
 
 #[test]

@@ -6,15 +6,15 @@ use std::sync::Arc;
 use anyhow::Context;
 use serde_json::json;
 
-use super::UsageError;
 use super::NoProvider;
+use super::UsageError;
 use super::args::TranslateArgs;
-use crate::config::{Config, ConfigError};
+use crate::config::Config;
 use crate::config::credentials::Credentials;
 use crate::core::chain::{ChainFailure, Skipped, Translation};
-use crate::core::clock::TokioClock;
-use crate::core::memory::cache_key;
-use crate::core::store::{CachedAnswer, Finished, Source, Status, Store};
+use crate::core::clock::{Clock, TokioClock};
+use crate::core::line::{Accepted, CacheUse, Lines};
+use crate::core::store::{Source, StoreHandle};
 use crate::wire;
 
 pub fn run(config: &Config, args: TranslateArgs) -> anyhow::Result<()> {
@@ -59,81 +59,38 @@ pub fn run(config: &Config, args: TranslateArgs) -> anyhow::Result<()> {
         .context("cannot start the async runtime")?;
     // Key files are checked first, so a file others can read is refused even for a cached line.
     let credentials = Credentials::load(&Credentials::path_for(&config.path))?;
-    let mut request = wire::request_for(config, text);
-    request.glossary = config.memory.glossary.applicable(text, &[]);
+    let clock: Arc<dyn Clock> = Arc::new(TokioClock);
+    let chain = {
+        // Provider clients are built inside the runtime they will run on.
+        let _entered = runtime.enter();
+        wire::build_chain(config, &credentials, clock.clone())?
+    };
+    let request = wire::request_for(config, text);
     // History and cache are a convenience here: without the store the line is still translated.
     let store = match wire::open_store_for_command(config) {
-        Ok(s) => Some(s),
+        Ok(s) => Some(Arc::new(StoreHandle::once(Arc::new(s), clock))),
         Err(e) => {
             tracing::warn!("translating without history and cache: {e:#}");
             None
         }
     };
-    let key = config.memory.cache_enabled.then(|| {
-        cache_key(
-            text,
-            &request.source_language,
-            &request.target_language,
-            request.options,
-            &request.instructions,
-            &request.glossary,
-        )
-    });
-    let cached = match (&store, &key) {
-        (Some(st), Some(k)) if !args.fresh && args.provider.is_none() => {
-            st.cache_get(k).ok().flatten()
-        }
-        _ => None,
+    let cache = match (
+        config.store.cache_enabled,
+        args.fresh || args.provider.is_some(),
+    ) {
+        (false, _) => CacheUse::Off,
+        (true, false) => CacheUse::On,
+        (true, true) => CacheUse::Refresh,
     };
-    let row = store.as_ref().and_then(|st| {
-        st.begin(text, Source::Cli, std::time::SystemTime::now())
-            .ok()
-    });
-    let finish = |status: Status,
-                  t: Option<&Translation>,
-                  error: Option<String>,
-                  attempts: &[crate::core::store::AttemptRecord]| {
-        if let (Some(st), Some(id)) = (&store, row) {
-            let f = Finished::of(status, t, error);
-            if let Err(e) = st.finish(id, &f, attempts) {
-                tracing::warn!("history not updated: {e}");
-            }
+    let lines = Lines::new(store);
+    let result = match lines.accept(&request, &request.glossary, Source::Cli, cache) {
+        Accepted::Cached(t) => {
+            eprintln!("from the cache ({})", t.provider);
+            Ok(t)
         }
-    };
-    let result = if let Some(answer) = cached {
-        let t = Translation::from(answer);
-        finish(Status::Cached, Some(&t), None, &[]);
-        eprintln!("from the cache ({})", t.provider);
-        Ok(t)
-    } else {
-        let result = runtime.block_on(async {
-            let chain = wire::build_chain(config, &credentials, Arc::new(TokioClock))?;
-            Ok::<_, ConfigError>(chain.translate(&request, args.provider.as_deref()).await)
-        })?;
-        match &result {
-            Ok(t) => {
-                finish(Status::Translated, Some(t), None, &t.attempts);
-                if let (Some(st), Some(k)) = (&store, &key) {
-                    let answer = CachedAnswer {
-                        options: t.options.clone(),
-                        provider: t.provider.clone(),
-                        model: t.model.clone(),
-                    };
-                    if let Err(e) = st.cache_put(k, &answer) {
-                        tracing::warn!("cache not updated: {e}");
-                    }
-                }
-            }
-            Err(f) => {
-                finish(
-                    Status::Failed,
-                    None,
-                    Some(Skipped::reasons(&f.skipped)),
-                    &f.attempts,
-                );
-            }
+        Accepted::Pending(entry) => {
+            runtime.block_on(lines.translate(&chain, &request, args.provider.as_deref(), &entry))
         }
-        result
     };
     let mut out = std::io::stdout().lock();
     match result {

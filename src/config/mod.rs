@@ -75,25 +75,31 @@ pub struct Config {
     pub clipboard: ClipboardConfig,
     pub notify: NotifyConfig,
     pub log: LogConfig,
-    pub memory: MemoryConfig,
+    pub context: ContextConfig,
+    pub store: StoreConfig,
 }
 
-/// Context, glossary, cache, history and store settings.
+/// What travels with each line besides its text: the context and the glossary.
 #[derive(Debug, Clone, PartialEq)]
-pub struct MemoryConfig {
+pub struct ContextConfig {
     /// Previous accepted lines sent as context (0 = none).
-    pub context_lines: usize,
+    pub lines: usize,
     /// The context is forgotten after this long without a line.
-    pub context_reset: Duration,
+    pub reset: Duration,
     /// `[glossary]` entries, then the `glossary_file` ones.
     pub glossary: Glossary,
+}
+
+/// `[cache]`, `[history]` and `[store]`: what is kept on disk and for how long.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoreConfig {
     pub cache_enabled: bool,
     /// 0 = no limit.
     pub history_max_rows: u64,
     /// 0 = keep for ever.
     pub history_max_days: u64,
     /// Empty in the file: the platform data dir (`~/.local/share/yaku/yaku.db`).
-    pub store_path: Option<PathBuf>,
+    pub path: Option<PathBuf>,
 }
 
 /// `[clipboard]`: polling, cleaning and the privacy gates.
@@ -234,8 +240,8 @@ impl Config {
 
     /// The history store's file: `[store] path`, else the platform data dir.
     pub fn store_path(&self, dirs: &Dirs) -> PathBuf {
-        self.memory
-            .store_path
+        self.store
+            .path
             .clone()
             .unwrap_or_else(|| dirs.store_file())
     }
@@ -260,8 +266,9 @@ mod tests {
         assert_eq!(example.providers, defaults.providers);
         assert_eq!(example.notify, defaults.notify);
         assert_eq!(example.log, defaults.log);
-        assert_eq!(example.memory, defaults.memory);
-        assert!(defaults.memory.glossary.is_empty());
+        assert_eq!(example.context, defaults.context);
+        assert_eq!(example.store, defaults.store);
+        assert!(defaults.context.glossary.is_empty());
         assert_eq!(
             example.clipboard.poll_interval,
             defaults.clipboard.poll_interval

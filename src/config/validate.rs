@@ -43,11 +43,13 @@ impl Config {
         let clipboard = clipboard(&v, &raw.clipboard, &raw.translation)?;
         let notify = notify(&v, &raw.notify)?;
         let log = log(&v, &raw.log)?;
-        let memory = memory(&v, &raw)?;
+        let context = context(&v, &raw)?;
+        let store = store(&v, &raw)?;
         Ok(Config {
             source: exists.then(|| path.to_path_buf()),
             path: path.to_path_buf(),
-            memory,
+            context,
+            store,
             clipboard,
             notify,
             log,
@@ -257,12 +259,11 @@ fn log(v: &Validator<'_>, l: &RawLog) -> Result<LogConfig, ConfigError> {
     })
 }
 
-/// Context, glossary (inline and `glossary_file`), cache, history and store.
-fn memory(v: &Validator<'_>, raw: &RawConfig) -> Result<MemoryConfig, ConfigError> {
+/// The context window and the glossary (inline and `glossary_file`).
+fn context(v: &Validator<'_>, raw: &RawConfig) -> Result<ContextConfig, ConfigError> {
     let t = &raw.translation;
-    let context_lines =
-        v.int_range(t.context_lines, 0, 50, &["translation", "context_lines"])? as usize;
-    let context_reset = v.secs(
+    let lines = v.int_range(t.context_lines, 0, 50, &["translation", "context_lines"])? as usize;
+    let reset = v.secs(
         t.context_reset_secs,
         1.0,
         86_400.0,
@@ -270,17 +271,23 @@ fn memory(v: &Validator<'_>, raw: &RawConfig) -> Result<MemoryConfig, ConfigErro
     )?;
     let mut glossary = inline_glossary(v, &raw.glossary)?;
     glossary.extend(glossary_file(v, t)?);
+    Ok(ContextConfig {
+        lines,
+        reset,
+        glossary: Glossary::new(glossary),
+    })
+}
+
+/// `[cache]`, `[history]` and `[store]`.
+fn store(v: &Validator<'_>, raw: &RawConfig) -> Result<StoreConfig, ConfigError> {
     let max_rows =
         v.int_range(raw.history.max_rows, 0, i64::MAX, &["history", "max_rows"])? as u64;
     let max_days = v.int_range(raw.history.max_days, 0, 100_000, &["history", "max_days"])? as u64;
-    Ok(MemoryConfig {
-        context_lines,
-        context_reset,
-        glossary: Glossary::new(glossary),
+    Ok(StoreConfig {
         cache_enabled: raw.cache.enabled,
         history_max_rows: max_rows,
         history_max_days: max_days,
-        store_path: Some(raw.store.path.trim())
+        path: Some(raw.store.path.trim())
             .filter(|p| !p.is_empty())
             .map(PathBuf::from),
     })

@@ -162,8 +162,8 @@ async fn serve(config: &Config, dirs: &Dirs, started: std::time::Instant) -> any
     let retention = tokio::spawn({
         let (store, rows, days) = (
             store.clone(),
-            config.memory.history_max_rows,
-            config.memory.history_max_days,
+            config.store.history_max_rows,
+            config.store.history_max_days,
         );
         async move {
             loop {

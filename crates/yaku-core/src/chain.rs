@@ -286,7 +286,8 @@ struct Attempt {
     last: Option<Skipped>,
 }
 
-enum Gate {
+/// Whether a provider may be sent this line now: its breaker and rate limit, asked together.
+enum Clearance {
     Send {
         probe: bool,
     },
@@ -367,14 +368,14 @@ impl Chain {
                     continue;
                 }
                 let entry = &self.entries[i];
-                let probe = match self.gate(entry, now) {
-                    Gate::Skip { skipped, ready_at } => {
+                let probe = match self.clearance(entry, now) {
+                    Clearance::Skip { skipped, ready_at } => {
                         a.done = ready_at.is_none_or(|t| t >= deadline);
                         a.not_before = ready_at;
                         a.last = Some(skipped);
                         continue;
                     }
-                    Gate::Send { probe } => probe,
+                    Clearance::Send { probe } => probe,
                 };
                 let Some(provider) = entry.provider.as_ref() else {
                     continue;
@@ -457,25 +458,26 @@ impl Chain {
     }
 
     /// Asks the breaker and the rate limit together, so that neither changes unless both allow.
-    fn gate(&self, entry: &ChainEntry, now: Instant) -> Gate {
+    fn clearance(&self, entry: &ChainEntry, now: Instant) -> Clearance {
         if let Some(reason) = &entry.unusable {
-            return Gate::Skip {
+            return Clearance::Skip {
                 skipped: reason.clone(),
                 ready_at: None,
             };
         }
         let mut g = entry.lock();
-        let skip = |reason, until: Option<Instant>, detail: String, advice: String| Gate::Skip {
-            skipped: Skipped {
-                provider: entry.name.clone(),
-                reason,
-                retry_after: until.map(|u| u.saturating_duration_since(now)),
-                daily: false,
-                detail,
-                advice,
-            },
-            ready_at: until,
-        };
+        let skip =
+            |reason, until: Option<Instant>, detail: String, advice: String| Clearance::Skip {
+                skipped: Skipped {
+                    provider: entry.name.clone(),
+                    reason,
+                    retry_after: until.map(|u| u.saturating_duration_since(now)),
+                    daily: false,
+                    detail,
+                    advice,
+                },
+                ready_at: until,
+            };
         match g.breaker.peek(now) {
             Admission::Send { .. } => {}
             Admission::Open {
@@ -511,7 +513,7 @@ impl Chain {
             }
             Admission::Disabled { class, detail } => {
                 let reason = SkipReason::from_class(class);
-                return Gate::Skip {
+                return Clearance::Skip {
                     skipped: Skipped {
                         provider: entry.name.clone(),
                         reason,
@@ -534,9 +536,9 @@ impl Chain {
             );
         }
         match g.breaker.admit(now) {
-            Admission::Send { probe } => Gate::Send { probe },
+            Admission::Send { probe } => Clearance::Send { probe },
             // peek said Send under the same lock, so admit cannot disagree; stay safe anyway.
-            _ => Gate::Skip {
+            _ => Clearance::Skip {
                 skipped: Skipped {
                     provider: entry.name.clone(),
                     reason: SkipReason::BreakerOpen,
@@ -575,10 +577,14 @@ impl Chain {
             probe,
             armed: true,
         };
-        let remaining = deadline.saturating_duration_since(self.clock.now());
-        let Ok(reply) = tokio::time::timeout(remaining, provider.complete(prompt)).await else {
-            record("transient", false, self.clock.now());
-            return None;
+        // The deadline is in the Clock's time, like every other instant here.
+        let reply = tokio::select! {
+            biased;
+            reply = provider.complete(prompt) => reply,
+            () = self.clock.deadline(deadline) => {
+                record("transient", false, self.clock.now());
+                return None;
+            }
         };
         let result = reply.and_then(|text| {
             parse_options(&text, usize::from(prompt.options))

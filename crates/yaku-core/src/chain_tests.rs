@@ -594,3 +594,57 @@ fn the_daily_budget_refills_one_request_every_day_over_rpd() {
     assert_eq!(limit.day_remaining(), Some(4));
     assert_eq!(RateLimit::new(10, 0, Arc::new(clock)).day_remaining(), None);
 }
+
+// tokio's paused time and a ManualClock, which differ on purpose: the line's deadline is the
+// Clock's, so a request is cut off when the ManualClock reaches it, however long it takes in
+// tokio's time, and not before.
+#[tokio::test(start_paused = true)]
+async fn the_request_deadline_is_kept_in_the_clocks_time() {
+    let clock = crate::clock::ManualClock::new();
+    let shared: Arc<dyn Clock> = Arc::new(clock.clone());
+    let slow = |secs| Scripted {
+        latency: secs * S,
+        result: Ok("{\"options\": [\"late\"]}".into()),
+    };
+    let provider = Arc::new(FakeProvider::new("gemini", vec![slow(30)], slow(3600)));
+    let entry = ChainEntry::new(
+        provider.clone(),
+        breaker(),
+        RateLimit::new(0, 0, shared.clone()),
+        String::new(),
+    );
+    let c = Chain::with_seed(
+        vec![entry],
+        shared,
+        ChainConfig {
+            deadline: 20 * S,
+            retry_base: Duration::from_millis(500),
+        },
+        7,
+    );
+
+    // 30 s of tokio's time, none of the Clock's: answered.
+    let t0 = clock.now();
+    let t = c.translate(&req(), None).await.unwrap();
+    assert_eq!(t.options, ["late"]);
+    assert_eq!(clock.now(), t0);
+
+    // The Clock moves 20 s while the request hangs: cut off then, with no tokio time passing.
+    let tokio_start = now();
+    let request = req();
+    let (result, ()) = tokio::join!(c.translate(&request, None), async {
+        while provider.calls().len() < 2 {
+            tokio::task::yield_now().await;
+        }
+        clock.advance(20 * S);
+    });
+    let err = result.unwrap_err();
+    assert_eq!(now(), tokio_start);
+    assert_eq!(err.latency, 20 * S);
+    assert_eq!(err.skipped[0].reason, SkipReason::Transient);
+    assert_eq!(
+        err.skipped[0].detail,
+        "no answer before the line's deadline"
+    );
+    assert_eq!(err.attempts[0].latency_ms, 20_000);
+}

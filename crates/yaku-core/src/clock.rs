@@ -3,8 +3,10 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+use tokio::sync::watch;
 
 /// A boxed future, so the ports stay object-safe without an extra crate.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -13,8 +15,13 @@ pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 pub trait Clock: Send + Sync + 'static {
     /// The current monotonic instant.
     fn now(&self) -> Instant;
-    /// Resolves once `now() >= deadline`.
+    /// Resolves once `now() >= deadline`: a wait the caller has nothing else to do during.
     fn sleep_until(&self, deadline: Instant) -> BoxFuture<'_, ()>;
+    /// Resolves once the clock reaches `at` while other work runs, never moving it: racing
+    /// work against it bounds that work in this clock's time.
+    fn deadline(&self, at: Instant) -> BoxFuture<'_, ()> {
+        self.sleep_until(at)
+    }
 }
 
 /// Real time through tokio, which a test may pause and advance.
@@ -30,10 +37,11 @@ impl Clock for TokioClock {
     }
 }
 
-/// A clock that only moves when told to; sleeping on it jumps it forward at once.
+/// A clock that only moves when told to; sleeping on it jumps it forward at once, and a
+/// [`Clock::deadline`] on it is reached only when it is moved (by `advance` or a sleep).
 #[derive(Debug, Clone)]
 pub struct ManualClock {
-    now: Arc<Mutex<Instant>>,
+    now: Arc<watch::Sender<Instant>>,
 }
 
 impl Default for ManualClock {
@@ -46,25 +54,34 @@ impl ManualClock {
     /// A clock that starts at the real current instant and then stands still.
     pub fn new() -> Self {
         Self {
-            now: Arc::new(Mutex::new(Instant::now())),
+            now: Arc::new(watch::Sender::new(Instant::now())),
         }
     }
     /// Moves the clock forward.
     pub fn advance(&self, by: Duration) {
-        let mut now = self.now.lock().unwrap_or_else(|e| e.into_inner());
-        *now += by;
+        self.now.send_modify(|now| *now += by);
     }
 }
 
 impl Clock for ManualClock {
     fn now(&self) -> Instant {
-        *self.now.lock().unwrap_or_else(|e| e.into_inner())
+        *self.now.borrow()
     }
     fn sleep_until(&self, deadline: Instant) -> BoxFuture<'_, ()> {
-        let mut now = self.now.lock().unwrap_or_else(|e| e.into_inner());
-        if *now < deadline {
-            *now = deadline;
-        }
+        self.now.send_if_modified(|now| {
+            let behind = *now < deadline;
+            if behind {
+                *now = deadline;
+            }
+            behind
+        });
         Box::pin(std::future::ready(()))
+    }
+    fn deadline(&self, at: Instant) -> BoxFuture<'_, ()> {
+        let mut now = self.now.subscribe();
+        Box::pin(async move {
+            // The sender lives as long as `self`, so this only ends when `at` is reached.
+            let _ = now.wait_for(|t| *t >= at).await;
+        })
     }
 }

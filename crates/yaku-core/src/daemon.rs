@@ -16,11 +16,12 @@ use super::chain::{Chain, ChainFailure, Skipped, Translation};
 use super::clock::{BoxFuture, Clock};
 use super::gates::Gates;
 use super::intake::{ClipEvent, Intake, intake};
-use super::memory::{ContextWindow, Glossary, cache_key};
-use super::notice::{self, Notice, OutageGate};
+use super::line::{Accepted, CacheUse, Lines};
+use super::memory::{ContextWindow, Glossary};
+use super::notice::{self, Notice, OutageNotices};
 use super::prompt::TranslationRequest;
 use super::queue::{DisplayOrder, LatestWins, Line, QueueEffect};
-use super::store::{CachedAnswer, Finished, Source, Status, StoreHandle};
+use super::store::{Source, Status, StoreHandle};
 
 /// The desktop notification port.
 pub trait Notifier: Send + Sync + 'static {
@@ -136,11 +137,12 @@ pub struct Daemon {
     counts: watch::Sender<DaemonCounts>,
     queue: LatestWins,
     display: DisplayOrder,
-    outage: OutageGate,
+    outage: OutageNotices,
     next_id: u64,
     /// The line being translated (its work future is polled by `run`).
     in_flight: Option<Line>,
-    store: Option<Arc<StoreHandle>>,
+    /// History and cache, through the one line use case.
+    lines: Lines,
     context: ContextWindow,
     /// Shared with the clipboard thread: while set, the clipboard is not read.
     paused: Arc<AtomicBool>,
@@ -167,7 +169,7 @@ impl Daemon {
             commands_tx,
             commands,
             last_latency_ms: None,
-            store,
+            lines: Lines::new(store),
             context,
             chain,
             clock,
@@ -177,7 +179,7 @@ impl Daemon {
             counts: watch::Sender::new(DaemonCounts::default()),
             queue: LatestWins::new(),
             display: DisplayOrder::default(),
-            outage: OutageGate::default(),
+            outage: OutageNotices::default(),
             next_id: 1,
             in_flight: None,
         }
@@ -236,13 +238,12 @@ impl Daemon {
                 }
                 event = events.recv() => {
                     let Some(event) = event else { break };
-                    if let Some(line) = self.accept(event)
-                        && let Some(line) = self.answer_from_cache(line) {
-                            let effects = self.queue.push(line);
-                            if let Some(w) = self.apply(effects) {
-                                inflight = Some(w);
-                            }
+                    if let Some(line) = self.accept(event) {
+                        let effects = self.queue.push(line);
+                        if let Some(w) = self.apply(effects) {
+                            inflight = Some(w);
                         }
+                    }
                 }
             }
         }
@@ -252,12 +253,12 @@ impl Daemon {
                 line_id = line.id,
                 "shutting down: the line in flight is abandoned"
             );
-            self.record(&line, Status::Interrupted, None, &[]);
+            self.lines.abandon(&line.entry, Status::Interrupted);
         }
         for effect in self.queue.clear() {
             if let QueueEffect::Superseded(line) = effect {
                 tracing::info!(line_id = line.id, "shutting down: waiting line dropped");
-                self.record(&line, Status::Skipped, None, &[]);
+                self.lines.abandon(&line.entry, Status::Superseded);
             }
         }
         self.counts.borrow().clone()
@@ -363,47 +364,67 @@ impl Daemon {
         self.counts.send_modify(f);
     }
 
+    /// Runs a change through intake and the line use case's first step; returns the line
+    /// when it must be translated (a cached answer is shown at once).
     fn accept(&mut self, event: ClipEvent) -> Option<Line> {
-        match intake(event, &mut self.gates, self.settings.collapse_repeats) {
-            Intake::Rejected { gate, chars } => {
+        let text = match intake(event, &mut self.gates, self.settings.collapse_repeats) {
+            Intake::Rejected { rejection, chars } => {
                 // Never the text: only which gate and how long it was.
-                tracing::debug!(gate, chars, "clipboard text rejected");
+                tracing::debug!(
+                    gate = rejection.gate_name(),
+                    chars,
+                    "clipboard text rejected"
+                );
                 self.count(|c| c.rejected += 1);
-                None
+                return None;
             }
-            Intake::Accepted(text) => {
-                let id = self.next_id;
-                self.next_id += 1;
-                self.count(|c| c.accepted += 1);
-                if self.settings.include_text {
-                    tracing::info!(line_id = id, chars = text.chars().count(), text = %text, "line accepted");
-                } else {
-                    tracing::info!(line_id = id, chars = text.chars().count(), "line accepted");
-                }
-                let now = self.clock.now();
-                let mut line = Line::new(id, text, now);
-                line.context = self.context.next(&line.text, now);
-                line.glossary = self.settings.glossary.applicable(&line.text, &line.context);
-                if self.settings.cache_enabled {
-                    let r = &self.settings.request;
-                    let own = self.settings.glossary.applicable(&line.text, &[]);
-                    line.cache_key = Some(cache_key(
-                        &line.text,
-                        &r.source_language,
-                        &r.target_language,
-                        r.options,
-                        &r.instructions,
-                        &own,
-                    ));
-                }
-                line.history_id = self.store.as_ref().and_then(|s| {
-                    s.with("recorded a line", |st| {
-                        st.begin(&line.text, Source::Clipboard, std::time::SystemTime::now())
-                    })
-                });
+            Intake::Accepted(text) => text,
+        };
+        let id = self.next_id;
+        self.next_id += 1;
+        self.count(|c| c.accepted += 1);
+        if self.settings.include_text {
+            tracing::info!(line_id = id, chars = text.chars().count(), text = %text, "line accepted");
+        } else {
+            tracing::info!(line_id = id, chars = text.chars().count(), "line accepted");
+        }
+        let now = self.clock.now();
+        let mut line = Line::new(id, text, now);
+        line.context = self.context.next(&line.text, now);
+        line.glossary = self.settings.glossary.applicable(&line.text, &line.context);
+        let request = self.request(&line);
+        let own = self.settings.glossary.applicable(&line.text, &[]);
+        let cache = if self.settings.cache_enabled {
+            CacheUse::On
+        } else {
+            CacheUse::Off
+        };
+        match self.lines.accept(&request, &own, Source::Clipboard, cache) {
+            Accepted::Pending(entry) => {
+                line.entry = entry;
                 Some(line)
             }
+            Accepted::Cached(t) => {
+                let _span = tracing::info_span!("line", line_id = line.id).entered();
+                self.count(|c| c.cached += 1);
+                if self.settings.include_text {
+                    tracing::info!(provider = %t.provider, original = %line.text, best = %best(&t), "cached");
+                } else {
+                    tracing::info!(provider = %t.provider, "cached");
+                }
+                self.show(&line, &t);
+                None
+            }
         }
+    }
+
+    /// The request for `line`: the settings' languages and options, its text and memory.
+    fn request(&self, line: &Line) -> TranslationRequest {
+        let mut request = self.settings.request.clone();
+        request.text = line.text.clone();
+        request.context = line.context.clone();
+        request.glossary = line.glossary.clone();
+        request
     }
 
     /// Carries out queue effects; returns the work to start, if any.
@@ -414,10 +435,10 @@ impl Daemon {
                 QueueEffect::Superseded(line) => {
                     tracing::info!(
                         line_id = line.id,
-                        "skipped: a newer line replaced it in the queue"
+                        "superseded: a newer line replaced it in the queue"
                     );
                     self.count(|c| c.superseded += 1);
-                    self.record(&line, Status::Skipped, None, &[]);
+                    self.lines.abandon(&line.entry, Status::Superseded);
                 }
                 QueueEffect::Start(line) => {
                     start = Some(self.translate(&line));
@@ -429,58 +450,14 @@ impl Daemon {
     }
 
     fn translate(&self, line: &Line) -> Work {
-        let chain = self.chain.clone();
-        let mut request = self.settings.request.clone();
-        request.text = line.text.clone();
-        request.context = line.context.clone();
-        request.glossary = line.glossary.clone();
+        let (chain, lines) = (self.chain.clone(), self.lines.clone());
+        let (request, entry) = (self.request(line), line.entry.clone());
         let id = line.id;
         let span = tracing::info_span!("line", line_id = id);
-        Box::pin(async move { (id, chain.translate(&request, None).await) }.instrument(span))
-    }
-
-    /// Shows a cached answer at once; returns the line when it must be translated.
-    fn answer_from_cache(&mut self, line: Line) -> Option<Line> {
-        let Some(key) = line.cache_key.as_deref() else {
-            return Some(line);
-        };
-        let hit = self
-            .store
-            .as_ref()
-            .and_then(|s| s.with("read the cache", |st| st.cache_get(key)))
-            .flatten();
-        // An entry with nothing to show (a store edited by hand) is a miss: the line is
-        // translated afresh, and its answer replaces the entry.
-        let Some(answer) = hit.filter(|a| a.options.iter().any(|o| !o.trim().is_empty())) else {
-            return Some(line);
-        };
-        let _span = tracing::info_span!("line", line_id = line.id).entered();
-        self.count(|c| c.cached += 1);
-        let t = Translation::from(answer);
-        if self.settings.include_text {
-            let best = t.options.first().map(String::as_str).unwrap_or_default();
-            tracing::info!(provider = %t.provider, original = %line.text, best = %best, "cached");
-        } else {
-            tracing::info!(provider = %t.provider, "cached");
-        }
-        self.record(&line, Status::Cached, Some(&t), &[]);
-        self.show(&line, &t);
-        None
-    }
-
-    /// Gives the line's history row its final status.
-    fn record(
-        &self,
-        line: &Line,
-        status: Status,
-        t: Option<&Translation>,
-        attempts: &[crate::store::AttemptRecord],
-    ) {
-        let (Some(store), Some(id)) = (&self.store, line.history_id) else {
-            return;
-        };
-        let finished = Finished::of(status, t, None);
-        store.with("finished a line", |st| st.finish(id, &finished, attempts));
+        Box::pin(
+            async move { (id, lines.translate(&chain, &request, None, &entry).await) }
+                .instrument(span),
+        )
     }
 
     fn show(&mut self, line: &Line, t: &Translation) {
@@ -509,22 +486,10 @@ impl Daemon {
             Ok(t) => {
                 self.count(|c| c.translated += 1);
                 self.outage.succeeded();
-                self.record(&line, Status::Translated, Some(&t), &t.attempts);
-                if let Some(key) = &line.cache_key {
-                    let answer = CachedAnswer {
-                        options: t.options.clone(),
-                        provider: t.provider.clone(),
-                        model: t.model.clone(),
-                    };
-                    if let Some(store) = &self.store {
-                        store.with("stored a translation", |st| st.cache_put(key, &answer));
-                    }
-                }
                 let latency_ms = t.latency.as_millis() as u64;
                 self.last_latency_ms = Some(latency_ms);
-                let best = t.options.first().cloned().unwrap_or_default();
                 if self.settings.include_text {
-                    tracing::info!(provider = %t.provider, latency_ms, total_ms = ms(waited), original = %line.text, best = %best, "translated");
+                    tracing::info!(provider = %t.provider, latency_ms, total_ms = ms(waited), original = %line.text, best = %best(&t), "translated");
                 } else {
                     tracing::info!(provider = %t.provider, latency_ms, total_ms = ms(waited), "translated");
                 }
@@ -540,13 +505,6 @@ impl Daemon {
                     total_ms = ms(waited),
                     "no provider could translate the line: {reasons}"
                 );
-                if let (Some(store), Some(id)) = (&self.store, line.history_id) {
-                    let mut finished = Finished::of(Status::Failed, None, Some(reasons.clone()));
-                    finished.latency_ms = Some(f.latency.as_millis() as u64);
-                    store.with("finished a line", |st| {
-                        st.finish(id, &finished, &f.attempts)
-                    });
-                }
                 if self.outage.failed() {
                     self.notices.send_replace(Some(notice::outage(&f)));
                 }
@@ -557,6 +515,11 @@ impl Daemon {
 
 fn ms(d: Duration) -> u64 {
     d.as_millis() as u64
+}
+
+/// The best option, for the log.
+fn best(t: &Translation) -> &str {
+    t.options.first().map(String::as_str).unwrap_or_default()
 }
 
 /// Shows the latest notice whenever it changes, each under a timeout (a hung notification
@@ -771,9 +734,7 @@ mod tests {
     async fn status_reports_breakers_queue_and_latency_and_reconfigure_reenables_a_disabled_provider()
      {
         let r = rig(
-            vec![fake::fail(
-                crate::provider::FailureClass::Unauthorized,
-            )],
+            vec![fake::fail(crate::provider::FailureClass::Unauthorized)],
             fake::ok("fine"),
         );
         r.tx.send(copy("一行目です")).await.unwrap();
@@ -917,7 +878,7 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn superseded_lines_are_skipped_and_shutdown_marks_the_line_in_flight_interrupted() {
+    async fn superseded_lines_are_recorded_superseded_and_shutdown_marks_the_line_in_flight_interrupted() {
         let r = rig(
             vec![],
             Scripted {

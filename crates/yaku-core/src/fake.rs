@@ -115,6 +115,8 @@ pub struct MemStore {
         )>,
     >,
     pub cache: Mutex<std::collections::HashMap<String, super::store::CachedAnswer>>,
+    /// Every final state given, in order.
+    pub finished: Mutex<Vec<super::store::Finished>>,
 }
 
 impl MemStore {
@@ -155,6 +157,7 @@ impl super::store::Store for MemStore {
         );
         row.1 = f.status;
         row.2 = attempts.to_vec();
+        self.finished.lock().unwrap().push(f.clone());
         Ok(())
     }
     fn cache_get(

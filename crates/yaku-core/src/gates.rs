@@ -50,31 +50,23 @@ impl Default for GateConfig {
 }
 
 /// Why a clipboard text was not sent. Carries no part of the text, so it can be logged.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, thiserror::Error)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Rejection {
     /// The clipboard owner marked the content as concealed (a password manager did).
-    #[error("the clipboard owner marked it as concealed")]
     Concealed,
     /// Fewer chars than `min_chars`.
-    #[error("shorter than min_chars")]
     TooShort,
     /// More chars than `max_chars`.
-    #[error("longer than max_chars")]
     TooLong,
     /// Too little of the source language's script, or control characters.
-    #[error("not enough of the source language's script")]
     WrongScript,
     /// Looks like a credential; the payload names the shape, e.g. "jwt".
-    #[error("looks like a secret ({0})")]
     SecretShape(&'static str),
     /// Matches the user's ignore pattern with this index.
-    #[error("matches ignore pattern #{0}")]
     Ignored(usize),
     /// One of yaku's own recent translations, copied back.
-    #[error("one of yaku's own translations")]
     OwnOutput,
     /// The same text as the last accepted line.
-    #[error("same as the previous line")]
     Repeat,
 }
 
@@ -92,7 +84,30 @@ impl Rejection {
             Self::Repeat => "repeat",
         }
     }
+
+    /// What the rejection means, in words for the user (it never quotes the text).
+    pub fn explain(&self) -> &'static str {
+        match self {
+            Self::Concealed => "a password manager marked it as secret",
+            Self::TooShort => "shorter than min_chars",
+            Self::TooLong => "longer than max_chars",
+            Self::WrongScript => "not enough of the source language's script",
+            Self::SecretShape(_) => "it looks like a key, token or password",
+            Self::Ignored(_) => "it matches an `ignore` pattern of the config",
+            Self::OwnOutput => "it is one of yaku's own translations",
+            Self::Repeat => "the same as the previous line",
+        }
+    }
 }
+
+/// The one description of each gate is [`Rejection::explain`].
+impl std::fmt::Display for Rejection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.explain())
+    }
+}
+
+impl std::error::Error for Rejection {}
 
 /// A [`GateConfig`] that cannot be enforced.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -693,6 +708,7 @@ mod tests {
         ];
         for (rejection, name) in cases {
             assert_eq!(rejection.gate_name(), name);
+            assert_eq!(rejection.to_string(), rejection.explain(), "one description");
         }
     }
 

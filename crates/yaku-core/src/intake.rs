@@ -90,11 +90,21 @@ pub struct WatchControl {
 /// most 2 s between tries, so a display that comes back is picked up quickly) and are logged
 /// at most once a minute.
 pub fn watch(
+    source: impl ClipboardSource,
+    tx: tokio::sync::mpsc::Sender<ClipEvent>,
+    control: WatchControl,
+) {
+    watch_from(ChangeDetector::default(), source, tx, control);
+}
+
+/// [`watch`], with a detector that has already seen what must not count as a change (what
+/// was on the clipboard before the caller started listening).
+pub fn watch_from(
+    mut detector: ChangeDetector,
     mut source: impl ClipboardSource,
     tx: tokio::sync::mpsc::Sender<ClipEvent>,
     control: WatchControl,
 ) {
-    let mut detector = ChangeDetector::default();
     let mut failures: u32 = 0;
     let mut last_warning: Option<Instant> = None;
     while !control.stop.load(Ordering::Relaxed) {
@@ -137,7 +147,7 @@ pub enum Intake {
     Accepted(String),
     /// Rejected by a gate. `chars` is the text's length; the text itself is never kept.
     Rejected {
-        gate: &'static str,
+        rejection: Rejection,
         chars: usize,
     },
 }
@@ -146,11 +156,11 @@ pub enum Intake {
 pub fn intake(event: ClipEvent, gates: &mut Gates, collapse: bool) -> Intake {
     match event {
         ClipEvent::Oversized { bytes } => Intake::Rejected {
-            gate: Rejection::TooLong.gate_name(),
+            rejection: Rejection::TooLong,
             chars: bytes,
         },
         ClipEvent::Undecidable => Intake::Rejected {
-            gate: Rejection::Concealed.gate_name(),
+            rejection: Rejection::Concealed,
             chars: 0,
         },
         ClipEvent::Text { text, concealed } => {
@@ -161,8 +171,8 @@ pub fn intake(event: ClipEvent, gates: &mut Gates, collapse: bool) -> Intake {
             };
             match gates.check(&cleaned, concealed) {
                 Ok(()) => Intake::Accepted(cleaned),
-                Err(r) => Intake::Rejected {
-                    gate: r.gate_name(),
+                Err(rejection) => Intake::Rejected {
+                    rejection,
                     chars: cleaned.chars().count(),
                 },
             }

@@ -9,6 +9,7 @@ pub mod clock;
 pub mod daemon;
 pub mod gates;
 pub mod intake;
+pub mod line;
 pub mod memory;
 pub mod notice;
 pub mod prompt;

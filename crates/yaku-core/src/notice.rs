@@ -67,11 +67,11 @@ pub fn outage(f: &ChainFailure) -> Notice {
 /// One outage notification per outage: shown for the first failed line, then again only after a
 /// line has been translated in between.
 #[derive(Debug, Default)]
-pub struct OutageGate {
+pub struct OutageNotices {
     in_outage: bool,
 }
 
-impl OutageGate {
+impl OutageNotices {
     /// A line failed: true when this failure should be shown.
     pub fn failed(&mut self) -> bool {
         !std::mem::replace(&mut self.in_outage, true)
@@ -141,7 +141,7 @@ mod tests {
 
     #[test]
     fn one_outage_notice_per_outage() {
-        let mut g = OutageGate::default();
+        let mut g = OutageNotices::default();
         assert!(g.failed());
         assert!(!g.failed());
         assert!(!g.failed());

@@ -4,6 +4,7 @@
 
 use std::time::Instant;
 
+use super::line::Entry;
 use super::memory::GlossaryEntry;
 
 /// A clipboard line that passed the gates.
@@ -14,14 +15,12 @@ pub struct Line {
     /// The cleaned text.
     pub text: String,
     pub accepted_at: Instant,
-    /// Its history row, when the store is up.
-    pub history_id: Option<i64>,
+    /// Its history row and cache key.
+    pub entry: Entry,
     /// The previous lines sent with it as context.
     pub context: Vec<String>,
     /// The glossary entries that apply to it or its context.
     pub glossary: Vec<GlossaryEntry>,
-    /// Its cache key, when the cache is on.
-    pub cache_key: Option<String>,
 }
 
 impl Line {
@@ -31,10 +30,9 @@ impl Line {
             id,
             text,
             accepted_at,
-            history_id: None,
+            entry: Entry::default(),
             context: Vec::new(),
             glossary: Vec::new(),
-            cache_key: None,
         }
     }
 }

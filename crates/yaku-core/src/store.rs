@@ -30,8 +30,8 @@ pub enum Status {
     Translated,
     Cached,
     Failed,
-    /// Superseded in the queue by a newer line.
-    Skipped,
+    /// Superseded in the queue by a newer line (stored as "skipped").
+    Superseded,
     /// Still pending when yaku stopped (a crash, kill -9): set at the next start.
     Interrupted,
 }
@@ -43,7 +43,7 @@ impl Status {
             Status::Translated => "translated",
             Status::Cached => "cached",
             Status::Failed => "failed",
-            Status::Skipped => "skipped",
+            Status::Superseded => "skipped",
             Status::Interrupted => "interrupted",
         }
     }
@@ -54,7 +54,7 @@ impl Status {
             Status::Translated,
             Status::Cached,
             Status::Failed,
-            Status::Skipped,
+            Status::Superseded,
             Status::Interrupted,
         ]
         .into_iter()
@@ -183,6 +183,12 @@ impl StoreHandle {
             clock,
             retry,
         }
+    }
+
+    /// The store of a one-shot command: after a failure it is not opened again.
+    pub fn once(store: Arc<dyn Store>, clock: Arc<dyn Clock>) -> Self {
+        let opener: Opener = Box::new(|| Err(StoreError("not reopened by a command".into())));
+        Self::new(Some(store), opener, clock, STORE_RETRY)
     }
 
     /// Runs `op` on the store, or returns None when it is down or `op` fails.

@@ -421,7 +421,7 @@ impl SqliteStore {
                     }
                     Some(Status::Cached) => stats.cached += count,
                     Some(Status::Failed) => stats.failed += count,
-                    Some(Status::Skipped) => stats.skipped += count,
+                    Some(Status::Superseded) => stats.skipped += count,
                     Some(Status::Interrupted) => stats.interrupted += count,
                     None => {}
                 }
@@ -736,7 +736,7 @@ mod tests {
                 .unwrap();
             let finished = crate::core::store::Finished {
                 status: if options.is_empty() {
-                    Status::Skipped
+                    Status::Superseded
                 } else {
                     Status::Translated
                 },
@@ -915,7 +915,7 @@ mod tests {
             Status::Translated,
             Status::Cached,
             Status::Failed,
-            Status::Skipped,
+            Status::Superseded,
             Status::Interrupted,
         ];
         for status in statuses {

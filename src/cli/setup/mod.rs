@@ -23,22 +23,25 @@
 use std::io::{self, BufRead, IsTerminal, Write};
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use anyhow::Context;
+use tokio::sync::{mpsc, oneshot};
 
 use crate::adapters::clipboard::SystemClipboard;
 use crate::adapters::notify::DesktopNotifier;
 use super::probe::{ProviderCheck, check_provider};
 use crate::config::{self, Config, ConfigError, KeyLookup, ProviderConfig};
-use crate::core::chain::Translation;
+use crate::core::chain::{Chain, ChainFailure, Translation};
 use crate::core::clock::TokioClock;
 use crate::core::daemon::Notifier;
 use crate::core::gates::{GateConfig, Gates};
 use crate::core::intake::{
-    ChangeDetector, ClipboardError, ClipboardRead, ClipboardSource, Intake, intake,
+    ChangeDetector, ClipEvent, ClipboardSource, Intake, WatchControl, intake, watch_from,
 };
+use crate::core::line::{Accepted, CacheUse, Lines};
+use crate::core::store::Source;
 use crate::config::credentials::Credentials;
 use crate::sys::terminal::{NoEcho, stdin_ready};
 
@@ -87,14 +90,86 @@ pub fn run_with<I: Io>(io: &mut I, config_path: &Path) -> anyhow::Result<()> {
         .context("cannot start the async runtime")?;
 
     // What is there now (nothing is changed before the user has confirmed).
-    let existing: Option<Result<Config, ConfigError>> = if config_path.exists() {
-        Some(Config::load(config_path))
-    } else {
-        None
-    };
+    let existing: Option<Result<Config, ConfigError>> =
+        config_path.exists().then(|| Config::load(config_path));
 
     // 1. What is sent, and where.
-    let shown_providers = match &existing {
+    if !welcome(io, &existing)? {
+        return Ok(());
+    }
+
+    // 2. Languages, and which config will be in force.
+    let existing_ok = match &existing {
+        Some(Ok(c)) => Some(c),
+        _ => None,
+    };
+    let mut chosen = languages(io, config_path, existing_ok)?;
+    let example = chosen.example.take();
+    let plan = plan(io, config_path, existing, example, &chosen.source)?;
+    let config: &Config = match &plan {
+        Plan::Write { config, .. } | Plan::Keep { config } => config,
+    };
+
+    // 3. Keys, each tested at once.
+    say(io, "")?;
+    let cred_path = Credentials::path_for(config_path);
+    let usable = runtime.block_on(keys(io, config, &cred_path))?;
+
+    // 4. The config file.
+    say(io, "")?;
+    match &plan {
+        Plan::Write {
+            text, overwrite, ..
+        } => write_config(io, config_path, text, *overwrite, config)?,
+        Plan::Keep { config } => kept(io, config_path, config, &chosen)?,
+    }
+
+    // 5. The login service.
+    say(io, "")?;
+    offer_service(io, config)?;
+
+    // 6. The first line.
+    say(io, "")?;
+    if usable {
+        let credentials = Credentials::load(&cred_path)?;
+        runtime.block_on(first_line(io, config, &credentials))?;
+    } else {
+        say(
+            io,
+            "No provider can translate yet, so there is no test translation. Add a key with \
+             `yaku key set NAME`, then try `yaku check`.",
+        )?;
+    }
+
+    say(io, "")?;
+    say(io, "Next time, each step has its own command:")?;
+    say(
+        io,
+        next_commands(config_path, &key_names(config)).trim_end(),
+    )?;
+    Ok(())
+}
+
+/// The config that will be in force, and whether it is to be written.
+enum Plan {
+    Write {
+        text: String,
+        config: Box<Config>,
+        overwrite: bool,
+    },
+    Keep {
+        config: Box<Config>,
+    },
+}
+
+// ---------------------------------------------------------------- step 1: what is sent
+
+/// Says what leaves the machine and asks to go on; returns whether the user agreed.
+fn welcome<I: Io>(
+    io: &mut I,
+    existing: &Option<Result<Config, ConfigError>>,
+) -> anyhow::Result<bool> {
+    let shown_providers = match existing {
         Some(Ok(c)) => c.providers.clone(),
         _ => Config::defaults()?.providers,
     };
@@ -116,14 +191,28 @@ pub fn run_with<I: Io>(io: &mut I, config_path: &Path) -> anyhow::Result<()> {
     )?;
     if !ask_yes(io, "Continue? [y/N] ")? {
         say(io, "Stopped: nothing was changed.")?;
-        return Ok(());
+        return Ok(false);
     }
+    Ok(true)
+}
 
-    // 2. Languages, and which config will be in force.
-    let existing_ok = match &existing {
-        Some(Ok(c)) => Some(c),
-        _ => None,
-    };
+// ---------------------------------------------------------------- step 2: languages and plan
+
+/// The languages chosen, and the example config written with them when it can be.
+struct Languages {
+    source: String,
+    target: String,
+    /// The example's text and config; None when the source language cannot be written in it
+    /// (only allowed when the existing config already uses that language).
+    example: Option<(String, Config)>,
+}
+
+/// Asks for the source and target languages.
+fn languages<I: Io>(
+    io: &mut I,
+    config_path: &Path,
+    existing_ok: Option<&Config>,
+) -> anyhow::Result<Languages> {
     let (default_source, default_target) = existing_ok.map_or_else(
         || ("Japanese".to_string(), "English".to_string()),
         |c| {
@@ -155,198 +244,161 @@ pub fn run_with<I: Io>(io: &mut I, config_path: &Path) -> anyhow::Result<()> {
         }
     };
     let target = ask_default(io, "Target language (yours)", &default_target)?;
-    let new_text = if source_text_ok {
+    let example = if source_text_ok {
         let text = example_with_languages(&source, &target)?;
         let config = Config::parse(&text, config_path)?;
         Some((text, config))
     } else {
         None
     };
+    Ok(Languages {
+        source,
+        target,
+        example,
+    })
+}
 
-    let plan = match existing {
-        None => match new_text {
-            Some((text, config)) => Plan::Write {
+/// Decides which config will be in force: the example (written, or overwriting the existing
+/// file when the user says so) or the existing one.
+fn plan<I: Io>(
+    io: &mut I,
+    config_path: &Path,
+    existing: Option<Result<Config, ConfigError>>,
+    example: Option<(String, Config)>,
+    source: &str,
+) -> anyhow::Result<Plan> {
+    let Some(loaded) = existing else {
+        return match example {
+            Some((text, config)) => Ok(Plan::Write {
                 text,
                 config: Box::new(config),
                 overwrite: false,
-            },
+            }),
             // Unreachable: without an existing config the source language was validated.
             None => anyhow::bail!("the example config cannot be written with {source}"),
-        },
-        Some(loaded) => {
-            match &loaded {
-                Ok(c) => say(
-                    io,
-                    &format!(
-                        "A config file already exists: {} ({} → {}).",
-                        config_path.display(),
-                        c.translation.source_language,
-                        c.translation.target_language
-                    ),
-                )?,
-                Err(e) => say(
-                    io,
-                    &format!("A config file already exists but has an error: {e}"),
-                )?,
-            }
-            let overwrite = match &new_text {
-                Some(_) => ask_yes(
-                    io,
-                    &format!(
-                        "Overwrite {} with the documented example and your languages? [y/N] ",
-                        config_path.display()
-                    ),
-                )?,
-                None => {
-                    say(
-                        io,
-                        &format!(
-                            "The example config cannot use {} as the source language (it has no \
-                             script check), so this file stays.",
-                            source.trim()
-                        ),
-                    )?;
-                    false
-                }
-            };
-            match (overwrite, new_text, loaded) {
-                (true, Some((text, config)), _) => Plan::Write {
-                    text,
-                    config: Box::new(config),
-                    overwrite: true,
-                },
-                (_, _, Ok(config)) => Plan::Keep {
-                    config: Box::new(config),
-                },
-                (_, _, Err(e)) => {
-                    say(
-                        io,
-                        "Fix it (or run `yaku setup` again and overwrite it); nothing was changed.",
-                    )?;
-                    return Err(e.into());
-                }
-            }
-        }
+        };
     };
-    let config: &Config = match &plan {
-        Plan::Write { config, .. } | Plan::Keep { config } => config,
-    };
-
-    // 3. Keys, each tested at once.
-    say(io, "")?;
-    let cred_path = Credentials::path_for(config_path);
-    let usable = runtime.block_on(keys(io, config, &cred_path))?;
-
-    // 4. The config file.
-    say(io, "")?;
-    match &plan {
-        Plan::Write {
-            text, overwrite, ..
-        } => {
-            if !overwrite && config_path.exists() {
-                say(
-                    io,
-                    &format!(
-                        "{} appeared meanwhile; it was left alone.",
-                        config_path.display()
-                    ),
-                )?;
-            } else {
-                if let Some(dir) = config_path.parent().filter(|d| !d.as_os_str().is_empty()) {
-                    crate::sys::private::create_private_dir(dir)
-                        .with_context(|| format!("cannot create {}", dir.display()))?;
-                }
-                crate::sys::private::write_private(config_path, text.as_bytes())
-                    .with_context(|| format!("cannot write {}", config_path.display()))?;
-                say(
-                    io,
-                    &format!(
-                        "{} {} ({} → {}).",
-                        if *overwrite { "Overwrote" } else { "Wrote" },
-                        config_path.display(),
-                        config.translation.source_language,
-                        config.translation.target_language
-                    ),
-                )?;
-            }
-        }
-        Plan::Keep { config } => {
-            say(io, &format!("Kept {}.", config_path.display()))?;
-            let same = config
-                .translation
-                .source_language
-                .eq_ignore_ascii_case(source.trim())
-                && config
-                    .translation
-                    .target_language
-                    .eq_ignore_ascii_case(target.trim());
-            if !same {
-                say(
-                    io,
-                    &format!(
-                        "The languages you chose ({} → {}) were not saved: to use them, change \
-                         source_language and target_language under [translation] in {}.",
-                        source.trim(),
-                        target.trim(),
-                        config_path.display()
-                    ),
-                )?;
-            }
-        }
+    match &loaded {
+        Ok(c) => say(
+            io,
+            &format!(
+                "A config file already exists: {} ({} → {}).",
+                config_path.display(),
+                c.translation.source_language,
+                c.translation.target_language
+            ),
+        )?,
+        Err(e) => say(
+            io,
+            &format!("A config file already exists but has an error: {e}"),
+        )?,
     }
-
-    // 5. The login service.
-    say(io, "")?;
-    if ask_yes(
-        io,
-        "Install and start the login service, so yaku runs whenever you log in? [y/N] ",
-    )? {
-        match install_service(config) {
-            Ok(report) => say(io, report.trim_end())?,
-            Err(e) => say(
+    let overwrite = match &example {
+        Some(_) => ask_yes(
+            io,
+            &format!(
+                "Overwrite {} with the documented example and your languages? [y/N] ",
+                config_path.display()
+            ),
+        )?,
+        None => {
+            say(
                 io,
                 &format!(
-                    "The service could not be installed: {e:#}\nTry again later with `yaku service install`."
+                    "The example config cannot use {} as the source language (it has no \
+                     script check), so this file stays.",
+                    source.trim()
                 ),
-            )?,
+            )?;
+            false
+        }
+    };
+    match (overwrite, example, loaded) {
+        (true, Some((text, config)), _) => Ok(Plan::Write {
+            text,
+            config: Box::new(config),
+            overwrite: true,
+        }),
+        (_, _, Ok(config)) => Ok(Plan::Keep {
+            config: Box::new(config),
+        }),
+        (_, _, Err(e)) => {
+            say(
+                io,
+                "Fix it (or run `yaku setup` again and overwrite it); nothing was changed.",
+            )?;
+            Err(e.into())
         }
     }
+}
 
-    // 6. The first line.
-    say(io, "")?;
-    if usable {
-        let credentials = Credentials::load(&cred_path)?;
-        runtime.block_on(first_line(io, config, &credentials))?;
-    } else {
+// ---------------------------------------------------------------- step 4: the config file
+
+/// Writes the example config (0600), unless a file appeared there meanwhile.
+fn write_config<I: Io>(
+    io: &mut I,
+    config_path: &Path,
+    text: &str,
+    overwrite: bool,
+    config: &Config,
+) -> anyhow::Result<()> {
+    if !overwrite && config_path.exists() {
         say(
             io,
-            "No provider can translate yet, so there is no test translation. Add a key with \
-             `yaku key set NAME`, then try `yaku check`.",
+            &format!(
+                "{} appeared meanwhile; it was left alone.",
+                config_path.display()
+            ),
         )?;
+        return Ok(());
     }
-
-    say(io, "")?;
-    say(io, "Next time, each step has its own command:")?;
-    let names: Vec<String> = config
-        .providers
-        .iter()
-        .filter(|p| needs_key(p))
-        .map(|p| p.name.clone())
-        .collect();
-    say(io, next_commands(config_path, &names).trim_end())?;
+    if let Some(dir) = config_path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        crate::sys::private::create_private_dir(dir)
+            .with_context(|| format!("cannot create {}", dir.display()))?;
+    }
+    crate::sys::private::write_private(config_path, text.as_bytes())
+        .with_context(|| format!("cannot write {}", config_path.display()))?;
+    say(
+        io,
+        &format!(
+            "{} {} ({} → {}).",
+            if overwrite { "Overwrote" } else { "Wrote" },
+            config_path.display(),
+            config.translation.source_language,
+            config.translation.target_language
+        ),
+    )?;
     Ok(())
 }
 
-/// The config that will be in force, and whether it is to be written.
-enum Plan {
-    Write {
-        text: String,
-        config: Box<Config>,
-        overwrite: bool,
-    },
-    Keep {
-        config: Box<Config>,
-    },
+/// Says the existing config stays, and how to use the languages chosen when they differ.
+fn kept<I: Io>(
+    io: &mut I,
+    config_path: &Path,
+    config: &Config,
+    chosen: &Languages,
+) -> io::Result<()> {
+    say(io, &format!("Kept {}.", config_path.display()))?;
+    let (source, target) = (chosen.source.trim(), chosen.target.trim());
+    let same = config
+        .translation
+        .source_language
+        .eq_ignore_ascii_case(source)
+        && config
+            .translation
+            .target_language
+            .eq_ignore_ascii_case(target);
+    if same {
+        return Ok(());
+    }
+    say(
+        io,
+        &format!(
+            "The languages you chose ({source} → {target}) were not saved: to use them, change \
+             source_language and target_language under [translation] in {}.",
+            config_path.display()
+        ),
+    )
 }
 
 // ---------------------------------------------------------------- step 3: keys
@@ -354,8 +406,6 @@ enum Plan {
 /// Asks for, tests and stores each provider's key. Returns whether any provider works.
 async fn keys<I: Io>(io: &mut I, config: &Config, cred_path: &Path) -> anyhow::Result<bool> {
     let at_start = Credentials::load(cred_path)?;
-    let env = |var: &str| std::env::var(var).ok();
-    let mut usable = false;
     say(
         io,
         &format!(
@@ -363,103 +413,150 @@ async fn keys<I: Io>(io: &mut I, config: &Config, cred_path: &Path) -> anyhow::R
             cred_path.display()
         ),
     )?;
+    let mut usable = false;
     for p in &config.providers {
-        if !needs_key(p) {
-            say(
-                io,
-                &format!("{}: needs no key; testing {}…", p.name, p.base_url),
-            )?;
-            let c = check_provider(p, config, &at_start, false).await;
-            say(io, &format!("{}: {}", p.name, c.message))?;
-            usable |= works(&c);
-            continue;
-        }
-        let mut hint = "Enter skips";
-        let mut after_failure = "Enter skips";
-        match p.key(env, &at_start, config.source.as_deref()) {
-            Ok(KeyLookup::Found { source, .. }) => {
-                say(
-                    io,
-                    &format!("{}: a key is already set ({source}); testing it…", p.name),
-                )?;
-                let c = check_provider(p, config, &at_start, false).await;
-                say(io, &format!("{}: {}", p.name, c.message))?;
-                if works(&c) {
-                    usable = true;
-                    hint = "Enter keeps it";
-                } else {
-                    hint = "Enter keeps it anyway";
-                }
-                after_failure = "Enter keeps the current one";
-            }
-            Ok(_) => {}
-            Err(e) => say(io, &format!("{}: {e}", p.name))?,
-        }
-        // Whether a typed key failed: said when the user then skips.
-        let mut failed = false;
-        loop {
-            let typed = io.read_secret(&format!("API key for {} ({hint}): ", p.name))?;
-            let typed = typed.as_deref().map(str::trim).unwrap_or_default();
-            if typed.is_empty() {
-                say(
-                    io,
-                    &if failed {
-                        format!(
-                            "{}: skipped; the key that did not work was not stored.",
-                            p.name
-                        )
-                    } else {
-                        format!("{}: no new key.", p.name)
-                    },
-                )?;
-                break;
-            }
-            say(io, &format!("{}: testing the key…", p.name))?;
-            let c = test_typed_key(p, config, typed).await;
-            let keep = if works(&c) {
-                say(io, &format!("{}: {}", p.name, c.message))?;
-                usable = true;
-                true
-            } else if c.outcome == "unauthorized" {
-                say(
-                    io,
-                    &format!(
-                        "{}: unauthorized — the key was rejected, try again or press Enter to skip",
-                        p.name
-                    ),
-                )?;
-                false
-            } else {
-                // Not the key's fault as far as we can tell: the user decides.
-                say(io, &format!("{}: {}", p.name, c.message))?;
-                ask_yes_default_yes(
-                    io,
-                    "The provider did not reject the key. Store it anyway? [Y/n] ",
-                )?
-            };
-            if !keep {
-                failed = true;
-                hint = after_failure;
-                continue;
-            }
-            // Exactly what `yaku key set` does.
-            Credentials::store(cred_path, &p.name, Some(typed))?;
-            say(io, &format!("  stored in {}", cred_path.display()))?;
-            if let Some(var) = &p.api_key_env
-                && env(var).is_some_and(|v| !v.trim().is_empty())
-            {
-                say(
-                    io,
-                    &format!(
-                        "  note: {var} is set in this shell and comes before the stored key \
-                         when yaku runs here (the login service does not see it)."
-                    ),
-                )?;
-            }
-            break;
-        }
+        usable |= provider_key(io, p, config, cred_path, &at_start).await?;
     }
     Ok(usable)
+}
+
+/// What Enter does at the key prompt: first, and after a typed key failed.
+struct Hints {
+    first: &'static str,
+    after_failure: &'static str,
+}
+
+/// One provider: a keyless one is tested; a key already set is tested, then a new one may be
+/// typed. Returns whether the provider works.
+async fn provider_key<I: Io>(
+    io: &mut I,
+    p: &ProviderConfig,
+    config: &Config,
+    cred_path: &Path,
+    at_start: &Credentials,
+) -> anyhow::Result<bool> {
+    if !needs_key(p) {
+        say(
+            io,
+            &format!("{}: needs no key; testing {}…", p.name, p.base_url),
+        )?;
+        let c = check_provider(p, config, at_start, false).await;
+        say(io, &format!("{}: {}", p.name, c.message))?;
+        return Ok(works(&c));
+    }
+    let env = |var: &str| std::env::var(var).ok();
+    let mut hints = Hints {
+        first: "Enter skips",
+        after_failure: "Enter skips",
+    };
+    let mut usable = false;
+    match p.key(env, at_start, config.source.as_deref()) {
+        Ok(KeyLookup::Found { source, .. }) => {
+            say(
+                io,
+                &format!("{}: a key is already set ({source}); testing it…", p.name),
+            )?;
+            let c = check_provider(p, config, at_start, false).await;
+            say(io, &format!("{}: {}", p.name, c.message))?;
+            usable = works(&c);
+            hints.first = if usable {
+                "Enter keeps it"
+            } else {
+                "Enter keeps it anyway"
+            };
+            hints.after_failure = "Enter keeps the current one";
+        }
+        Ok(_) => {}
+        Err(e) => say(io, &format!("{}: {e}", p.name))?,
+    }
+    Ok(ask_key(io, p, config, cred_path, hints).await? || usable)
+}
+
+/// Asks for a new key until one is stored or Enter skips. A typed key is tested first and
+/// stored only if it works or the user keeps it; returns whether a working key was stored.
+async fn ask_key<I: Io>(
+    io: &mut I,
+    p: &ProviderConfig,
+    config: &Config,
+    cred_path: &Path,
+    hints: Hints,
+) -> anyhow::Result<bool> {
+    let mut hint = hints.first;
+    // Whether a typed key failed: said when the user then skips.
+    let mut failed = false;
+    loop {
+        let typed = io.read_secret(&format!("API key for {} ({hint}): ", p.name))?;
+        let typed = typed.as_deref().map(str::trim).unwrap_or_default();
+        if typed.is_empty() {
+            let said = if failed {
+                format!(
+                    "{}: skipped; the key that did not work was not stored.",
+                    p.name
+                )
+            } else {
+                format!("{}: no new key.", p.name)
+            };
+            say(io, &said)?;
+            return Ok(false);
+        }
+        say(io, &format!("{}: testing the key…", p.name))?;
+        let c = test_typed_key(p, config, typed).await;
+        if !keep_key(io, p, &c)? {
+            failed = true;
+            hint = hints.after_failure;
+            continue;
+        }
+        store_key(io, p, cred_path, typed)?;
+        return Ok(works(&c));
+    }
+}
+
+/// Whether a tested key is to be stored: yes when it works, no when it was rejected, and the
+/// user's choice when the provider failed for another reason.
+fn keep_key<I: Io>(io: &mut I, p: &ProviderConfig, c: &ProviderCheck) -> io::Result<bool> {
+    if works(c) {
+        say(io, &format!("{}: {}", p.name, c.message))?;
+        return Ok(true);
+    }
+    if c.outcome == "unauthorized" {
+        say(
+            io,
+            &format!(
+                "{}: unauthorized — the key was rejected, try again or press Enter to skip",
+                p.name
+            ),
+        )?;
+        return Ok(false);
+    }
+    // Not the key's fault as far as we can tell: the user decides.
+    say(io, &format!("{}: {}", p.name, c.message))?;
+    ask_yes_default_yes(
+        io,
+        "The provider did not reject the key. Store it anyway? [Y/n] ",
+    )
+}
+
+/// Stores the key exactly as `yaku key set` does, and says when the environment overrides it.
+fn store_key<I: Io>(
+    io: &mut I,
+    p: &ProviderConfig,
+    cred_path: &Path,
+    key: &str,
+) -> anyhow::Result<()> {
+    Credentials::store(cred_path, &p.name, Some(key))?;
+    say(io, &format!("  stored in {}", cred_path.display()))?;
+    if let Some(var) = &p.api_key_env
+        && std::env::var(var).is_ok_and(|v| !v.trim().is_empty())
+    {
+        say(
+            io,
+            &format!(
+                "  note: {var} is set in this shell and comes before the stored key \
+                 when yaku runs here (the login service does not see it)."
+            ),
+        )?;
+    }
+    Ok(())
 }
 
 /// Sends `key` to `p` the way `yaku check` does, without storing it anywhere: the key alone, so
@@ -489,6 +586,25 @@ fn needs_key(p: &ProviderConfig) -> bool {
 
 // ---------------------------------------------------------------- step 5: service
 
+/// Offers the login service and installs it when the user says yes.
+fn offer_service<I: Io>(io: &mut I, config: &Config) -> io::Result<()> {
+    if !ask_yes(
+        io,
+        "Install and start the login service, so yaku runs whenever you log in? [y/N] ",
+    )? {
+        return Ok(());
+    }
+    match install_service(config) {
+        Ok(report) => say(io, report.trim_end()),
+        Err(e) => say(
+            io,
+            &format!(
+                "The service could not be installed: {e:#}\nTry again later with `yaku service install`."
+            ),
+        ),
+    }
+}
+
 fn install_service(config: &Config) -> anyhow::Result<String> {
     use crate::service;
     let binary = std::env::current_exe().context("cannot find this program's path")?;
@@ -513,84 +629,125 @@ impl Drop for StopOnDrop {
     }
 }
 
+/// Translates the first line copied after the prompt, the way `yaku run` would: the same
+/// clipboard watch, intake (cleaning, gates) and line use case.
 async fn first_line<I: Io>(
     io: &mut I,
     config: &Config,
     credentials: &Credentials,
 ) -> anyhow::Result<()> {
-    type ReadResult = Result<ClipboardRead, ClipboardError>;
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<ReadResult>(1);
-    let stop = Arc::new(AtomicBool::new(false));
-    let _stop = StopOnDrop(stop.clone());
+    let mut watching = match watch_clipboard(config).await? {
+        Ok(w) => w,
+        Err(why) => return Ok(say(io, &cannot_read(&why))?),
+    };
+    let mut gates = Gates::new(config.clipboard.gates.clone())?;
+    let chain = crate::wire::build_chain(config, credentials, Arc::new(TokioClock))?;
+    say(
+        io,
+        &format!(
+            "Last step: copy a line of {} text (from a game, or anywhere). Its translation \
+             appears here and as a notification. Press Enter to skip (I wait up to {} s).",
+            config.translation.source_language,
+            FIRST_LINE_WAIT.as_secs()
+        ),
+    )?;
+    let mut tick = tokio::time::interval(Duration::from_millis(200));
+    let Some(text) = wait_for_line(io, config, &mut watching.events, &mut gates, &mut tick).await?
+    else {
+        return Ok(());
+    };
+    say(io, &format!("Translating: {text}"))?;
+    match translate_line(io, config, &chain, &text, &mut tick).await? {
+        Some(result) => show_result(io, config, &text, result).await,
+        None => Ok(()),
+    }
+}
+
+fn cannot_read(why: &str) -> String {
+    format!(
+        "The clipboard cannot be read here ({why}), so there is no test translation. \
+         `yaku run` needs a desktop session; meanwhile try `yaku translate \"…\"`."
+    )
+}
+
+/// The clipboard's changes, watched as `yaku run` watches it.
+struct Watching {
+    events: mpsc::Receiver<ClipEvent>,
+    _stop: StopOnDrop,
+}
+
+/// Starts watching from what is on the clipboard now (it is not the user's test line). The
+/// error says why the clipboard cannot be read here.
+async fn watch_clipboard(config: &Config) -> anyhow::Result<Result<Watching, String>> {
     let max_chars = config.clipboard.gates.max_chars;
-    let interval = config
-        .clipboard
-        .poll_interval
-        .max(Duration::from_millis(10));
-    // Reads block (a hung clipboard owner can take seconds): they run on their own thread,
-    // which ends when told to or when nobody listens any more.
+    let control = WatchControl {
+        interval_ms: Arc::new(AtomicU64::new(
+            config.clipboard.poll_interval.as_millis() as u64
+        )),
+        ..WatchControl::default()
+    };
+    let stop = StopOnDrop(control.stop.clone());
+    let (first_tx, first_rx) = oneshot::channel();
+    let (tx, events) = mpsc::channel(16);
+    // Reads block (a hung clipboard owner can take seconds), so even the first one runs on
+    // the watch thread, which ends when told to or when nobody listens any more.
     std::thread::Builder::new()
         .name("yaku-setup-clipboard".into())
         .spawn(move || {
             let mut clipboard = SystemClipboard::new(max_chars);
-            while !stop.load(Ordering::Relaxed) {
-                if tx.blocking_send(clipboard.read()).is_err() {
-                    break;
-                }
-                std::thread::sleep(interval);
+            let mut detector = ChangeDetector::default();
+            let first = clipboard.read().map(|read| {
+                let _ = detector.observe(read);
+            });
+            let readable = first.is_ok();
+            if first_tx.send(first).is_ok() && readable {
+                watch_from(detector, clipboard, tx, control);
             }
         })
         .context("cannot start the clipboard thread")?;
+    Ok(match tokio::time::timeout(QUICK, first_rx).await {
+        Ok(Ok(Ok(()))) => Ok(Watching {
+            events,
+            _stop: stop,
+        }),
+        Ok(Ok(Err(e))) => Err(e.to_string()),
+        Ok(Err(_)) => Err("the reader stopped".into()),
+        Err(_) => Err("no answer within 3 s".into()),
+    })
+}
 
-    let cannot_read = |why: String| {
-        format!(
-            "The clipboard cannot be read here ({why}), so there is no test translation. \
-             `yaku run` needs a desktop session; meanwhile try `yaku translate \"…\"`."
-        )
-    };
-    let first = match tokio::time::timeout(QUICK, rx.recv()).await {
-        Ok(Some(Ok(read))) => read,
-        Ok(Some(Err(e))) => return Ok(say(io, &cannot_read(e.to_string()))?),
-        Ok(None) => return Ok(say(io, &cannot_read("the reader stopped".into()))?),
-        Err(_) => return Ok(say(io, &cannot_read("no answer within 3 s".into()))?),
-    };
-    // What was there before this step is not the user's test line.
-    let mut detector = ChangeDetector::default();
-    let _ = detector.observe(first);
-    let mut gates = Gates::new(config.clipboard.gates.clone())?;
-    let chain = crate::wire::build_chain(config, credentials, Arc::new(TokioClock))?;
+/// Waits for a copied line that passes intake, saying why each rejected one was not sent.
+/// None when the user pressed Enter or nothing came in time (both said).
+async fn wait_for_line<I: Io>(
+    io: &mut I,
+    config: &Config,
+    events: &mut mpsc::Receiver<ClipEvent>,
+    gates: &mut Gates,
+    tick: &mut tokio::time::Interval,
+) -> anyhow::Result<Option<String>> {
     let language = &config.translation.source_language;
-    say(
-        io,
-        &format!(
-            "Last step: copy a line of {language} text (from a game, or anywhere). Its translation \
-             appears here and as a notification. Press Enter to skip (I wait up to {} s).",
-            FIRST_LINE_WAIT.as_secs()
-        ),
-    )?;
     let give_up = tokio::time::Instant::now() + FIRST_LINE_WAIT;
-    let mut tick = tokio::time::interval(Duration::from_millis(200));
-    let text = loop {
+    loop {
         tokio::select! {
-            read = rx.recv() => match read {
-                Some(Ok(read)) => {
-                    let Some(event) = detector.observe(read) else { continue };
-                    match intake(event, &mut gates, config.clipboard.collapse_repeats) {
-                        Intake::Accepted(text) => break text,
-                        Intake::Rejected { gate, chars } => say(io, &format!(
-                            "Not sent: the {gate} gate rejected what you copied ({chars} characters; {}). \
-                             Copy a line of {language} text.",
-                            gate_meaning(gate)
-                        ))?,
-                    }
+            event = events.recv() => {
+                let Some(event) = event else {
+                    say(io, &cannot_read("the reader stopped"))?;
+                    return Ok(None);
+                };
+                match intake(event, gates, config.clipboard.collapse_repeats) {
+                    Intake::Accepted(text) => return Ok(Some(text)),
+                    Intake::Rejected { rejection, chars } => say(io, &format!(
+                        "Not sent: the {} gate rejected what you copied ({chars} characters; {}). \
+                         Copy a line of {language} text.",
+                        rejection.gate_name(),
+                        rejection.explain()
+                    ))?,
                 }
-                // A failed read now and then is not worth a word; the thread keeps trying.
-                Some(Err(_)) => {}
-                None => return Ok(say(io, &cannot_read("the reader stopped".into()))?),
-            },
+            }
             _ = tick.tick() => {
                 if io.enter_pressed()? {
-                    return Ok(say(io, "Skipped the test translation.")?);
+                    say(io, "Skipped the test translation.")?;
+                    return Ok(None);
                 }
             }
             _ = tokio::time::sleep_until(give_up) => {
@@ -598,46 +755,70 @@ async fn first_line<I: Io>(
                     "Nothing new was copied within {} s; skipped the test translation.",
                     FIRST_LINE_WAIT.as_secs()
                 ))?;
-                return Ok(());
+                return Ok(None);
             }
         }
+    }
+}
+
+/// Translates `text` through the line use case, with no store (the test line is not
+/// history), until it is done or Enter is pressed (None).
+async fn translate_line<I: Io>(
+    io: &mut I,
+    config: &Config,
+    chain: &Chain,
+    text: &str,
+    tick: &mut tokio::time::Interval,
+) -> anyhow::Result<Option<Result<Translation, ChainFailure>>> {
+    let request = crate::wire::request_for(config, text);
+    let lines = Lines::default();
+    let entry = match lines.accept(&request, &request.glossary, Source::Cli, CacheUse::Off) {
+        Accepted::Cached(t) => return Ok(Some(Ok(t))),
+        Accepted::Pending(entry) => entry,
     };
-    say(io, &format!("Translating: {text}"))?;
-    let request = crate::wire::request_for(config, &text);
-    let translating = chain.translate(&request, None);
+    let translating = lines.translate(chain, &request, None, &entry);
     tokio::pin!(translating);
-    let result = loop {
+    loop {
         tokio::select! {
-            r = &mut translating => break r,
+            r = &mut translating => return Ok(Some(r)),
             _ = tick.tick() => {
                 if io.enter_pressed()? {
-                    return Ok(say(io, "Skipped the test translation.")?);
+                    say(io, "Skipped the test translation.")?;
+                    return Ok(None);
                 }
             }
         }
-    };
+    }
+}
+
+/// Prints the translation (and shows it as a notification), or why there is none.
+async fn show_result<I: Io>(
+    io: &mut I,
+    config: &Config,
+    text: &str,
+    result: Result<Translation, ChainFailure>,
+) -> anyhow::Result<()> {
     match result {
         Ok(t) => {
             say(io, "")?;
             write_options(io, &t)?;
             say(io, &t.via_line())?;
             if config.notify.enabled {
-                notify(io, config, &text, &t).await?;
+                notify(io, config, text, &t).await?;
             }
             say(
                 io,
                 "yaku works. Run `yaku run` (or the login service) to translate as you play.",
             )?;
-            Ok(())
         }
         Err(failure) => {
             say(io, "No provider could translate it:")?;
             for s in &failure.skipped {
                 say(io, &format!("  {}", s.described()))?;
             }
-            Ok(())
         }
     }
+    Ok(())
 }
 
 fn write_options<I: Io>(io: &mut I, t: &Translation) -> io::Result<()> {
@@ -666,21 +847,6 @@ async fn notify<I: Io>(io: &mut I, config: &Config, text: &str, t: &Translation)
             io,
             "(no desktop notification: the notification server did not answer within 3 s)",
         ),
-    }
-}
-
-/// What a gate's rejection means, in words (never quoting the text).
-fn gate_meaning(gate: &str) -> &'static str {
-    match gate {
-        "concealed" => "a password manager marked it as secret",
-        "too_short" => "shorter than min_chars",
-        "too_long" => "longer than max_chars",
-        "wrong_script" => "not enough of the source language's script",
-        "secret" => "it looks like a key, token or password",
-        "ignored" => "it matches an `ignore` pattern of the config",
-        "own_output" => "it is one of yaku's own translations",
-        "repeat" => "the same as the previous line",
-        _ => "a privacy gate",
     }
 }
 
@@ -752,14 +918,19 @@ fn describe_providers(providers: &[ProviderConfig]) -> String {
 fn provider_names_needing_keys(path: &Path) -> Vec<String> {
     let config = Config::load(path).or_else(|_| Config::defaults());
     match config {
-        Ok(c) => c
-            .providers
-            .iter()
-            .filter(|p| needs_key(p))
-            .map(|p| p.name.clone())
-            .collect(),
+        Ok(c) => key_names(&c),
         Err(_) => vec!["gemini".into(), "groq".into()],
     }
+}
+
+/// The names of `config`'s providers that need a key.
+fn key_names(config: &Config) -> Vec<String> {
+    config
+        .providers
+        .iter()
+        .filter(|p| needs_key(p))
+        .map(|p| p.name.clone())
+        .collect()
 }
 
 /// The non-interactive commands, one a line, with `--config PATH` when `config_path` is not
