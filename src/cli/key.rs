@@ -11,17 +11,9 @@ use crate::sys::terminal::read_secret;
 
 pub fn run(config: &Config, cmd: KeyCommand) -> anyhow::Result<()> {
     let cred_path = Credentials::path_for(&config.path);
-    let known = |name: &str| config.providers.iter().any(|p| p.name == name);
     match cmd {
         KeyCommand::Set { name } => {
-            if !known(&name) {
-                let names: Vec<&str> = config.providers.iter().map(|p| p.name.as_str()).collect();
-                return Err(UsageError(format!(
-                    "no provider named \"{name}\"; configured: {}",
-                    names.join(", ")
-                ))
-                .into());
-            }
+            super::known_provider(config, &name)?;
             let key = read_secret(&format!("API key for {name}: ")).context("cannot read the key")?;
             let key = key.trim();
             if key.is_empty() {

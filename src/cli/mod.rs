@@ -51,6 +51,18 @@ pub struct NotRunning;
 #[error("no provider can translate")]
 pub struct CheckFailed;
 
+/// A [`UsageError`] naming the configured providers when `name` is not one of them.
+fn known_provider(config: &Config, name: &str) -> Result<(), UsageError> {
+    if config.providers.iter().any(|p| p.name == name) {
+        return Ok(());
+    }
+    let names: Vec<&str> = config.providers.iter().map(|p| p.name.as_str()).collect();
+    Err(UsageError(format!(
+        "no provider named \"{name}\"; configured: {}",
+        names.join(", ")
+    )))
+}
+
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     if !matches!(cli.command, Command::Run) {

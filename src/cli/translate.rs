@@ -18,40 +18,10 @@ use crate::core::store::{Source, StoreHandle};
 use crate::wire;
 
 pub fn run(config: &Config, args: TranslateArgs) -> anyhow::Result<()> {
-    let text = match args.text.as_deref() {
-        Some(t) if t != "-" => t.to_string(),
-        _ => {
-            let mut s = String::new();
-            std::io::stdin()
-                .read_to_string(&mut s)
-                .context("cannot read standard input")?;
-            s
-        }
-    };
-    let text = text.trim();
-    // The clipboard's length limit holds here too: a file piped in by mistake is not sent.
-    let max = config.clipboard.gates.max_chars;
-    if text.chars().nth(max).is_some() {
-        return Err(UsageError(format!(
-            "the text is longer than {max} characters (`[clipboard] max_chars`); nothing was sent"
-        ))
-        .into());
-    }
-    if text.is_empty() {
-        return Err(UsageError(
-            "nothing to translate: pass the text as an argument or on standard input".into(),
-        )
-        .into());
-    }
-    if let Some(name) = &args.provider
-        && !config.providers.iter().any(|p| &p.name == name)
-    {
-        let names: Vec<&str> = config.providers.iter().map(|p| p.name.as_str()).collect();
-        return Err(UsageError(format!(
-            "no provider named \"{name}\"; configured: {}",
-            names.join(", ")
-        ))
-        .into());
+    let text = read_text(config, args.text.as_deref())?;
+    let text = text.as_str();
+    if let Some(name) = &args.provider {
+        super::known_provider(config, name)?;
     }
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -92,10 +62,45 @@ pub fn run(config: &Config, args: TranslateArgs) -> anyhow::Result<()> {
             runtime.block_on(lines.translate(&chain, &request, args.provider.as_deref(), &entry))
         }
     };
+    print(text, result, args.json)
+}
+
+/// The line: the argument, else standard input; trimmed, within `max_chars`, not empty.
+fn read_text(config: &Config, arg: Option<&str>) -> anyhow::Result<String> {
+    let text = match arg {
+        Some(t) if t != "-" => t.to_string(),
+        _ => {
+            let mut s = String::new();
+            std::io::stdin()
+                .read_to_string(&mut s)
+                .context("cannot read standard input")?;
+            s
+        }
+    };
+    let text = text.trim();
+    // The clipboard's length limit holds here too: a file piped in by mistake is not sent.
+    let max = config.clipboard.gates.max_chars;
+    if text.chars().nth(max).is_some() {
+        return Err(UsageError(format!(
+            "the text is longer than {max} characters (`[clipboard] max_chars`); nothing was sent"
+        ))
+        .into());
+    }
+    if text.is_empty() {
+        return Err(UsageError(
+            "nothing to translate: pass the text as an argument or on standard input".into(),
+        )
+        .into());
+    }
+    Ok(text.to_string())
+}
+
+/// Prints the answer (or the failure, as JSON too with `--json`) and says who answered.
+fn print(text: &str, result: Result<Translation, ChainFailure>, json: bool) -> anyhow::Result<()> {
     let mut out = std::io::stdout().lock();
     match result {
         Ok(t) => {
-            if args.json {
+            if json {
                 writeln!(out, "{}", translation_json(text, &t))?;
             } else {
                 write_plain(&mut out, &t)?;
@@ -106,7 +111,7 @@ pub fn run(config: &Config, args: TranslateArgs) -> anyhow::Result<()> {
             Ok(())
         }
         Err(failure) => {
-            if args.json {
+            if json {
                 writeln!(out, "{}", failure_json(text, &failure))?;
             }
             eprintln!("yaku: no provider could translate this line:");
