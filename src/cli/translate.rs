@@ -124,14 +124,22 @@ fn print(text: &str, result: Result<Translation, ChainFailure>, json: bool) -> a
 }
 
 fn write_plain(out: &mut impl Write, t: &Translation) -> std::io::Result<()> {
-    for (i, option) in t.options.iter().enumerate() {
-        if i == 0 {
-            writeln!(out, "{option}")?;
-        } else {
-            writeln!(out, "  {}. {option}", i + 1)?;
-        }
+    for line in option_lines(t, "") {
+        writeln!(out, "{line}")?;
     }
     Ok(())
+}
+
+/// The options as printed: the best on its own line, then `  2. …`, all after `indent`.
+pub(super) fn option_lines(t: &Translation, indent: &str) -> Vec<String> {
+    t.options
+        .iter()
+        .enumerate()
+        .map(|(i, option)| match i {
+            0 => format!("{indent}{option}"),
+            _ => format!("{indent}  {}. {option}", i + 1),
+        })
+        .collect()
 }
 
 fn skipped_json(skipped: &[Skipped]) -> serde_json::Value {

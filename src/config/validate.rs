@@ -188,15 +188,6 @@ fn clipboard(
     )? as u64);
     let min_chars = v.int_range(c.min_chars, 1, 100_000, &["clipboard", "min_chars"])? as usize;
     let max_chars = v.int_range(c.max_chars, 1, 100_000, &["clipboard", "max_chars"])? as usize;
-    if max_chars < min_chars {
-        return Err(v.err(&["clipboard", "max_chars"], "must be at least `min_chars`"));
-    }
-    if !(0.0..=1.0).contains(&c.min_script_ratio) {
-        return Err(v.err(
-            &["clipboard", "min_script_ratio"],
-            &format!("{} is out of range: must be 0.0 to 1.0", c.min_script_ratio),
-        ));
-    }
     let mut ignore = Vec::with_capacity(c.ignore.len());
     for (i, pattern) in c.ignore.iter().enumerate() {
         let re = regex::Regex::new(pattern).map_err(|e| {
@@ -215,10 +206,18 @@ fn clipboard(
         source_language: t.source_language.trim().to_string(),
         ignore,
     };
+    // The gates check their own settings; the errors are placed on the keys that set them.
     Gates::new(gates.clone()).map_err(|e| match e {
         GateConfigError::UnsupportedLanguage { .. } => {
             v.err(&["translation", "source_language"], &e.to_string())
         }
+        GateConfigError::Lengths { .. } => {
+            v.err(&["clipboard", "max_chars"], "must be at least `min_chars`")
+        }
+        GateConfigError::ScriptRatio(ratio) => v.err(
+            &["clipboard", "min_script_ratio"],
+            &format!("{ratio} is out of range: must be 0.0 to 1.0"),
+        ),
         other => v.err(&["clipboard"], &other.to_string()),
     })?;
     Ok(ClipboardConfig {

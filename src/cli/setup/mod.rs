@@ -822,12 +822,8 @@ async fn show_result<I: Io>(
 }
 
 fn write_options<I: Io>(io: &mut I, t: &Translation) -> io::Result<()> {
-    for (i, option) in t.options.iter().enumerate() {
-        if i == 0 {
-            say(io, &format!("  {option}"))?;
-        } else {
-            say(io, &format!("    {}. {option}", i + 1))?;
-        }
+    for line in super::translate::option_lines(t, "  ") {
+        say(io, &line)?;
     }
     Ok(())
 }
