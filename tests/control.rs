@@ -71,6 +71,7 @@ fn status_json_then_pause_reads_nothing_and_resume_translates_the_waiting_line()
             "pid",
             "providers",
             "queue",
+            "rejected_by_gate",
             "running",
             "uptime_secs"
         ]

@@ -529,6 +529,126 @@ fn repeated_line_and_copied_translations_are_not_translated_again() {
 }
 
 #[test]
+fn a_line_whose_translation_failed_is_sent_again_when_copied_again() {
+    let env = DesktopEnv::start();
+    // No usable option in the answer: the line fails.
+    env.provider.translate_with(|_| Vec::new());
+    let yaku = start_yaku(
+        &env,
+        &YakuConfig::new(&env.provider.url()).poll_interval_ms(100),
+    );
+    env.set_clipboard(LINE);
+    await_state(&env, &yaku, secs(20), "the failed line in the log", || {
+        env.log().contains("no provider could translate the line")
+    });
+    let failed_requests = env.provider.count();
+    assert!(failed_requests >= 1);
+
+    env.provider
+        .translate_with(|line| vec![best_option(line), second_option(line)]);
+    let owner = env.clipboard_owner();
+    let other = owner.offer("Meet me on the roof after school tomorrow.");
+    await_read(&env, &yaku, &owner, other, "other text");
+    let again = owner.offer(LINE);
+    await_read(&env, &yaku, &owner, again, "the failed line again");
+    env.keep_owner(owner);
+    await_state(
+        &env,
+        &yaku,
+        secs(10),
+        "the retried line's notification",
+        || notified(&env, &best_option(LINE)),
+    );
+    let lines = env.provider.lines();
+    assert!(
+        lines.len() > failed_requests && lines.iter().all(|l| l == LINE),
+        "the failed line was sent again: {lines:?}"
+    );
+}
+
+#[test]
+fn each_rejection_is_one_info_log_line_with_gate_and_length_and_status_counts_them_by_gate() {
+    let env = DesktopEnv::start();
+    let yaku = start_yaku(
+        &env,
+        &YakuConfig::new(&env.provider.url()).poll_interval_ms(100),
+    );
+    let english = "Meet me on the roof after school tomorrow.";
+    // Past max_chars (500), in distinct kanji (collapse_repeats would shorten a repeated
+    // phrase): the length gate.
+    let long: String = (0..560u32)
+        .filter_map(|i| char::from_u32(0x4E00 + i))
+        .collect();
+    let owner = env.clipboard_owner();
+    for (what, text) in [
+        ("an English sentence", english),
+        ("a line too long", long.as_str()),
+        (
+            "another English sentence",
+            "See you at the station at nine.",
+        ),
+    ] {
+        let offer = owner.offer(text);
+        await_read(&env, &yaku, &owner, offer, what);
+    }
+    env.keep_owner(owner);
+    let rejections = |log: &str| -> Vec<String> {
+        log.lines()
+            .filter(|l| l.contains("clipboard text rejected"))
+            .map(str::to_owned)
+            .collect()
+    };
+    // The startup probe is rejected too, so at least three more.
+    await_state(&env, &yaku, secs(5), "the rejections in the log", || {
+        rejections(&env.log()).len() >= 4
+    });
+    let log = env.log();
+    let lines = rejections(&log);
+    assert!(
+        lines
+            .iter()
+            .all(|l| l.contains(" INFO ") && l.contains("gate=")),
+        "{lines:#?}"
+    );
+    let english_len = format!("chars={}", english.chars().count());
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("gate=\"wrong_script\"") || l.contains("gate=wrong_script"))
+            && lines.iter().any(|l| l.contains(&english_len)),
+        "the gate and the length of the English sentence: {lines:#?}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("too_long") && l.contains("chars=560")),
+        "{lines:#?}"
+    );
+    assert!(!log.contains(english) && !log.contains(&long), "{log}");
+
+    let (st, out, err) = env.yaku_command(&["status", "--json"]);
+    assert!(st.success(), "{out} {err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let by_gate = &v["rejected_by_gate"];
+    assert_eq!(by_gate["too_long"], 1, "{v}");
+    assert!(by_gate["wrong_script"].as_u64().unwrap() >= 2, "{v}");
+    let total: u64 = by_gate
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|n| n.as_u64().unwrap())
+        .sum();
+    assert_eq!(Some(total), v["lines"]["rejected"].as_u64(), "{v}");
+    let (st, out, _) = env.yaku_command(&["status"]);
+    assert!(st.success());
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("rejected: ") && l.contains("too_long 1")),
+        "{out}"
+    );
+}
+
+#[test]
 fn burst_of_ten_lines_shows_the_last_line_last_with_few_requests() {
     let env = DesktopEnv::start();
     env.provider.set_delay(Duration::from_millis(300));

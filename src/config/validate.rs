@@ -176,7 +176,9 @@ impl Config {
         let n = &raw.notify;
         let timeout_ms = v.int_range(n.timeout_ms, 0, 600_000, &["notify", "timeout_ms"])? as u32;
         let l = &raw.log;
-        if tracing_subscriber::EnvFilter::try_new(&l.level).is_err() || l.level.trim().is_empty() {
+        // One of the five names only: EnvFilter would take "verbose" as a target name and log
+        // nothing at all, so it is no test of a level.
+        if !LOG_LEVELS.contains(&l.level.trim().to_ascii_lowercase().as_str()) {
             return Err(v.err(
                 &["log", "level"],
                 &format!(
@@ -267,7 +269,7 @@ impl Config {
                 show_original: n.show_original,
             },
             log: LogConfig {
-                level: l.level.trim().to_string(),
+                level: l.level.trim().to_ascii_lowercase(),
                 dir: Some(l.dir.trim())
                     .filter(|d| !d.is_empty())
                     .map(PathBuf::from),
@@ -292,6 +294,9 @@ impl Config {
     }
 }
 
+
+/// The values `[log] level` takes.
+const LOG_LEVELS: [&str; 5] = ["error", "warn", "info", "debug", "trace"];
 
 /// `https` required unless the host is loopback (a local Ollama or LM Studio).
 pub(super) fn check_base_url(url: &str) -> Result<(), String> {

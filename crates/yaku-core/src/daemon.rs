@@ -57,6 +57,8 @@ pub struct DaemonCounts {
     pub stale: u64,
     /// Answered from the cache, with no request.
     pub cached: u64,
+    /// `rejected`, by the gate that rejected: tells a reader which setting to look at.
+    pub rejected_by_gate: std::collections::BTreeMap<&'static str, u64>,
 }
 
 /// A request to the running daemon, from the control socket or a signal.
@@ -352,8 +354,11 @@ impl Daemon {
         match intake(event, &mut self.gates, self.settings.collapse_repeats) {
             Intake::Rejected { gate, chars } => {
                 // Never the text: only which gate and how long it was.
-                tracing::debug!(gate, chars, "clipboard text rejected");
-                self.count(|c| c.rejected += 1);
+                tracing::info!(gate, chars, "clipboard text rejected");
+                self.count(|c| {
+                    c.rejected += 1;
+                    *c.rejected_by_gate.entry(gate).or_default() += 1;
+                });
                 None
             }
             Intake::Accepted(text) => {
@@ -515,6 +520,7 @@ impl Daemon {
             }
             Err(f) => {
                 self.count(|c| c.failed += 1);
+                self.gates.forget_accepted(&line.text);
                 let reasons = Skipped::reasons(&f.skipped);
                 tracing::warn!(
                     total_ms = ms(waited),
