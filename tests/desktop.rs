@@ -7,6 +7,9 @@
 
 #[path = "desktop/mod.rs"]
 mod desktop;
+#[path = "setup/pty.rs"]
+#[allow(dead_code)] // shared with tests/setup.rs, which uses all of it
+mod pty;
 
 use std::time::{Duration, Instant};
 
@@ -646,6 +649,33 @@ fn each_rejection_is_one_info_log_line_with_gate_and_length_and_status_counts_th
             .any(|l| l.starts_with("rejected: ") && l.contains("too_long 1")),
         "{out}"
     );
+}
+
+#[test]
+fn started_from_a_terminal_the_log_file_has_no_ansi_codes_though_the_terminal_copy_has() {
+    let env = DesktopEnv::start();
+    let config = env.write_config(&YakuConfig::new(&env.provider.url()).poll_interval_ms(100));
+    let mut terminal = pty::Pty::spawn(env.yaku_run_command(&config));
+    terminal.expect("watching the clipboard", secs(10));
+    env.set_clipboard(LINE);
+    // The translated line is logged inside the line's span, whose fields the terminal
+    // layer formats with ANSI italics.
+    wait_until(
+        secs(10),
+        "the translated line in the log file",
+        || env.log().contains("translated"),
+        || env.report(),
+    );
+    terminal.expect("translated", secs(5));
+    let log = env.log();
+    assert!(log.contains("line{line_id=1}: translated"), "{log}");
+    assert!(!log.contains('\x1b'), "ANSI codes in the log file: {log:?}");
+    assert!(
+        terminal.transcript().contains('\x1b'),
+        "the terminal copy is coloured (else this test shows nothing)"
+    );
+    terminal.send_raw(&[3]); // Ctrl-C
+    assert!(terminal.wait(secs(5)).success());
 }
 
 #[test]
