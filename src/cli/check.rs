@@ -42,6 +42,16 @@ pub fn run(path: &Path, as_json: bool, offline: bool) -> anyhow::Result<()> {
             lines.push(format!("config: error — {e}"));
         }
     }
+    // A broken config still leaves the files to look at: the defaults' paths, said so.
+    let fallback = match &config {
+        Ok(_) => None,
+        Err(_) => {
+            let mut c = Config::defaults()?;
+            c.path = path.to_path_buf();
+            eprintln!("yaku: {}", super::fallback_paths(&c));
+            Some(c)
+        }
+    };
     if let Ok(config) = &config {
         let credentials = Credentials::load(&Credentials::path_for(&config.path));
         let credentials = match credentials {
@@ -59,6 +69,18 @@ pub fn run(path: &Path, as_json: bool, offline: bool) -> anyhow::Result<()> {
             out
         });
         can_translate = checks.iter().any(|c| c.usable(offline));
+        // A key in a config file others can read makes `translate` and `run` refuse the whole
+        // config (exit 78): the diagnosis must not call that config ok.
+        if let Some(refused) = checks.iter().find(|c| c.key == "refused") {
+            report.insert(
+                "config".into(),
+                json!({ "ok": false, "path": path, "detail": refused.key_detail }),
+            );
+            if let Some(first) = lines.first_mut() {
+                *first = format!("config: error — {}", refused.key_detail);
+            }
+            can_translate = false;
+        }
         for c in &checks {
             lines.push(format!("{}: {}", c.name, c.message));
         }
@@ -66,6 +88,9 @@ pub fn run(path: &Path, as_json: bool, offline: bool) -> anyhow::Result<()> {
             "providers".into(),
             checks.iter().map(probe::ProviderCheck::to_json).collect(),
         );
+    }
+    let files = config.as_ref().ok().or(fallback.as_ref());
+    if let Some(config) = files {
         let dirs = Dirs::resolve();
         if let Ok(dirs) = &dirs {
             let logs = probe::check_log_dir(&config.log_dir(dirs));
@@ -98,7 +123,7 @@ pub fn run(path: &Path, as_json: bool, offline: bool) -> anyhow::Result<()> {
         notifications["detail"].as_str().unwrap_or("")
     ));
     report.insert("notifications".into(), notifications);
-    if let Ok(c) = &config {
+    if let Some(c) = files {
         let service = Dirs::resolve()
             .map_err(|e| e.to_string())
             .and_then(|dirs| {

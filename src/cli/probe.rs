@@ -152,6 +152,18 @@ pub async fn check_provider(
     out
 }
 
+/// Sends `key` to `p` with one request without storing it anywhere: the key alone, so
+/// neither the environment, nor the credentials file, nor the config file can stand in for it.
+pub async fn check_typed_key(p: &ProviderConfig, config: &Config, key: &str) -> ProviderCheck {
+    let mut only_typed = p.clone();
+    only_typed.api_key_env = None;
+    only_typed.api_key = Some(key.to_string());
+    // No file to check the permissions of: the key is in memory, not in the config.
+    let mut in_memory = config.clone();
+    in_memory.source = None;
+    check_provider(&only_typed, &in_memory, &Credentials::default(), false).await
+}
+
 /// A yes/no item of the diagnosis with its detail.
 fn item(ok: bool, detail: impl Into<String>) -> Value {
     json!({ "ok": ok, "detail": detail.into() })

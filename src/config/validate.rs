@@ -487,6 +487,26 @@ pub(super) fn line_of(text: &str, offset: usize) -> usize {
         .count()
 }
 
+/// For a TOML syntax error (the text does not parse as TOML at all) at `offset`: the table
+/// whose header is on that line (`[notify` unclosed names `notify`), else the key written at
+/// the line's start under the nearest header above. None when the text is valid TOML, whose
+/// errors are about values and are located by [`key_at`].
+pub(super) fn key_of_syntax_error(text: &str, offset: usize) -> Option<String> {
+    DeTable::parse(text).err()?;
+    let line_start = text.get(..offset)?.rfind('\n').map_or(0, |i| i + 1);
+    let line = text.get(line_start..)?;
+    let trimmed = line.trim_start();
+    if let Some(header) = trimmed.strip_prefix('[') {
+        let name = header
+            .trim_start_matches('[')
+            .split([']', '#', '\n'])
+            .next()?
+            .trim();
+        return (!name.is_empty()).then(|| name.to_string());
+    }
+    key_by_header(text, line_start + (line.len() - trimmed.len()))
+}
+
 /// For an error whose key is not in the parsed table (a duplicate): the key written at
 /// `offset`, under the nearest `[table]` header above it.
 pub(super) fn key_by_header(text: &str, offset: usize) -> Option<String> {
