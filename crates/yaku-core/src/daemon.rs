@@ -15,7 +15,7 @@ use super::breaker::{OpenCause, State as BreakerState};
 use super::chain::{Chain, ChainFailure, Skipped, Translation};
 use super::clock::{BoxFuture, Clock};
 use super::gates::Gates;
-use super::intake::{ClipEvent, Intake, intake};
+use super::intake::{ClipEvent, Intake, WatchControl, intake};
 use super::memory::{ContextWindow, Glossary, cache_key};
 use super::notice::{self, Notice, OutageGate};
 use super::prompt::TranslationRequest;
@@ -135,6 +135,10 @@ pub struct Daemon {
     commands_tx: mpsc::Sender<DaemonCommand>,
     commands: mpsc::Receiver<DaemonCommand>,
     last_latency_ms: Option<u64>,
+    /// The clipboard poll loop's marks, when one runs (see [`Daemon::follow_marks`]).
+    marks: Option<(WatchControl, watch::Receiver<u64>)>,
+    /// `yaku resume` replies waiting for the mark they asked for.
+    resumes: Vec<(u64, oneshot::Sender<DaemonStatus>)>,
 }
 
 impl Daemon {
@@ -154,6 +158,8 @@ impl Daemon {
             commands_tx,
             commands,
             last_latency_ms: None,
+            marks: None,
+            resumes: Vec::new(),
             store,
             context,
             chain,
@@ -178,6 +184,12 @@ impl Daemon {
     /// The pause switch the clipboard thread must obey.
     pub fn pause_flag(&self) -> Arc<AtomicBool> {
         self.paused.clone()
+    }
+
+    /// Resumes through the poll loop of `control`: each one asks it to take what is on the
+    /// clipboard as already seen, and `yaku resume` answers once it has.
+    pub fn follow_marks(&mut self, control: &WatchControl) {
+        self.marks = Some((control.clone(), control.marks_taken.subscribe()));
     }
 
     /// A live view of the counts.
@@ -207,13 +219,21 @@ impl Daemon {
                     None => std::future::pending().await,
                 }
             };
+            let waiting = !self.resumes.is_empty();
+            let marked = async {
+                match self.marks.as_mut() {
+                    Some((_, taken)) if waiting => taken.changed().await.is_ok(),
+                    _ => std::future::pending().await,
+                }
+            };
             tokio::select! {
                 biased;
                 () = &mut shutdown => break,
                 () = pause_ends => {
-                    self.resume();
+                    let _ = self.resume();
                 }
                 Some(cmd) = self.commands.recv() => self.command(cmd),
+                true = marked => self.answer_resumes(),
                 (id, result) = work => {
                     if let Some(line) = self.in_flight.take().filter(|l| l.id == id) {
                         self.finish(line, result);
@@ -272,10 +292,15 @@ impl Daemon {
                 }));
                 let _ = reply.send(self.status());
             }
-            DaemonCommand::Resume(reply) => {
-                self.resume();
-                let _ = reply.send(self.status());
-            }
+            DaemonCommand::Resume(reply) => match self.resume() {
+                Some(mark) => {
+                    self.resumes.push((mark, reply));
+                    self.answer_resumes();
+                }
+                None => {
+                    let _ = reply.send(self.status());
+                }
+            },
             DaemonCommand::Reconfigure(r) => {
                 let Reconfig {
                     chain,
@@ -294,11 +319,34 @@ impl Daemon {
         }
     }
 
-    fn resume(&mut self) {
+    /// Returns the mark the poll loop takes before reading again, when there is one to wait
+    /// for.
+    fn resume(&mut self) -> Option<u64> {
+        self.paused_until = None;
+        // The mark is asked for before the poll loop may read again.
+        let mark = match &self.marks {
+            Some((control, _)) if self.paused.load(Ordering::Relaxed) => Some(control.want_mark()),
+            _ => None,
+        };
         if self.paused.swap(false, Ordering::Relaxed) {
             tracing::info!("resumed");
         }
-        self.paused_until = None;
+        mark
+    }
+
+    /// Answers the resumes whose mark is taken.
+    fn answer_resumes(&mut self) {
+        let Some((_, taken)) = &self.marks else {
+            return;
+        };
+        let taken = *taken.borrow();
+        let (done, waiting) = std::mem::take(&mut self.resumes)
+            .into_iter()
+            .partition(|(mark, _)| *mark <= taken);
+        self.resumes = waiting;
+        for (_, reply) in done {
+            let _ = reply.send(self.status());
+        }
     }
 
     /// The state `yaku status` shows.
@@ -362,8 +410,17 @@ impl Daemon {
                 None
             }
             Intake::Accepted(text) => {
-                let id = self.next_id;
-                self.next_id += 1;
+                // The history row first: its id becomes the line's, so `line_id` in the log
+                // goes on from the last session's and names the row `yaku history` shows.
+                let history_id = self.store.as_ref().and_then(|s| {
+                    s.with("recorded a line", |st| {
+                        st.begin(&text, Source::Clipboard, std::time::SystemTime::now())
+                    })
+                });
+                let id = history_id
+                    .and_then(|h| u64::try_from(h).ok())
+                    .map_or(self.next_id, |h| h.max(self.next_id));
+                self.next_id = id + 1;
                 self.count(|c| c.accepted += 1);
                 if self.settings.include_text {
                     tracing::info!(line_id = id, chars = text.chars().count(), text = %text, "line accepted");
@@ -386,11 +443,7 @@ impl Daemon {
                         &own,
                     ));
                 }
-                line.history_id = self.store.as_ref().and_then(|s| {
-                    s.with("recorded a line", |st| {
-                        st.begin(&line.text, Source::Clipboard, std::time::SystemTime::now())
-                    })
-                });
+                line.history_id = history_id;
                 Some(line)
             }
         }
