@@ -726,6 +726,48 @@ fn line_ids_in_the_log_go_on_from_the_history_ids() {
 }
 
 #[test]
+fn a_restart_or_reload_never_gives_back_requests_spent_today_and_status_agrees_with_stats() {
+    let env = DesktopEnv::start();
+    let config = YakuConfig::new(&env.provider.url()).poll_interval_ms(100);
+    let text = config.to_toml().replace(
+        "requests_per_minute = 0\n",
+        "requests_per_minute = 0\nrequests_per_day = 100\n",
+    );
+    let path = env.write_config_text(&text);
+    let p = path.to_str().unwrap();
+    for line in ["一つ目の行です。", "二つ目の行です。", "三つ目の行です。"]
+    {
+        let (st, out, err) = env.yaku_command(&["translate", "--config", p, line]);
+        assert!(st.success(), "{out}{err}");
+    }
+    let yaku = env.spawn_yaku_at(&path);
+    let status = || {
+        let (st, out, _) = env.yaku_command(&["status", "--json"]);
+        st.success()
+            .then(|| serde_json::from_str::<serde_json::Value>(&out).unwrap())
+    };
+    await_state(&env, &yaku, secs(10), "yaku status to answer", || {
+        status().is_some()
+    });
+    let left = |v: serde_json::Value| v["providers"][0]["daily_remaining"].clone();
+    assert_eq!(
+        left(status().unwrap()),
+        97,
+        "three requests were made today"
+    );
+    let (st, out, err) = env.yaku_command(&["stats", "--since", "24h", "--json", "--config", p]);
+    assert!(st.success(), "{out}{err}");
+    let stats: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(stats["providers"][0]["requests"], 3, "{stats}");
+
+    let (st, out, err) = env.yaku_command(&["reload"]);
+    assert!(st.success(), "{out}{err}");
+    assert_eq!(left(status().unwrap()), 97, "the reload gave requests back");
+    let (_, out, _) = env.yaku_command(&["status"]);
+    assert!(out.contains("97 requests left today"), "{out}");
+}
+
+#[test]
 fn burst_of_ten_lines_shows_the_last_line_last_with_few_requests() {
     let env = DesktopEnv::start();
     env.provider.set_delay(Duration::from_millis(300));

@@ -307,6 +307,8 @@ impl Daemon {
                     gates,
                     settings,
                 } = *r;
+                let kept = chain.keep_state_of(&self.chain);
+                tracing::info!(kept = ?kept, "unchanged providers keep their breaker and limits");
                 self.chain = chain;
                 self.gates = gates;
                 self.context = ContextWindow::new(settings.context_lines, settings.context_reset);
