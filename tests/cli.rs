@@ -619,7 +619,8 @@ async fn key_set_tests_the_key_first_a_rejected_key_is_not_stored_and_an_unreach
     .await;
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     assert!(
-        text(&out.stderr).contains("warning: could not reach gemini to test the key"),
+        text(&out.stderr).contains("warning: could not reach gemini to test the key")
+            && text(&out.stderr).contains("could not reach 127.0.0.1 (network?)"),
         "{}",
         text(&out.stderr)
     );

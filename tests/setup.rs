@@ -229,9 +229,14 @@ async fn without_a_config_it_writes_the_example_with_the_chosen_languages() {
         t.send_line("Korean");
         t.expect("Target language (yours) [English]:", STEP);
         t.send_line("French");
+        t.expect(
+            "gemini: get a key at https://aistudio.google.com/apikey",
+            STEP,
+        );
         t.expect("API key for gemini", STEP);
         t.send_line("");
         t.expect("gemini: no new key", STEP);
+        t.expect("groq: get a key at https://console.groq.com/keys", STEP);
         t.expect("API key for groq", STEP);
         t.send_line("");
         t.expect("groq: no new key", STEP);

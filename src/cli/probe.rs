@@ -135,6 +135,15 @@ pub async fn check_provider(
                     "model \"{}\" is not available — change `model` in the config ({})",
                     p.model, f.detail
                 ),
+                // No connection at all is most often the network, not the provider.
+                FailureClass::Transient if f.detail == "could not connect" => {
+                    let url = reqwest::Url::parse(&p.base_url).ok();
+                    let host = url
+                        .as_ref()
+                        .and_then(|u| u.host_str())
+                        .unwrap_or(&p.base_url);
+                    format!("could not reach {host} (network?)")
+                }
                 FailureClass::Transient => format!("the provider is having trouble: {}", f.detail),
                 FailureClass::Refused => format!("answered without a translation: {}", f.detail),
                 FailureClass::BadRequest => format!(

@@ -392,7 +392,11 @@ async fn keys<I: Io>(io: &mut I, config: &Config, cred_path: &Path) -> anyhow::R
                 }
                 after_failure = "Enter keeps the current one";
             }
-            Ok(_) => {}
+            Ok(_) => {
+                if let Some(page) = key_page(p) {
+                    say(io, &format!("{}: get a key at {page}", p.name))?;
+                }
+            }
             Err(e) => say(io, &format!("{}: {e}", p.name))?,
         }
         // Whether a typed key failed: said when the user then skips.
@@ -477,6 +481,17 @@ async fn test_typed_key(p: &ProviderConfig, config: &Config, key: &str) -> Provi
 /// Whether the probe shows the provider can translate (a rate limit means the key works).
 fn works(c: &ProviderCheck) -> bool {
     matches!(c.outcome, "ok" | "rate_limited")
+}
+
+/// Where a user gets a key for `p`, for the providers yaku knows.
+fn key_page(p: &ProviderConfig) -> Option<&'static str> {
+    if p.kind == config::ProviderKind::Gemini {
+        Some("https://aistudio.google.com/apikey (Google AI Studio)")
+    } else if p.base_url.contains("api.groq.com") {
+        Some("https://console.groq.com/keys (Groq console)")
+    } else {
+        None
+    }
 }
 
 /// Whether a provider needs a key at all (a keyless local server does not).
