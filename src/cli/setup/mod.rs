@@ -235,7 +235,7 @@ pub fn run_with<I: Io>(io: &mut I, config_path: &Path) -> anyhow::Result<()> {
     // 3. Keys, each tested at once.
     say(io, "")?;
     let cred_path = Credentials::path_for(config_path);
-    let usable = runtime.block_on(keys(io, config, &cred_path))?;
+    let mut usable = runtime.block_on(keys(io, config, &cred_path))?;
 
     // 4. The config file.
     say(io, "")?;
@@ -312,17 +312,25 @@ pub fn run_with<I: Io>(io: &mut I, config_path: &Path) -> anyhow::Result<()> {
         }
     }
 
-    // 6. The first line.
+    // 6. The first line. A failed key test is often the network of the moment: offer another.
     say(io, "")?;
+    while !usable {
+        say(
+            io,
+            "No provider can translate yet, so there is no test translation.",
+        )?;
+        if !ask_yes(io, "Test the keys again now (or type a new one)? [y/N] ")? {
+            say(
+                io,
+                "Later: `yaku key set NAME` stores a key, `yaku check` tests them all.",
+            )?;
+            break;
+        }
+        usable = runtime.block_on(keys(io, config, &cred_path))?;
+    }
     if usable {
         let credentials = Credentials::load(&cred_path)?;
         runtime.block_on(first_line(io, config, &credentials))?;
-    } else {
-        say(
-            io,
-            "No provider can translate yet, so there is no test translation. Add a key with \
-             `yaku key set NAME`, then try `yaku check`.",
-        )?;
     }
 
     say(io, "")?;
