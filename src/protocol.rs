@@ -106,6 +106,7 @@ pub fn status_json(st: &DaemonStatus, uptime: Duration) -> Value {
             "skipped": c.superseded,
             "rejected": c.rejected,
         },
+        "rejected_by_gate": c.rejected_by_gate,
         "providers": st.providers.iter().map(|p| json!({
             "name": p.name,
             "state": p.state,

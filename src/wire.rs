@@ -49,19 +49,74 @@ pub fn build_chain(
                 continue;
             }
         };
+        let id = settings_id(p, api_key.as_deref(), config);
         let provider = build_provider(p, api_key).map_err(|e| http_setup_error(&p.name, &e))?;
-        entries.push(ChainEntry::new(
-            provider,
-            config.breaker,
-            limit,
-            p.key_advice(source.as_ref()),
-        ));
+        entries.push(
+            ChainEntry::new(
+                provider,
+                config.breaker,
+                limit,
+                p.key_advice(source.as_ref()),
+            )
+            .with_settings_id(id),
+        );
     }
     let cfg = ChainConfig {
         deadline: config.translation.deadline,
         ..ChainConfig::default()
     };
     Ok(Chain::new(entries, clock, cfg))
+}
+
+/// A hash of everything a provider's entry is built from, its key included (only as part of
+/// the hash): equal ids mean a reload changed nothing about it.
+fn settings_id(p: &ProviderConfig, api_key: Option<&str>, config: &Config) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    p.name.hash(&mut h);
+    format!("{:?}", p.kind).hash(&mut h);
+    p.model.hash(&mut h);
+    p.base_url.hash(&mut h);
+    api_key.hash(&mut h);
+    p.requests_per_minute.hash(&mut h);
+    p.requests_per_day.hash(&mut h);
+    p.timeout.hash(&mut h);
+    p.json_mode.hash(&mut h);
+    p.extra.to_string().hash(&mut h);
+    format!("{:?}", config.breaker).hash(&mut h);
+    h.finish()
+}
+
+/// Takes the requests each provider made in the last 24 hours (the history's attempts, as
+/// `yaku stats --since 24h` counts them) from its daily budget, so a restart or a reload never
+/// gives spent requests back. Without a readable history nothing is taken.
+pub fn seed_daily_budgets(config: &Config, chain: &crate::core::chain::Chain) {
+    if config.providers.iter().all(|p| p.requests_per_day == 0) {
+        return;
+    }
+    if !store_path(config).is_ok_and(|p| p.exists()) {
+        return;
+    }
+    let since = std::time::SystemTime::now() - Duration::from_secs(86_400);
+    // Beside a running daemon (a reload, `translate`): its pending line is not ours to end.
+    let stats = match open_store_for_command(config).and_then(|s| Ok(s.stats(Some(since))?)) {
+        Ok(stats) => stats,
+        Err(e) => {
+            tracing::warn!(error = %format!("{e:#}"), "daily budgets not read from the history: they start full");
+            return;
+        }
+    };
+    for p in config.providers.iter().filter(|p| p.requests_per_day > 0) {
+        let made = stats
+            .providers
+            .iter()
+            .find(|s| s.provider == p.name)
+            .map_or(0, |s| s.requests);
+        if let (Some(entry), true) = (chain.entry(&p.name), made > 0) {
+            entry.spend_day(u32::try_from(made).unwrap_or(u32::MAX));
+            tracing::info!(provider = %p.name, requests = made, "daily budget: requests made in the last 24 h are spent");
+        }
+    }
 }
 
 /// The adapter for one configured provider, with its key.
@@ -131,6 +186,7 @@ pub struct Parts {
 pub fn build_parts(config: &Config, clock: Arc<dyn Clock>) -> anyhow::Result<Parts> {
     let credentials = Credentials::load(&Credentials::path_for(&config.path))?;
     let chain = Arc::new(build_chain(config, &credentials, clock)?);
+    seed_daily_budgets(config, &chain);
     for entry in chain.entries() {
         match &entry.unusable {
             Some(s) => {

@@ -879,7 +879,13 @@ fn out_of_range(path: &str) -> Option<Vec<&'static str>> {
         ("notify", "enabled") => return Some(Vec::new()),
         ("notify", "timeout_ms") => &["-1", "600001"],
         ("notify", "show_original") => return Some(Vec::new()),
-        ("log", "level") => &["\"yaku=loudest\"", "\"\"", "\"info,[\""],
+        ("log", "level") => &[
+            "\"yaku=loudest\"",
+            "\"\"",
+            "\"info,[\"",
+            "\"verbose\"",
+            "\"warning\"",
+        ],
         ("log", "dir") => return Some(Vec::new()),
         ("log", "rotation") => &["\"weekly\""],
         ("log", "keep_files") => &["0", "10001"],
@@ -1050,6 +1056,124 @@ fn a_key_given_twice_is_a_config_error_naming_the_key_and_line() {
         4,
     )]);
     assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+}
+
+#[test]
+fn a_table_header_left_unclosed_is_a_config_error_naming_that_table_and_its_line() {
+    let cases = EXAMPLE
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| l.starts_with('['))
+        .map(|(i, l)| {
+            let name = l
+                .trim_matches(|c| c == '[' || c == ']')
+                .split(']')
+                .next()
+                .unwrap()
+                .to_string();
+            let unclosed = l.split(']').next().unwrap();
+            (
+                format!("{unclosed} (was {l})"),
+                example_with(i + 1, unclosed),
+                name,
+                i + 1,
+            )
+        })
+        .collect::<Vec<_>>();
+    assert!(cases.len() >= 10, "{} tables in the example", cases.len());
+    let wrong = run_config_cases(cases);
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+}
+
+#[test]
+fn commands_that_read_files_work_with_a_broken_config_saying_what_is_wrong_and_which_paths_they_use()
+ {
+    let home = Home::new();
+    let env = home.env();
+    let broken = home.write("config/broken.toml", "[notify\nenabled = true\n", 0o600);
+    let c = broken.display().to_string();
+    let logs = home.path("state/yaku/logs");
+    let commands: [(&[&str], Option<i32>); 6] = [
+        (&["logs"], Some(0)),
+        (&["history"], Some(0)),
+        (&["stats"], Some(0)),
+        (&["key", "list"], Some(0)),
+        (&["service", "status"], None),
+        // No config, so nothing can translate: the diagnosis itself still runs.
+        (&["check", "--offline"], Some(1)),
+    ];
+    for (args, code) in commands {
+        let mut all: Vec<&str> = args.to_vec();
+        all.extend(["--config", &c]);
+        let out = bin::yaku(&all, &env, None, Duration::from_secs(20));
+        let what = args.join(" ");
+        assert_ne!(out.code, Some(78), "{what}: {}", out.all());
+        if code.is_some() {
+            assert_eq!(out.code, code, "{what}: {}", out.all());
+        }
+        let said = format!("using the defaults instead: logs in {}", logs.display());
+        assert!(
+            out.stderr.contains(&said),
+            "{what} does not say {said:?}: {}",
+            out.all()
+        );
+        assert!(
+            out.all().contains(&format!("{c}, line 1: notify:")),
+            "{what} does not say what is wrong: {}",
+            out.all()
+        );
+    }
+    for args in [["run", "--config", &c], ["translate", "--config", &c]] {
+        let out = bin::yaku(&args, &env, None, Duration::from_secs(20));
+        assert_eq!(out.code, Some(78), "{}", out.all());
+    }
+}
+
+#[test]
+fn check_calls_a_config_with_a_key_that_others_can_read_an_error_as_translate_does() {
+    let home = Home::new();
+    let env = home.env();
+    let text = EXAMPLE.replacen(
+        "[[providers]]\n",
+        "[[providers]]\napi_key = \"AIzaSyA-not-a-real-key-0123456789abcdefg\"\n",
+        1,
+    );
+    let cfg = home.write("config/readable.toml", &text, 0o644);
+    let c = cfg.display().to_string();
+    let translate = bin::yaku(
+        &["translate", "--config", &c, "これは翻訳されない"],
+        &env,
+        None,
+        Duration::from_secs(20),
+    );
+    assert_eq!(translate.code, Some(78), "{}", translate.all());
+    let check = bin::yaku(
+        &["check", "--offline", "--config", &c],
+        &env,
+        None,
+        Duration::from_secs(20),
+    );
+    assert_eq!(check.code, Some(1), "{}", check.all());
+    assert!(
+        check
+            .stdout
+            .lines()
+            .next()
+            .unwrap_or("")
+            .starts_with("config: error")
+            && check.stdout.contains("api_key"),
+        "{}",
+        check.all()
+    );
+    let json = bin::yaku(
+        &["check", "--offline", "--json", "--config", &c],
+        &env,
+        None,
+        Duration::from_secs(20),
+    );
+    let v: serde_json::Value = serde_json::from_str(&json.stdout).unwrap();
+    assert_eq!(v["config"]["ok"], false, "{v}");
+    assert_eq!(v["can_translate"], false, "{v}");
 }
 
 /// Whether this process runs as root (which reads any file whatever its mode).

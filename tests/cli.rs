@@ -582,6 +582,83 @@ async fn key_set_stores_a_private_key_the_chain_then_uses_and_list_never_prints(
 }
 
 #[tokio::test]
+async fn key_set_tests_the_key_first_a_rejected_key_is_not_stored_and_an_unreachable_provider_is_warned_of()
+ {
+    let s = Servers::start().await;
+    s.gemini_replies(400, gemini_bad_key()).await;
+    let cfg = s.config();
+    let cred = s.dir.path().join("credentials.toml");
+    let typed = format!("{FAKE_KEY}\n");
+    let out = yaku(
+        &["key", "set", "gemini", "--config", &cfg],
+        &[],
+        Some(&typed),
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("gemini rejected the key (unauthorized); nothing was stored"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(!cred.exists(), "a rejected key was stored");
+    assert_eq!(s.gemini.received_requests().await.unwrap().len(), 1);
+
+    let out = yaku(
+        &["key", "set", "gemini", "--no-test", "--config", &cfg],
+        &[],
+        Some(&typed),
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(cred.exists());
+    assert_eq!(
+        s.gemini.received_requests().await.unwrap().len(),
+        1,
+        "--no-test sends nothing"
+    );
+
+    // Nothing listens on the discard port: the key is stored, with a warning saying so.
+    let dir = tempfile::tempdir().unwrap();
+    let closed = write_config(
+        dir.path(),
+        &two_provider_config("http://127.0.0.1:9", &s.groq.uri()),
+        0o600,
+    );
+    let closed = closed.to_str().unwrap();
+    let out = yaku(
+        &["key", "set", "gemini", "--config", closed],
+        &[],
+        Some(&typed),
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("warning: could not reach gemini to test the key")
+            && text(&out.stderr).contains("could not reach 127.0.0.1 (network?)"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(dir.path().join("credentials.toml").exists());
+    assert!(!text(&out.stdout).contains(FAKE_KEY) && !text(&out.stderr).contains(FAKE_KEY));
+
+    let out = yaku(&["key", "remove", "gemini", "--config", closed], &[], None).await;
+    assert!(
+        text(&out.stdout).starts_with("removed the key for gemini"),
+        "{}",
+        text(&out.stdout)
+    );
+    let out = yaku(&["key", "remove", "gemini", "--config", closed], &[], None).await;
+    assert_eq!(out.status.code(), Some(0));
+    assert!(
+        text(&out.stdout).contains("no key stored for gemini")
+            && text(&out.stdout).contains("nothing to remove"),
+        "{}",
+        text(&out.stdout)
+    );
+}
+
+#[tokio::test]
 async fn key_set_for_an_unknown_provider_or_with_no_key_stores_nothing() {
     let s = Servers::start().await;
     let cfg = s.config();

@@ -51,7 +51,7 @@ fn status_says_not_running_when_nothing_answers() {
 }
 
 #[test]
-fn status_json_then_pause_reads_nothing_and_resume_translates_the_waiting_line() {
+fn status_json_then_pause_reads_nothing_and_after_resume_only_a_new_copy_is_translated() {
     let env = DesktopEnv::start();
     let yaku = start(
         &env,
@@ -71,6 +71,7 @@ fn status_json_then_pause_reads_nothing_and_resume_translates_the_waiting_line()
             "pid",
             "providers",
             "queue",
+            "rejected_by_gate",
             "running",
             "uptime_secs"
         ]
@@ -119,14 +120,28 @@ fn status_json_then_pause_reads_nothing_and_resume_translates_the_waiting_line()
 
     let (st, out, _) = env.yaku_command(&["resume"]);
     assert!(st.success(), "{out}");
+    // Resume answers once the clipboard has been read as already seen: the line copied while
+    // paused is not sent, and a line copied right after the answer is.
+    assert!(
+        owner.served(offer).targets >= 1,
+        "resume answered before the mark"
+    );
+    let after = "再開の直後にコピーした行です。";
+    let (next, _) = copy(&env, after);
     wait_until(
         secs(5),
-        "the line copied while paused to be translated after resume",
-        || env.provider.lines().iter().any(|l| l == line),
+        "the line copied right after resume to be translated",
+        || env.provider.lines().iter().any(|l| l == after),
         || env.report(),
+    );
+    assert_eq!(
+        env.provider.lines(),
+        vec![after.to_owned()],
+        "the line copied while paused was sent"
     );
     assert_eq!(status(&env)["paused"], false);
     env.keep_owner(owner);
+    env.keep_owner(next);
     drop(yaku);
 }
 

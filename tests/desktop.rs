@@ -7,6 +7,9 @@
 
 #[path = "desktop/mod.rs"]
 mod desktop;
+#[path = "setup/pty.rs"]
+#[allow(dead_code)] // shared with tests/setup.rs, which uses all of it
+mod pty;
 
 use std::time::{Duration, Instant};
 
@@ -526,6 +529,242 @@ fn repeated_line_and_copied_translations_are_not_translated_again() {
         "one request per distinct line"
     );
     assert_eq!(summaries(&env), vec![best_option(LINE), best_option(LINE2)]);
+}
+
+#[test]
+fn a_line_whose_translation_failed_is_sent_again_when_copied_again() {
+    let env = DesktopEnv::start();
+    // No usable option in the answer: the line fails.
+    env.provider.translate_with(|_| Vec::new());
+    let yaku = start_yaku(
+        &env,
+        &YakuConfig::new(&env.provider.url()).poll_interval_ms(100),
+    );
+    env.set_clipboard(LINE);
+    await_state(&env, &yaku, secs(20), "the failed line in the log", || {
+        env.log().contains("no provider could translate the line")
+    });
+    let failed_requests = env.provider.count();
+    assert!(failed_requests >= 1);
+
+    env.provider
+        .translate_with(|line| vec![best_option(line), second_option(line)]);
+    let owner = env.clipboard_owner();
+    let other = owner.offer("Meet me on the roof after school tomorrow.");
+    await_read(&env, &yaku, &owner, other, "other text");
+    let again = owner.offer(LINE);
+    await_read(&env, &yaku, &owner, again, "the failed line again");
+    env.keep_owner(owner);
+    await_state(
+        &env,
+        &yaku,
+        secs(10),
+        "the retried line's notification",
+        || notified(&env, &best_option(LINE)),
+    );
+    let lines = env.provider.lines();
+    assert!(
+        lines.len() > failed_requests && lines.iter().all(|l| l == LINE),
+        "the failed line was sent again: {lines:?}"
+    );
+}
+
+#[test]
+fn each_rejection_is_one_info_log_line_with_gate_and_length_and_status_counts_them_by_gate() {
+    let env = DesktopEnv::start();
+    let yaku = start_yaku(
+        &env,
+        &YakuConfig::new(&env.provider.url()).poll_interval_ms(100),
+    );
+    let english = "Meet me on the roof after school tomorrow.";
+    // Past max_chars (500), in distinct kanji (collapse_repeats would shorten a repeated
+    // phrase): the length gate.
+    let long: String = (0..560u32)
+        .filter_map(|i| char::from_u32(0x4E00 + i))
+        .collect();
+    let owner = env.clipboard_owner();
+    for (what, text) in [
+        ("an English sentence", english),
+        ("a line too long", long.as_str()),
+        (
+            "another English sentence",
+            "See you at the station at nine.",
+        ),
+    ] {
+        let offer = owner.offer(text);
+        await_read(&env, &yaku, &owner, offer, what);
+    }
+    env.keep_owner(owner);
+    let rejections = |log: &str| -> Vec<String> {
+        log.lines()
+            .filter(|l| l.contains("clipboard text rejected"))
+            .map(str::to_owned)
+            .collect()
+    };
+    // The harness's start-up probe may be rejected too, or taken as already seen.
+    await_state(&env, &yaku, secs(5), "the rejections in the log", || {
+        rejections(&env.log()).len() >= 3
+    });
+    let log = env.log();
+    let lines = rejections(&log);
+    assert!(
+        lines
+            .iter()
+            .all(|l| l.contains(" INFO ") && l.contains("gate=")),
+        "{lines:#?}"
+    );
+    let english_len = format!("chars={}", english.chars().count());
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("gate=\"wrong_script\"") || l.contains("gate=wrong_script"))
+            && lines.iter().any(|l| l.contains(&english_len)),
+        "the gate and the length of the English sentence: {lines:#?}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("too_long") && l.contains("chars=560")),
+        "{lines:#?}"
+    );
+    assert!(!log.contains(english) && !log.contains(&long), "{log}");
+
+    let (st, out, err) = env.yaku_command(&["status", "--json"]);
+    assert!(st.success(), "{out} {err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let by_gate = &v["rejected_by_gate"];
+    assert_eq!(by_gate["too_long"], 1, "{v}");
+    assert!(by_gate["wrong_script"].as_u64().unwrap() >= 2, "{v}");
+    let total: u64 = by_gate
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|n| n.as_u64().unwrap())
+        .sum();
+    assert_eq!(Some(total), v["lines"]["rejected"].as_u64(), "{v}");
+    let (st, out, _) = env.yaku_command(&["status"]);
+    assert!(st.success());
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("rejected: ") && l.contains("too_long 1")),
+        "{out}"
+    );
+}
+
+#[test]
+fn started_from_a_terminal_the_log_file_has_no_ansi_codes_though_the_terminal_copy_has() {
+    let env = DesktopEnv::start();
+    let config = env.write_config(&YakuConfig::new(&env.provider.url()).poll_interval_ms(100));
+    let mut terminal = pty::Pty::spawn(env.yaku_run_command(&config));
+    terminal.expect("watching the clipboard", secs(10));
+    env.set_clipboard(LINE);
+    // The translated line is logged inside the line's span, whose fields the terminal
+    // layer formats with ANSI italics.
+    wait_until(
+        secs(10),
+        "the translated line in the log file",
+        || env.log().contains("translated"),
+        || env.report(),
+    );
+    terminal.expect("translated", secs(5));
+    let log = env.log();
+    assert!(log.contains("line{line_id=1}: translated"), "{log}");
+    assert!(!log.contains('\x1b'), "ANSI codes in the log file: {log:?}");
+    assert!(
+        terminal.transcript().contains('\x1b'),
+        "the terminal copy is coloured (else this test shows nothing)"
+    );
+    terminal.send_raw(&[3]); // Ctrl-C
+    assert!(terminal.wait(secs(5)).success());
+}
+
+#[test]
+fn what_is_on_the_clipboard_at_start_is_taken_as_seen_and_never_sent() {
+    let env = DesktopEnv::start();
+    let owner = env.clipboard_owner();
+    let before = owner.offer(LINE);
+    let yaku = env.spawn_yaku(&YakuConfig::new(&env.provider.url()).poll_interval_ms(100));
+    await_read(
+        &env,
+        &yaku,
+        &owner,
+        before,
+        "the line copied before the start",
+    );
+    env.keep_owner(owner);
+    env.set_clipboard(LINE2);
+    await_state(&env, &yaku, secs(5), "the new line's notification", || {
+        notified(&env, &best_option(LINE2))
+    });
+    assert_eq!(
+        env.provider.lines(),
+        vec![LINE2.to_owned()],
+        "only the line copied after the start is sent"
+    );
+}
+
+#[test]
+fn line_ids_in_the_log_go_on_from_the_history_ids() {
+    let env = DesktopEnv::start();
+    let config = YakuConfig::new(&env.provider.url()).poll_interval_ms(100);
+    let path = env.write_config(&config);
+    let path = path.to_str().unwrap();
+    for text in ["一つ目の行です。", "二つ目の行です。"] {
+        let (st, out, err) = env.yaku_command(&["translate", "--config", path, text]);
+        assert!(st.success(), "{out}{err}");
+    }
+    let yaku = start_yaku(&env, &config);
+    env.set_clipboard(LINE);
+    await_state(&env, &yaku, secs(5), "the line's notification", || {
+        notified(&env, &best_option(LINE))
+    });
+    let log = env.log();
+    assert!(
+        log.contains("line accepted line_id=3 ") && log.contains("line{line_id=3}: translated"),
+        "two lines are in the history before this one:\n{log}"
+    );
+}
+
+#[test]
+fn a_restart_or_reload_never_gives_back_requests_spent_today_and_status_agrees_with_stats() {
+    let env = DesktopEnv::start();
+    let config = YakuConfig::new(&env.provider.url()).poll_interval_ms(100);
+    let text = config.to_toml().replace(
+        "requests_per_minute = 0\n",
+        "requests_per_minute = 0\nrequests_per_day = 100\n",
+    );
+    let path = env.write_config_text(&text);
+    let p = path.to_str().unwrap();
+    for line in ["一つ目の行です。", "二つ目の行です。", "三つ目の行です。"]
+    {
+        let (st, out, err) = env.yaku_command(&["translate", "--config", p, line]);
+        assert!(st.success(), "{out}{err}");
+    }
+    let yaku = env.spawn_yaku_at(&path);
+    let status = || {
+        let (st, out, _) = env.yaku_command(&["status", "--json"]);
+        st.success()
+            .then(|| serde_json::from_str::<serde_json::Value>(&out).unwrap())
+    };
+    await_state(&env, &yaku, secs(10), "yaku status to answer", || {
+        status().is_some()
+    });
+    let left = |v: serde_json::Value| v["providers"][0]["daily_remaining"].clone();
+    assert_eq!(
+        left(status().unwrap()),
+        97,
+        "three requests were made today"
+    );
+    let (st, out, err) = env.yaku_command(&["stats", "--since", "24h", "--json", "--config", p]);
+    assert!(st.success(), "{out}{err}");
+    let stats: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(stats["providers"][0]["requests"], 3, "{stats}");
+
+    let (st, out, err) = env.yaku_command(&["reload"]);
+    assert!(st.success(), "{out}{err}");
+    assert_eq!(left(status().unwrap()), 97, "the reload gave requests back");
+    let (_, out, _) = env.yaku_command(&["status"]);
+    assert!(out.contains("97 requests left today"), "{out}");
 }
 
 #[test]

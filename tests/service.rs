@@ -202,6 +202,7 @@ mod linux {
                 xdg_config_home: Some(root.join("config")),
                 binary,
                 log_dir: root.join("logs"),
+                config: None,
                 systemctl: root.join("fake-systemctl"),
                 launchctl: root.join("no-launchctl"),
                 reg: root.join("no-reg"),
@@ -550,6 +551,88 @@ exit 0
         assert!(!sb.unit_dir().join("yaku.service").exists());
         let status = service::status(&sb.env).unwrap();
         assert!(status.entries[0].points_here, "{status:#?}");
+    }
+
+    #[test]
+    fn install_with_a_config_runs_the_service_with_that_config_in_the_unit_and_the_autostart_entry()
+    {
+        for manager in [Manager::Reachable, Manager::Unreachable] {
+            let mut sb = Sandbox::new(manager);
+            let config = sb.dir.path().join("My Configs/yaku.toml");
+            sb.env.config = Some(config.clone());
+            let report = service::install(&sb.env).unwrap();
+            let (file, key) = match report.kind {
+                ServiceKind::SystemdUnit => (sb.unit_dir().join("yaku.service"), "ExecStart="),
+                _ => (sb.autostart_dir().join("yaku.desktop"), "Exec="),
+            };
+            let text = read(&file);
+            let exec = text.lines().find(|l| l.starts_with(key)).unwrap();
+            assert!(
+                exec.ends_with(&format!(" run --config \"{}\"", config.display())),
+                "{exec}"
+            );
+            let status = service::status(&sb.env).unwrap();
+            assert!(status.entries[0].points_here, "{status:#?}");
+        }
+    }
+
+    /// `yaku --config CONFIG service ARGS` from `cwd`, with no user manager (a systemctl that
+    /// fails comes first on PATH) and the XDG dirs under `root`.
+    fn yaku_service(root: &Path, cwd: &Path, config: &str, args: &[&str]) -> String {
+        let bin = root.join("bin");
+        std::fs::create_dir_all(&bin).unwrap();
+        let fake = bin.join("systemctl");
+        std::fs::write(
+            &fake,
+            "#!/bin/sh\necho 'Failed to connect to bus' >&2\nexit 1\n",
+        )
+        .unwrap();
+        std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let run = root.join("run");
+        std::fs::create_dir_all(&run).unwrap();
+        std::fs::set_permissions(&run, std::fs::Permissions::from_mode(0o700)).unwrap();
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_yaku"))
+            .arg("--config")
+            .arg(config)
+            .arg("service")
+            .args(args)
+            .current_dir(cwd)
+            .env_clear()
+            .env("PATH", format!("{}:/usr/bin:/bin", bin.display()))
+            .env("HOME", root.join("home"))
+            .env("XDG_CONFIG_HOME", root.join("config"))
+            .env("XDG_STATE_HOME", root.join("state"))
+            .env("XDG_DATA_HOME", root.join("data"))
+            .env("XDG_RUNTIME_DIR", &run)
+            .output()
+            .unwrap();
+        let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+        assert!(
+            out.status.success(),
+            "{}{}",
+            text(&out.stdout),
+            text(&out.stderr)
+        );
+        text(&out.stdout)
+    }
+
+    #[test]
+    fn service_install_carries_a_relative_config_as_an_absolute_path_and_status_asks_the_socket() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        let work = root.join("work");
+        std::fs::create_dir_all(&work).unwrap();
+        std::fs::write(work.join("my.toml"), "").unwrap();
+        yaku_service(root, &work, "my.toml", &["install"]);
+        let entry = read(&root.join("config/autostart/yaku.desktop"));
+        let absolute = work.join("my.toml");
+        assert!(
+            entry.contains(&format!(" run --config {}\n", absolute.display())),
+            "{entry}"
+        );
+        // No manager can tell whether it runs; the control socket says it does not.
+        let out = yaku_service(root, &work, "my.toml", &["status"]);
+        assert!(out.contains("running: no"), "{out}");
     }
 
     #[test]

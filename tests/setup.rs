@@ -229,9 +229,14 @@ async fn without_a_config_it_writes_the_example_with_the_chosen_languages() {
         t.send_line("Korean");
         t.expect("Target language (yours) [English]:", STEP);
         t.send_line("French");
+        t.expect(
+            "gemini: get a key at https://aistudio.google.com/apikey",
+            STEP,
+        );
         t.expect("API key for gemini", STEP);
         t.send_line("");
         t.expect("gemini: no new key", STEP);
+        t.expect("groq: get a key at https://console.groq.com/keys", STEP);
         t.expect("API key for groq", STEP);
         t.send_line("");
         t.expect("groq: no new key", STEP);
@@ -239,6 +244,17 @@ async fn without_a_config_it_writes_the_example_with_the_chosen_languages() {
         t.expect("login service", STEP);
         t.send_line("n");
         t.expect("No provider can translate yet", STEP);
+        // The last step offers the key tests again rather than only "add a key".
+        t.expect("Test the keys again now (or type a new one)? [y/N]", STEP);
+        t.send_line("y");
+        t.expect("API key for gemini", STEP);
+        t.send_line("");
+        t.expect("API key for groq", STEP);
+        t.send_line("");
+        t.expect("No provider can translate yet", STEP);
+        t.expect("Test the keys again now", STEP);
+        t.send_line("");
+        t.expect("`yaku key set NAME` stores a key", STEP);
         (t.wait(STEP), t.transcript())
     })
     .await;
@@ -345,6 +361,8 @@ async fn yes_to_the_service_installs_and_starts_the_systemd_user_unit() {
         t.expect("login service", STEP);
         t.send_line("y");
         t.expect("Wrote the", STEP);
+        t.expect("Test the keys again now", STEP);
+        t.send_line("");
         t.expect("Next time", STEP);
         (t.wait(STEP), t.transcript())
     })
@@ -482,6 +500,8 @@ async fn a_key_the_provider_failed_on_for_another_reason_is_stored_only_if_the_u
         t.expect("login service", STEP);
         t.send_line("n");
         t.expect("No provider can translate yet", STEP);
+        t.expect("Test the keys again now", STEP);
+        t.send_line("n");
         (t.wait(STEP), t.transcript())
     })
     .await;

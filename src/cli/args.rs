@@ -175,6 +175,9 @@ pub enum KeyCommand {
     Set {
         /// The provider's `name` in the config (gemini, groq, ...)
         name: String,
+        /// Store the key without testing it with one request first
+        #[arg(long)]
+        no_test: bool,
     },
     /// Remove a provider's stored key
     Remove {

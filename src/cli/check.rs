@@ -34,9 +34,22 @@ pub fn run(path: &Path, as_json: bool, offline: bool) -> anyhow::Result<()> {
     let config = Config::load(path);
     let mut report = Report::default();
     config_item(&mut report, path, &config);
+    // A broken config still leaves the files to look at: the defaults' paths, said so.
+    let fallback = match &config {
+        Ok(_) => None,
+        Err(_) => {
+            let mut c = Config::defaults()?;
+            c.path = path.to_path_buf();
+            eprintln!("yaku: {}", super::fallback_paths(&c));
+            Some(c)
+        }
+    };
     let mut can_translate = false;
     if let Ok(config) = &config {
-        can_translate = runtime.block_on(providers(&mut report, config, offline));
+        can_translate = runtime.block_on(providers(&mut report, path, config, offline));
+    }
+    let files = config.as_ref().ok().or(fallback.as_ref());
+    if let Some(config) = files {
         paths(&mut report, config);
     }
     let clipboard = runtime.block_on(probe::check_clipboard());
@@ -45,7 +58,7 @@ pub fn run(path: &Path, as_json: bool, offline: bool) -> anyhow::Result<()> {
     let notifications = runtime.block_on(probe::check_notifications());
     let line = format!("notifications: {}", detail(&notifications));
     report.add("notifications", notifications, line);
-    if let Ok(config) = &config {
+    if let Some(config) = files {
         service(&mut report, config);
     }
     daemon(&mut report);
@@ -91,7 +104,7 @@ fn config_item(report: &mut Report, path: &Path, config: &Result<Config, ConfigE
 }
 
 /// Each provider's key and one live request (none with `offline`); whether any can translate.
-async fn providers(report: &mut Report, config: &Config, offline: bool) -> bool {
+async fn providers(report: &mut Report, path: &Path, config: &Config, offline: bool) -> bool {
     let credentials = match Credentials::load(&Credentials::path_for(&config.path)) {
         Ok(c) => c,
         Err(e) => {
@@ -103,6 +116,19 @@ async fn providers(report: &mut Report, config: &Config, offline: bool) -> bool 
     for p in &config.providers {
         checks.push(probe::check_provider(p, config, &credentials, offline).await);
     }
+    let mut can_translate = checks.iter().any(|c| c.usable(offline));
+    // A key in a config file others can read makes `translate` and `run` refuse the whole
+    // config (exit 78): the diagnosis must not call that config ok.
+    if let Some(refused) = checks.iter().find(|c| c.key == "refused") {
+        report.json.insert(
+            "config".into(),
+            json!({ "ok": false, "path": path, "detail": refused.key_detail }),
+        );
+        if let Some(first) = report.lines.first_mut() {
+            *first = format!("config: error — {}", refused.key_detail);
+        }
+        can_translate = false;
+    }
     for c in &checks {
         report.lines.push(format!("{}: {}", c.name, c.message));
     }
@@ -110,7 +136,7 @@ async fn providers(report: &mut Report, config: &Config, offline: bool) -> bool 
         "providers".into(),
         checks.iter().map(probe::ProviderCheck::to_json).collect(),
     );
-    checks.iter().any(|c| c.usable(offline))
+    can_translate
 }
 
 /// The log directory and the history store.

@@ -89,6 +89,12 @@ pub fn status(as_json: bool) -> anyhow::Result<()> {
         "lines: {} accepted, {} translated, {} from the cache, {} failed, {} skipped; queue {}",
         l["accepted"], l["translated"], l["cached"], l["failed"], l["skipped"], v["queue"]
     );
+    if let Some(by_gate) = v["rejected_by_gate"].as_object()
+        && !by_gate.is_empty()
+    {
+        let gates: Vec<String> = by_gate.iter().map(|(g, n)| format!("{g} {n}")).collect();
+        println!("rejected: {} ({})", l["rejected"], gates.join(", "));
+    }
     if let Some(ms) = v["last_latency_ms"].as_u64() {
         println!("last translation took {ms} ms");
     }

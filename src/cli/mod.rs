@@ -117,7 +117,13 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Config(ConfigCommand::Init { force }) => config::init(&path, force),
+        Command::Service(cmd @ args::ServiceCommand::Status { .. }) => {
+            service::run(&load_for_reading(&path)?, cmd)
+        }
         Command::Service(cmd) => service::run(&load()?, cmd),
+        Command::Key(cmd @ args::KeyCommand::List { .. }) => {
+            key::run(&load_for_reading(&path)?, cmd)
+        }
         Command::Key(cmd) => key::run(&load()?, cmd),
         Command::Completions { shell } => assets::completions(shell),
         Command::Man => assets::man(),
@@ -128,10 +134,40 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Pause { duration } => control::pause(duration.as_deref()),
         Command::Resume => control::resume(),
         Command::Reload => control::reload(),
-        Command::History(args) => history::run(&load()?, args),
-        Command::Stats { json, since } => stats::run(&load()?, json, &since),
-        Command::Logs { follow } => logs::run(&load()?, follow),
+        Command::History(args) => history::run(&load_for_reading(&path)?, args),
+        Command::Stats { json, since } => stats::run(&load_for_reading(&path)?, json, &since),
+        Command::Logs { follow } => logs::run(&load_for_reading(&path)?, follow),
         Command::Run => crate::daemon::run(&load()?),
         Command::Translate(args) => translate::run(&load()?, args),
     }
+}
+
+/// The config for a command that only looks at yaku's files (logs, history, stats, key list,
+/// service status): a broken config is said on stderr, with the default paths used instead, so
+/// the reader can still see what happened. `run` and `translate` still refuse it (exit 78).
+fn load_for_reading(path: &std::path::Path) -> anyhow::Result<Config> {
+    let err = match Config::load(path) {
+        Ok(config) => return Ok(config),
+        Err(e) => e,
+    };
+    let mut config = Config::defaults()?;
+    config.path = path.to_path_buf();
+    eprintln!("yaku: the config is broken: {err}");
+    eprintln!("yaku: {}", fallback_paths(&config));
+    Ok(config)
+}
+
+/// "using the defaults instead: logs in …, history in …, keys in …".
+pub(crate) fn fallback_paths(config: &Config) -> String {
+    let dirs = crate::sys::dirs::Dirs::resolve();
+    let logs = dirs.as_ref().map_or_else(
+        |e| format!("(none: {e})"),
+        |d| config.log_dir(d).display().to_string(),
+    );
+    let store = crate::wire::store_path(config)
+        .map_or_else(|e| format!("(none: {e})"), |p| p.display().to_string());
+    format!(
+        "using the defaults instead: logs in {logs}, history in {store}, keys in {}",
+        crate::config::credentials::Credentials::path_for(&config.path).display()
+    )
 }

@@ -135,6 +135,15 @@ pub async fn check_provider(
                     "model \"{}\" is not available — change `model` in the config ({})",
                     p.model, f.detail
                 ),
+                // No connection at all is most often the network, not the provider.
+                FailureClass::Transient if f.detail == "could not connect" => {
+                    let url = reqwest::Url::parse(&p.base_url).ok();
+                    let host = url
+                        .as_ref()
+                        .and_then(|u| u.host_str())
+                        .unwrap_or(&p.base_url);
+                    format!("could not reach {host} (network?)")
+                }
                 FailureClass::Transient => format!("the provider is having trouble: {}", f.detail),
                 FailureClass::Refused => format!("answered without a translation: {}", f.detail),
                 FailureClass::BadRequest => format!(
@@ -150,6 +159,18 @@ pub async fn check_provider(
         }
     }
     out
+}
+
+/// Sends `key` to `p` with one request without storing it anywhere: the key alone, so
+/// neither the environment, nor the credentials file, nor the config file can stand in for it.
+pub async fn check_typed_key(p: &ProviderConfig, config: &Config, key: &str) -> ProviderCheck {
+    let mut only_typed = p.clone();
+    only_typed.api_key_env = None;
+    only_typed.api_key = Some(key.to_string());
+    // No file to check the permissions of: the key is in memory, not in the config.
+    let mut in_memory = config.clone();
+    in_memory.source = None;
+    check_provider(&only_typed, &in_memory, &Credentials::default(), false).await
 }
 
 /// A yes/no item of the diagnosis with its detail.

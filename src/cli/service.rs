@@ -9,8 +9,17 @@ use crate::config::{self, Config, KeyLookup};
 pub fn run(config: &Config, cmd: ServiceCommand) -> anyhow::Result<()> {
     use crate::service;
     let binary = std::env::current_exe().context("cannot find this program's path")?;
-    let log_dir = config.log_dir(&crate::sys::dirs::Dirs::resolve()?);
-    let env = service::ServiceEnv::from_process(binary, log_dir)?;
+    let dirs = crate::sys::dirs::Dirs::resolve()?;
+    let log_dir = config.log_dir(&dirs);
+    let mut env = service::ServiceEnv::from_process(binary, log_dir)?;
+    // A config other than the default one (`--config`, YAKU_CONFIG) goes into the entry: the
+    // service sees neither the flag nor this shell's environment.
+    if config.path != dirs.config_file() {
+        env.config =
+            Some(std::path::absolute(&config.path).with_context(|| {
+                format!("cannot make {} an absolute path", config.path.display())
+            })?);
+    }
     match cmd {
         ServiceCommand::Install => {
             let report = service::install(&env)?;
@@ -25,7 +34,19 @@ pub fn run(config: &Config, cmd: ServiceCommand) -> anyhow::Result<()> {
             Ok(())
         }
         ServiceCommand::Status { json: as_json } => {
-            let status = service::status(&env)?;
+            let mut status = service::status(&env)?;
+            // An autostart entry (or a manager that did not answer) cannot say whether yaku
+            // runs; the control socket can.
+            if status.entries.iter().any(|e| e.running.is_none()) {
+                let running = match super::control::request(crate::protocol::Request::Status) {
+                    Ok(_) => Some(true),
+                    Err(e) if e.downcast_ref::<super::NotRunning>().is_some() => Some(false),
+                    Err(_) => None,
+                };
+                for e in status.entries.iter_mut().filter(|e| e.running.is_none()) {
+                    e.running = running;
+                }
+            }
             if as_json {
                 println!("{}", status.to_json());
             } else {

@@ -54,7 +54,7 @@ pub fn run(config: &Config, args: TranslateArgs) -> anyhow::Result<()> {
     };
     let lines = Lines::new(store);
     let result = match lines.accept(&request, &request.glossary, Source::Cli, cache) {
-        Accepted::Cached(t) => {
+        Accepted::Cached(t, _) => {
             eprintln!("from the cache ({})", t.provider);
             Ok(t)
         }

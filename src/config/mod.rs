@@ -55,7 +55,7 @@ pub mod credentials;
 pub use keys::{KeyLookup, KeySource};
 pub use raw::{ProviderKind, Rotation};
 use raw::RawConfig;
-use validate::{friendly, key_at, key_by_header, line_of};
+use validate::{friendly, key_at, key_by_header, key_of_syntax_error, line_of};
 #[cfg(test)]
 use validate::check_base_url;
 
@@ -214,9 +214,11 @@ impl Config {
             let offset = e.span().map(|s| s.start);
             let key = offset
                 .and_then(|o| {
-                    key_at(text, o)
-                        .filter(|k| !k.is_empty())
-                        .or_else(|| key_by_header(text, o))
+                    key_of_syntax_error(text, o).or_else(|| {
+                        key_at(text, o)
+                            .filter(|k| !k.is_empty())
+                            .or_else(|| key_by_header(text, o))
+                    })
                 })
                 .unwrap_or_default();
             ConfigError::Invalid {

@@ -237,7 +237,9 @@ fn notify(v: &Validator<'_>, n: &RawNotify) -> Result<NotifyConfig, ConfigError>
 }
 
 fn log(v: &Validator<'_>, l: &RawLog) -> Result<LogConfig, ConfigError> {
-    if tracing_subscriber::EnvFilter::try_new(&l.level).is_err() || l.level.trim().is_empty() {
+    // One of the five names only: EnvFilter would take "verbose" as a target name and log
+    // nothing at all, so it is no test of a level.
+    if !LOG_LEVELS.contains(&l.level.trim().to_ascii_lowercase().as_str()) {
         return Err(v.err(
             &["log", "level"],
             &format!(
@@ -248,7 +250,7 @@ fn log(v: &Validator<'_>, l: &RawLog) -> Result<LogConfig, ConfigError> {
     }
     let keep_files = v.int_range(l.keep_files, 1, 10_000, &["log", "keep_files"])? as usize;
     Ok(LogConfig {
-        level: l.level.trim().to_string(),
+        level: l.level.trim().to_ascii_lowercase(),
         dir: Some(l.dir.trim())
             .filter(|d| !d.is_empty())
             .map(PathBuf::from),
@@ -344,6 +346,9 @@ fn glossary_file(
         message,
     })
 }
+
+/// The values `[log] level` takes.
+const LOG_LEVELS: [&str; 5] = ["error", "warn", "info", "debug", "trace"];
 
 /// `https` required unless the host is loopback (a local Ollama or LM Studio).
 pub(super) fn check_base_url(url: &str) -> Result<(), String> {
@@ -532,6 +537,26 @@ pub(super) fn line_of(text: &str, offset: usize) -> usize {
         .iter()
         .filter(|&&b| b == b'\n')
         .count()
+}
+
+/// For a TOML syntax error (the text does not parse as TOML at all) at `offset`: the table
+/// whose header is on that line (`[notify` unclosed names `notify`), else the key written at
+/// the line's start under the nearest header above. None when the text is valid TOML, whose
+/// errors are about values and are located by [`key_at`].
+pub(super) fn key_of_syntax_error(text: &str, offset: usize) -> Option<String> {
+    DeTable::parse(text).err()?;
+    let line_start = text.get(..offset)?.rfind('\n').map_or(0, |i| i + 1);
+    let line = text.get(line_start..)?;
+    let trimmed = line.trim_start();
+    if let Some(header) = trimmed.strip_prefix('[') {
+        let name = header
+            .trim_start_matches('[')
+            .split([']', '#', '\n'])
+            .next()?
+            .trim();
+        return (!name.is_empty()).then(|| name.to_string());
+    }
+    key_by_header(text, line_start + (line.len() - trimmed.len()))
 }
 
 /// For an error whose key is not in the parsed table (a duplicate): the key written at

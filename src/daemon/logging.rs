@@ -43,6 +43,7 @@ pub fn init(
         Some(appender) => {
             let (writer, guard) = tracing_appender::non_blocking(appender);
             let layer = tracing_subscriber::fmt::layer()
+                .fmt_fields(PlainFields::default())
                 .with_writer(writer)
                 .with_ansi(false)
                 .with_target(false)
@@ -64,6 +65,22 @@ pub fn init(
         .with(fallback)
         .try_init();
     guard
+}
+
+/// The log file's field formatter. A span's fields are formatted once per formatter *type*
+/// and kept on the span, so with the terminal layer's `DefaultFields` the file would get the
+/// terminal's ANSI italics; a type of its own makes the file format them itself, plainly.
+#[derive(Default)]
+struct PlainFields(tracing_subscriber::fmt::format::DefaultFields);
+
+impl<'w> tracing_subscriber::fmt::FormatFields<'w> for PlainFields {
+    fn format_fields<R: tracing_subscriber::field::RecordFields>(
+        &self,
+        writer: tracing_subscriber::fmt::format::Writer<'w>,
+        fields: R,
+    ) -> std::fmt::Result {
+        self.0.format_fields(writer, fields)
+    }
 }
 
 fn open_log(

@@ -106,7 +106,7 @@ async fn serve(config: &Config, dirs: &Dirs, started: std::time::Instant) -> any
         let notifier = Arc::new(DesktopNotifier::new(config.notify.timeout_ms));
         tokio::spawn(notify_worker(notifier, notices_rx, Duration::from_secs(5)))
     });
-    let daemon = Daemon::new(
+    let mut daemon = Daemon::new(
         chain,
         clock.clone(),
         gates,
@@ -127,6 +127,7 @@ async fn serve(config: &Config, dirs: &Dirs, started: std::time::Instant) -> any
         )),
         ..WatchControl::default()
     };
+    daemon.follow_marks(&control);
     let watch_control = control.clone();
     let max_chars = config.clipboard.gates.max_chars;
     std::thread::Builder::new()

@@ -4,8 +4,8 @@ use std::path::{Path, PathBuf};
 
 use super::command::{self, Ran};
 use super::render::{
-    desktop_entry_enabled, parse_desktop_exec, parse_systemd_exec_start, render_autostart_desktop,
-    render_systemd_unit, systemd_path_problem,
+    desktop_entry_enabled, parse_desktop_exec, parse_systemd_exec_start,
+    render_autostart_desktop_for, render_systemd_unit_for, systemd_path_problem,
 };
 use super::{
     EntryStatus, InstallReport, Location, SYSTEMD_UNIT_NAME, ServiceEnv, ServiceError, ServiceKind,
@@ -117,7 +117,7 @@ pub(super) fn status(env: &ServiceEnv) -> Result<ServiceStatus, ServiceError> {
 fn install_unit(env: &ServiceEnv) -> Result<InstallReport, ServiceError> {
     let path = env.systemd_unit_path();
     let previous = read_if_exists(&path)?;
-    let unit = render_systemd_unit(&env.binary);
+    let unit = render_systemd_unit_for(&env.binary, env.config.as_deref());
     write_file(&path, &unit)?;
     let mut commands = Vec::new();
     systemctl(env, &["daemon-reload"], &mut commands)?;
@@ -156,7 +156,10 @@ fn install_unit(env: &ServiceEnv) -> Result<InstallReport, ServiceError> {
 fn install_autostart(env: &ServiceEnv, why: String) -> Result<InstallReport, ServiceError> {
     let path = env.autostart_path();
     let previous = read_if_exists(&path)?;
-    write_file(&path, &render_autostart_desktop(&env.binary))?;
+    write_file(
+        &path,
+        &render_autostart_desktop_for(&env.binary, env.config.as_deref()),
+    )?;
     let mut notes = vec![why];
     // A unit left from an earlier install would start a second yaku wherever systemd runs it.
     let mut removed = Vec::new();

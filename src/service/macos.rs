@@ -1,7 +1,7 @@
 //! macOS: a LaunchAgent in `~/Library/LaunchAgents`, loaded into the user's GUI domain.
 
 use super::command;
-use super::render::{LAUNCH_AGENT_LABEL, parse_launch_agent_program, render_launch_agent};
+use super::render::{LAUNCH_AGENT_LABEL, parse_launch_agent_program, render_launch_agent_for};
 use super::{
     EntryStatus, InstallReport, Location, ServiceEnv, ServiceError, ServiceKind, ServiceStatus,
     UninstallReport, read_if_exists, remove_if_exists, same_binary, write_file,
@@ -16,7 +16,10 @@ pub(super) fn install(env: &ServiceEnv) -> Result<InstallReport, ServiceError> {
         path: env.log_dir.clone(),
         source,
     })?;
-    write_file(&path, &render_launch_agent(&env.binary, &env.log_dir))?;
+    write_file(
+        &path,
+        &render_launch_agent_for(&env.binary, &env.log_dir, env.config.as_deref()),
+    )?;
     let plist = path.to_string_lossy().into_owned();
     let mut commands = Vec::new();
     let target = service_target();

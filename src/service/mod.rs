@@ -49,7 +49,9 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 pub use render::{
-    render_autostart_desktop, render_launch_agent, render_run_value, render_systemd_unit,
+    render_autostart_desktop, render_autostart_desktop_for, render_launch_agent,
+    render_launch_agent_for, render_run_value, render_run_value_for, render_systemd_unit,
+    render_systemd_unit_for,
 };
 
 /// The unit's name under `systemd/user/`.
@@ -72,6 +74,8 @@ pub struct ServiceEnv {
     pub binary: PathBuf,
     /// yaku's log directory: launchd writes the daemon's stdout/stderr there (macOS).
     pub log_dir: PathBuf,
+    /// The config file the service runs with (`run --config`), absolute; None: the default.
+    pub config: Option<PathBuf>,
     /// The `systemctl` program (Linux).
     pub systemctl: PathBuf,
     /// The `launchctl` program (macOS).
@@ -102,6 +106,7 @@ impl ServiceEnv {
             xdg_config_home,
             binary,
             log_dir,
+            config: None,
             systemctl: PathBuf::from("systemctl"),
             launchctl: PathBuf::from("launchctl"),
             reg: PathBuf::from("reg"),

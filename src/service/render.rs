@@ -13,7 +13,18 @@ const WRITTEN_BY: &str = "Written by `yaku service install`; `yaku service unins
 
 /// The systemd user unit that runs `<binary> run` for the graphical session.
 pub fn render_systemd_unit(binary: &Path) -> String {
-    let exec = systemd_word(&binary.to_string_lossy());
+    render_systemd_unit_for(binary, None)
+}
+
+/// [`render_systemd_unit`] running `<binary> run --config <config>` when `config` is given
+/// (an absolute path: the service does not start where `install` ran).
+pub fn render_systemd_unit_for(binary: &Path, config: Option<&Path>) -> String {
+    let mut exec = systemd_word(&binary.to_string_lossy());
+    exec.push_str(" run");
+    if let Some(c) = config {
+        exec.push_str(" --config ");
+        exec.push_str(&systemd_word(&c.to_string_lossy()));
+    }
     format!(
         "# {WRITTEN_BY}
 [Unit]
@@ -24,7 +35,7 @@ PartOf=graphical-session.target
 After=graphical-session.target
 
 [Service]
-ExecStart={exec} run
+ExecStart={exec}
 Restart=on-failure
 RestartSec=5
 # Exit 78 (EX_CONFIG) is a config error: restarting cannot fix it.
@@ -39,14 +50,24 @@ WantedBy=graphical-session.target
 
 /// The XDG autostart entry that runs `<binary> run` at graphical login.
 pub fn render_autostart_desktop(binary: &Path) -> String {
-    let exec = desktop_exec_arg(&binary.to_string_lossy());
+    render_autostart_desktop_for(binary, None)
+}
+
+/// [`render_autostart_desktop`] running `<binary> run --config <config>` when `config` is given.
+pub fn render_autostart_desktop_for(binary: &Path, config: Option<&Path>) -> String {
+    let mut exec = desktop_exec_arg(&binary.to_string_lossy());
+    exec.push_str(" run");
+    if let Some(c) = config {
+        exec.push_str(" --config ");
+        exec.push_str(&desktop_exec_arg(&c.to_string_lossy()));
+    }
     format!(
         "# {WRITTEN_BY}
 [Desktop Entry]
 Type=Application
 Name=yaku
 Comment=Clipboard translation for visual-novel readers
-Exec={exec} run
+Exec={exec}
 X-GNOME-Autostart-enabled=true
 NoDisplay=true
 Terminal=false
@@ -57,7 +78,18 @@ Terminal=false
 /// The LaunchAgent plist that runs `<binary> run` at login and again after a crash, its output
 /// going to `log_dir`.
 pub fn render_launch_agent(binary: &Path, log_dir: &Path) -> String {
+    render_launch_agent_for(binary, log_dir, None)
+}
+
+/// [`render_launch_agent`] running `<binary> run --config <config>` when `config` is given.
+pub fn render_launch_agent_for(binary: &Path, log_dir: &Path, config: Option<&Path>) -> String {
     let program = xml_escape(&binary.to_string_lossy());
+    let config_args = config.map_or_else(String::new, |c| {
+        format!(
+            "\n\t\t<string>--config</string>\n\t\t<string>{}</string>",
+            xml_escape(&c.to_string_lossy())
+        )
+    });
     let stdout = xml_escape(&log_dir.join("launchd.stdout.log").to_string_lossy());
     let stderr = xml_escape(&log_dir.join("launchd.stderr.log").to_string_lossy());
     format!(
@@ -71,7 +103,7 @@ pub fn render_launch_agent(binary: &Path, log_dir: &Path) -> String {
 	<key>ProgramArguments</key>
 	<array>
 		<string>{program}</string>
-		<string>run</string>
+		<string>run</string>{config_args}
 	</array>
 	<key>RunAtLoad</key>
 	<true/>
@@ -94,8 +126,17 @@ pub fn render_launch_agent(binary: &Path, log_dir: &Path) -> String {
 
 /// The data of the `yaku` value under the `Run` key: `"<binary>" run`.
 pub fn render_run_value(binary: &Path) -> String {
+    render_run_value_for(binary, None)
+}
+
+/// [`render_run_value`] with `--config "<config>"` when `config` is given.
+pub fn render_run_value_for(binary: &Path, config: Option<&Path>) -> String {
     // Always quoted: Windows splits an unquoted path at its first space.
-    format!("\"{}\" run", binary.to_string_lossy())
+    let mut value = format!("\"{}\" run", binary.to_string_lossy());
+    if let Some(c) = config {
+        value.push_str(&format!(" --config \"{}\"", c.to_string_lossy()));
+    }
+    value
 }
 
 /// Why systemd would refuse `binary` as an executable path, if it would.

@@ -1,7 +1,7 @@
 //! Windows: the `yaku` value under the user's `Run` key, written with `reg.exe`.
 
 use super::command;
-use super::render::{parse_run_value, render_run_value};
+use super::render::{parse_run_value, render_run_value_for};
 use super::{
     EntryStatus, InstallReport, Location, RUN_KEY, RUN_VALUE_NAME, ServiceEnv, ServiceError,
     ServiceKind, ServiceStatus, UninstallReport, same_binary,
@@ -9,7 +9,7 @@ use super::{
 
 pub(super) fn install(env: &ServiceEnv) -> Result<InstallReport, ServiceError> {
     let previous = query(env);
-    let value = render_run_value(&env.binary);
+    let value = render_run_value_for(&env.binary, env.config.as_deref());
     // `/f` overwrites without asking (stdin is closed, so a prompt would fail).
     let args: [&str; 9] = [
         "add",

@@ -431,6 +431,15 @@ impl DesktopEnv {
         self.run_tool(cmd, Duration::from_secs(30))
     }
 
+    /// `yaku run --config PATH` in this desktop's environment, not yet started (for a test
+    /// that runs it on a terminal of its own).
+    pub fn yaku_run_command(&self, config_path: &Path) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_yaku"));
+        cmd.arg("run").arg("--config").arg(config_path);
+        self.desktop_env(&mut cmd);
+        cmd
+    }
+
     /// Writes `text` as a config file (0600) and returns its path.
     pub fn write_config_text(&self, text: &str) -> PathBuf {
         let path = self.path(&format!("config/raw-{}.toml", self.next()));

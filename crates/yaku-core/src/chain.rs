@@ -192,6 +192,9 @@ pub struct ChainEntry {
     /// Shown when the provider's key is rejected ("run `yaku key set gemini`", "check GEMINI_API_KEY").
     pub key_advice: String,
     pub guard: Mutex<Guard>,
+    /// Identifies the settings the entry was built from (a hash; never the key itself), so a
+    /// reload can tell an unchanged provider from a changed one. None: never the same.
+    pub settings_id: Option<u64>,
 }
 
 /// The state that must change together: a provider's breaker and its request budget.
@@ -217,7 +220,19 @@ impl ChainEntry {
                 breaker: Breaker::new(breaker),
                 limit,
             }),
+            settings_id: None,
         }
+    }
+
+    /// The entry with `settings_id` set (see the field).
+    pub fn with_settings_id(mut self, id: u64) -> Self {
+        self.settings_id = Some(id);
+        self
+    }
+
+    /// Takes `n` requests made earlier (today's, from the history) from the daily budget.
+    pub fn spend_day(&self, n: u32) {
+        self.lock().limit.spend_day(n);
     }
 
     /// A configured provider that cannot be used (its key is missing), so it is listed and skipped.
@@ -231,6 +246,7 @@ impl ChainEntry {
                 breaker: Breaker::new(BreakerConfig::default()),
                 limit,
             }),
+            settings_id: None,
         }
     }
 
@@ -328,6 +344,27 @@ impl Chain {
 
     pub fn entries(&self) -> &[ChainEntry] {
         &self.entries
+    }
+
+    /// Takes over, for each usable entry whose name and settings are unchanged in `old`, that
+    /// entry's breaker and rate-limit state: a reload must not close an open breaker or give
+    /// back a spent budget. Returns the names kept; every other entry starts fresh.
+    pub fn keep_state_of(&self, old: &Chain) -> Vec<String> {
+        let mut kept = Vec::new();
+        for new in &self.entries {
+            let same = old.entries.iter().find(|o| {
+                o.name == new.name
+                    && o.provider.is_some()
+                    && new.provider.is_some()
+                    && new.settings_id.is_some()
+                    && o.settings_id == new.settings_id
+            });
+            if let Some(o) = same {
+                std::mem::swap(&mut *new.lock(), &mut *o.lock());
+                kept.push(new.name.clone());
+            }
+        }
+        kept
     }
 
     pub fn entry(&self, name: &str) -> Option<&ChainEntry> {

@@ -648,3 +648,71 @@ async fn the_request_deadline_is_kept_in_the_clocks_time() {
     );
     assert_eq!(err.attempts[0].latency_ms, 20_000);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_reload_keeps_an_unchanged_providers_breaker_and_budget_and_a_changed_one_starts_fresh() {
+    let gemini = Arc::new(FakeProvider::new(
+        "gemini",
+        vec![],
+        fake::fail(FailureClass::Unauthorized),
+    ));
+    let groq = Arc::new(FakeProvider::new("groq", vec![], fake::ok("ok")));
+    let old = chain(
+        vec![
+            entry(&gemini, 0, 0).with_settings_id(1),
+            entry(&groq, 0, 10).with_settings_id(2),
+        ],
+        20 * S,
+    );
+    old.translate(&req(), None).await.unwrap();
+    assert!(matches!(
+        old.entry("gemini").unwrap().breaker_state(),
+        State::Disabled { .. }
+    ));
+    assert_eq!(old.entry("groq").unwrap().day_remaining(), Some(9));
+
+    let same = chain(
+        vec![
+            entry(&gemini, 0, 0).with_settings_id(1),
+            entry(&groq, 0, 10).with_settings_id(2),
+        ],
+        20 * S,
+    );
+    assert_eq!(same.keep_state_of(&old), ["gemini", "groq"]);
+    assert!(matches!(
+        same.entry("gemini").unwrap().breaker_state(),
+        State::Disabled { .. }
+    ));
+    assert_eq!(same.entry("groq").unwrap().day_remaining(), Some(9));
+
+    // Changed settings (a new key, say), or none known: fresh state.
+    let changed = chain(
+        vec![
+            entry(&gemini, 0, 0).with_settings_id(3),
+            entry(&groq, 0, 10),
+        ],
+        20 * S,
+    );
+    assert!(changed.keep_state_of(&same).is_empty());
+    assert_eq!(
+        changed.entry("gemini").unwrap().breaker_state(),
+        State::Closed { failures: 0 }
+    );
+    assert_eq!(changed.entry("groq").unwrap().day_remaining(), Some(10));
+}
+
+#[tokio::test(start_paused = true)]
+async fn requests_made_before_the_start_are_taken_from_the_daily_budget() {
+    let groq = Arc::new(FakeProvider::new("groq", vec![], fake::ok("ok")));
+    let c = chain(vec![entry(&groq, 0, 10)], 20 * S);
+    c.entry("groq").unwrap().spend_day(3);
+    assert_eq!(c.entry("groq").unwrap().day_remaining(), Some(7));
+    c.entry("groq").unwrap().spend_day(50);
+    assert_eq!(c.entry("groq").unwrap().day_remaining(), Some(0));
+    let f = c.translate(&req(), None).await.unwrap_err();
+    assert_eq!(
+        groq.calls().len(),
+        0,
+        "the spent budget sends nothing: {f:?}"
+    );
+}

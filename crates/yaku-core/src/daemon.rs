@@ -15,7 +15,7 @@ use super::breaker::{OpenCause, State as BreakerState};
 use super::chain::{Chain, ChainFailure, Skipped, Translation};
 use super::clock::{BoxFuture, Clock};
 use super::gates::Gates;
-use super::intake::{ClipEvent, Intake, intake};
+use super::intake::{ClipEvent, Intake, WatchControl, intake};
 use super::line::{Accepted, CacheUse, Lines};
 use super::memory::{ContextWindow, Glossary};
 use super::notice::{self, Notice, OutageNotices};
@@ -66,6 +66,8 @@ pub struct DaemonSettings {
 pub struct DaemonCounts {
     pub accepted: u64,
     pub rejected: u64,
+    /// `rejected`, by the gate that rejected: tells a reader which setting to look at.
+    pub rejected_by_gate: std::collections::BTreeMap<&'static str, u64>,
     pub superseded: u64,
     pub translated: u64,
     pub failed: u64,
@@ -150,6 +152,10 @@ pub struct Daemon {
     commands_tx: mpsc::Sender<DaemonCommand>,
     commands: mpsc::Receiver<DaemonCommand>,
     last_latency_ms: Option<u64>,
+    /// The clipboard poll loop's marks, when one runs (see [`Daemon::follow_marks`]).
+    marks: Option<(WatchControl, watch::Receiver<u64>)>,
+    /// `yaku resume` replies waiting for the mark they asked for.
+    resumes: Vec<(u64, oneshot::Sender<DaemonStatus>)>,
 }
 
 impl Daemon {
@@ -169,6 +175,8 @@ impl Daemon {
             commands_tx,
             commands,
             last_latency_ms: None,
+            marks: None,
+            resumes: Vec::new(),
             lines: Lines::new(store),
             context,
             chain,
@@ -183,6 +191,12 @@ impl Daemon {
             next_id: 1,
             in_flight: None,
         }
+    }
+
+    /// Resumes through the poll loop of `control`: each one asks it to take what is on the
+    /// clipboard as already seen, and `yaku resume` answers once it has.
+    pub fn follow_marks(&mut self, control: &WatchControl) {
+        self.marks = Some((control.clone(), control.marks_taken.subscribe()));
     }
 
     /// Where commands (status, pause, reload) are sent.
@@ -222,13 +236,21 @@ impl Daemon {
                     None => std::future::pending().await,
                 }
             };
+            let waiting = !self.resumes.is_empty();
+            let marked = async {
+                match self.marks.as_mut() {
+                    Some((_, taken)) if waiting => taken.changed().await.is_ok(),
+                    _ => std::future::pending().await,
+                }
+            };
             tokio::select! {
                 biased;
                 () = &mut shutdown => break,
                 () = pause_ends => {
-                    self.resume();
+                    let _ = self.resume();
                 }
                 Some(cmd) = self.commands.recv() => self.command(cmd),
+                true = marked => self.answer_resumes(),
                 (id, result) = work => {
                     if let Some(line) = self.in_flight.take().filter(|l| l.id == id) {
                         self.finish(line, result);
@@ -286,16 +308,23 @@ impl Daemon {
                 }));
                 let _ = reply.send(self.status());
             }
-            DaemonCommand::Resume(reply) => {
-                self.resume();
-                let _ = reply.send(self.status());
-            }
+            DaemonCommand::Resume(reply) => match self.resume() {
+                Some(mark) => {
+                    self.resumes.push((mark, reply));
+                    self.answer_resumes();
+                }
+                None => {
+                    let _ = reply.send(self.status());
+                }
+            },
             DaemonCommand::Reconfigure(r) => {
                 let Reconfig {
                     chain,
                     gates,
                     settings,
                 } = *r;
+                let kept = chain.keep_state_of(&self.chain);
+                tracing::info!(kept = ?kept, "unchanged providers keep their breaker and limits");
                 self.chain = chain;
                 self.gates = gates;
                 self.context = ContextWindow::new(settings.context_lines, settings.context_reset);
@@ -308,11 +337,34 @@ impl Daemon {
         }
     }
 
-    fn resume(&mut self) {
+    /// Returns the mark the poll loop takes before reading again, when there is one to wait
+    /// for.
+    fn resume(&mut self) -> Option<u64> {
+        self.paused_until = None;
+        // The mark is asked for before the poll loop may read again.
+        let mark = match &self.marks {
+            Some((control, _)) if self.paused.load(Ordering::Relaxed) => Some(control.want_mark()),
+            _ => None,
+        };
         if self.paused.swap(false, Ordering::Relaxed) {
             tracing::info!("resumed");
         }
-        self.paused_until = None;
+        mark
+    }
+
+    /// Answers the resumes whose mark is taken.
+    fn answer_resumes(&mut self) {
+        let Some((_, taken)) = &self.marks else {
+            return;
+        };
+        let taken = *taken.borrow();
+        let (done, waiting) = std::mem::take(&mut self.resumes)
+            .into_iter()
+            .partition(|(mark, _)| *mark <= taken);
+        self.resumes = waiting;
+        for (_, reply) in done {
+            let _ = reply.send(self.status());
+        }
     }
 
     /// The state `yaku status` shows.
@@ -370,26 +422,19 @@ impl Daemon {
         let text = match intake(event, &mut self.gates, self.settings.collapse_repeats) {
             Intake::Rejected { rejection, chars } => {
                 // Never the text: only which gate and how long it was.
-                tracing::debug!(
-                    gate = rejection.gate_name(),
-                    chars,
-                    "clipboard text rejected"
-                );
-                self.count(|c| c.rejected += 1);
+                let gate = rejection.gate_name();
+                tracing::info!(gate, chars, "clipboard text rejected");
+                self.count(|c| {
+                    c.rejected += 1;
+                    *c.rejected_by_gate.entry(gate).or_default() += 1;
+                });
                 return None;
             }
             Intake::Accepted(text) => text,
         };
-        let id = self.next_id;
-        self.next_id += 1;
         self.count(|c| c.accepted += 1);
-        if self.settings.include_text {
-            tracing::info!(line_id = id, chars = text.chars().count(), text = %text, "line accepted");
-        } else {
-            tracing::info!(line_id = id, chars = text.chars().count(), "line accepted");
-        }
         let now = self.clock.now();
-        let mut line = Line::new(id, text, now);
+        let mut line = Line::new(self.next_id, text, now);
         line.context = self.context.next(&line.text, now);
         line.glossary = self.settings.glossary.applicable(&line.text, &line.context);
         let request = self.request(&line);
@@ -399,12 +444,26 @@ impl Daemon {
         } else {
             CacheUse::Off
         };
-        match self.lines.accept(&request, &own, Source::Clipboard, cache) {
+        let accepted = self.lines.accept(&request, &own, Source::Clipboard, cache);
+        let (Accepted::Pending(entry) | Accepted::Cached(_, entry)) = &accepted;
+        // The history row's id becomes the line's, so `line_id` in the log goes on from the
+        // last session's and names the row `yaku history` shows.
+        line.id = entry
+            .history_id
+            .and_then(|h| u64::try_from(h).ok())
+            .map_or(self.next_id, |h| h.max(self.next_id));
+        self.next_id = line.id + 1;
+        if self.settings.include_text {
+            tracing::info!(line_id = line.id, chars = line.text.chars().count(), text = %line.text, "line accepted");
+        } else {
+            tracing::info!(line_id = line.id, chars = line.text.chars().count(), "line accepted");
+        }
+        match accepted {
             Accepted::Pending(entry) => {
                 line.entry = entry;
                 Some(line)
             }
-            Accepted::Cached(t) => {
+            Accepted::Cached(t, _) => {
                 let _span = tracing::info_span!("line", line_id = line.id).entered();
                 self.count(|c| c.cached += 1);
                 if self.settings.include_text {
@@ -500,6 +559,8 @@ impl Daemon {
             }
             Err(f) => {
                 self.count(|c| c.failed += 1);
+                // A line that failed is no repeat: copying it again asks again.
+                self.gates.forget_accepted(&line.text);
                 let reasons = Skipped::reasons(&f.skipped);
                 tracing::warn!(
                     total_ms = ms(waited),
@@ -1056,6 +1117,8 @@ mod tests {
         };
         let bound = Duration::from_secs(10);
 
+        // What is there at the start is taken as seen: copy once the loop has looked.
+        await_reads(&clip, 1).await;
         clip.copy("おはよう、先輩。");
         assert!(
             r.shown.wait_for(1, bound).await,

@@ -363,6 +363,14 @@ impl Gates {
         Ok(())
     }
 
+    /// Forgets `text` as the last accepted line because its translation failed: copying it
+    /// again is then a new try, not a repeat (only a line shown, cached or in flight is one).
+    pub fn forget_accepted(&mut self, text: &str) {
+        if self.last_accepted.as_deref() == Some(text.trim()) {
+            self.last_accepted = None;
+        }
+    }
+
     /// Remembers one translation yaku produced (call it for each option the user could
     /// copy), so that copying it back is not sent for translation. Keeps the last
     /// [`OWN_OUTPUT_MEMORY`].
@@ -1135,6 +1143,16 @@ mod tests {
     }
 
     // ---- gate 7: repeat -----------------------------------------------------------------
+
+    #[test]
+    fn a_line_forgotten_after_a_failure_is_no_repeat_but_another_line_stays_one() {
+        let mut g = gates();
+        assert_eq!(g.check("こんにちは", None), Ok(()));
+        g.forget_accepted("さようなら");
+        assert_eq!(g.check("こんにちは", None), Err(Rejection::Repeat));
+        g.forget_accepted("こんにちは");
+        assert_eq!(g.check("こんにちは", None), Ok(()));
+    }
 
     #[test]
     fn repeat_gate() {

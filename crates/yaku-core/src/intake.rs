@@ -74,6 +74,12 @@ impl ChangeDetector {
         self.last = Some(event.clone());
         Some(event)
     }
+
+    /// Takes `read` as already seen without passing it on: what was on the clipboard before
+    /// yaku started, or was copied while it was paused, is never sent.
+    pub fn mark(&mut self, read: ClipboardRead) {
+        let _ = self.observe(read);
+    }
 }
 
 /// Switches shared by the poll loop and its owner.
@@ -84,6 +90,18 @@ pub struct WatchControl {
     pub paused: Arc<AtomicBool>,
     /// The poll interval in milliseconds; a reload may change it.
     pub interval_ms: Arc<AtomicU64>,
+    /// Marks asked for (see [`ChangeDetector::mark`]): bumped by the owner on resume.
+    pub marks_wanted: Arc<AtomicU64>,
+    /// The last mark request the poll loop has carried out (it takes one at start too), so a
+    /// resume can answer once a line copied after it is sure to count as a change.
+    pub marks_taken: tokio::sync::watch::Sender<u64>,
+}
+
+impl WatchControl {
+    /// Asks the poll loop for a mark; returns the number `marks_taken` reaches once it is taken.
+    pub fn want_mark(&self) -> u64 {
+        self.marks_wanted.fetch_add(1, Ordering::SeqCst) + 1
+    }
 }
 
 /// Polls `source` every `interval` until stopped, sending each change. Failures back off (at
@@ -107,13 +125,35 @@ pub fn watch_from(
 ) {
     let mut failures: u32 = 0;
     let mut last_warning: Option<Instant> = None;
+    // The first read is a mark: what was copied before yaku started is not a new line.
+    let mut mark_pending = true;
     while !control.stop.load(Ordering::Relaxed) {
         let interval = Duration::from_millis(control.interval_ms.load(Ordering::Relaxed).max(10));
         if control.paused.load(Ordering::Relaxed) {
             std::thread::sleep(interval);
             continue;
         }
-        let wait = match source.read() {
+        // Read before the read, so a request made during it is carried out by the next one.
+        let wanted = control.marks_wanted.load(Ordering::SeqCst);
+        let marking = mark_pending || wanted > *control.marks_taken.borrow();
+        mark_pending = false;
+        let read = source.read();
+        if marking {
+            // A read that failed marks nothing: whatever comes once it works is a change (a
+            // display that appears later, an X server that restarted).
+            if let Ok(r) = &read {
+                detector.mark(r.clone());
+            }
+            control.marks_taken.send_modify(|n| *n = (*n).max(wanted));
+        }
+        let wait = match read {
+            Ok(_) if marking => {
+                if failures > 0 {
+                    tracing::info!("clipboard readable again");
+                    failures = 0;
+                }
+                interval
+            }
             Ok(read) => {
                 if failures > 0 {
                     tracing::info!("clipboard readable again");
@@ -228,6 +268,8 @@ mod tests {
             concealed: Some(false),
         };
 
+        // What is there at the start is taken as seen: copy once the loop has looked.
+        await_reads(&clip, 1);
         clip.copy("一行目です");
         assert_eq!(next_event(&mut rx), line("一行目です"));
         clip.fail_with(ClipboardError::Unavailable("the display is gone".into()));

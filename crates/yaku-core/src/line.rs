@@ -27,8 +27,9 @@ pub struct Entry {
 /// What became of an accepted line.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Accepted {
-    /// Answered from the cache, with no request; its history row is already `cached`.
-    Cached(Translation),
+    /// Answered from the cache, with no request; its history row (in the entry) is already
+    /// `cached`.
+    Cached(Translation, Entry),
     /// To be translated by [`Lines::translate`].
     Pending(Entry),
 }
@@ -82,7 +83,7 @@ impl Lines {
         match cached {
             Some(t) => {
                 self.finish(&entry, &Finished::of(Status::Cached, Some(&t), None), &[]);
-                Accepted::Cached(t)
+                Accepted::Cached(t, entry)
             }
             None => Accepted::Pending(entry),
         }
@@ -226,7 +227,7 @@ mod tests {
     async fn through(r: &Rig, text: &str, cache: CacheUse) -> Result<Translation, ChainFailure> {
         let req = request(text);
         match r.lines.accept(&req, &[], Source::Cli, cache) {
-            Accepted::Cached(t) => Ok(t),
+            Accepted::Cached(t, _) => Ok(t),
             Accepted::Pending(entry) => r.lines.translate(&r.chain, &req, None, &entry).await,
         }
     }

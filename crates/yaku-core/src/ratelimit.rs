@@ -96,6 +96,31 @@ impl RateLimit {
         Ok(())
     }
 
+    /// Takes `n` requests from the day's budget at once: those already made (read from the
+    /// history when the daemon starts or reloads), so a restart never gives them back.
+    pub fn spend_day(&self, n: u32) {
+        let Some((day, rpd)) = &self.per_day else {
+            return;
+        };
+        let Some(n) = NonZeroU32::new(n.min(*rpd)) else {
+            return;
+        };
+        let now = self.clock.now();
+        let mut left = self.day_left.lock().unwrap_or_else(|e| e.into_inner());
+        match day.check_n(n) {
+            Ok(Ok(snapshot)) => *left = Some((snapshot.remaining_burst_capacity(), now)),
+            // Fewer than `n` left: the day's budget is spent.
+            _ => {
+                for _ in 0..*rpd {
+                    if day.check().is_err() {
+                        break;
+                    }
+                }
+                *left = Some((0, now));
+            }
+        }
+    }
+
     /// Requests left in the day's budget now; None when there is no daily cap.
     pub fn day_remaining(&self) -> Option<u32> {
         let (_, rpd) = self.per_day.as_ref()?;

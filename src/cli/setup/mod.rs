@@ -113,7 +113,7 @@ pub fn run_with<I: Io>(io: &mut I, config_path: &Path) -> anyhow::Result<()> {
     // 3. Keys, each tested at once.
     say(io, "")?;
     let cred_path = Credentials::path_for(config_path);
-    let usable = runtime.block_on(keys(io, config, &cred_path))?;
+    let mut usable = runtime.block_on(keys(io, config, &cred_path))?;
 
     // 4. The config file.
     say(io, "")?;
@@ -128,17 +128,25 @@ pub fn run_with<I: Io>(io: &mut I, config_path: &Path) -> anyhow::Result<()> {
     say(io, "")?;
     offer_service(io, config)?;
 
-    // 6. The first line.
+    // 6. The first line. A failed key test is often the network of the moment: offer another.
     say(io, "")?;
+    while !usable {
+        say(
+            io,
+            "No provider can translate yet, so there is no test translation.",
+        )?;
+        if !ask_yes(io, "Test the keys again now (or type a new one)? [y/N] ")? {
+            say(
+                io,
+                "Later: `yaku key set NAME` stores a key, `yaku check` tests them all.",
+            )?;
+            break;
+        }
+        usable = runtime.block_on(keys(io, config, &cred_path))?;
+    }
     if usable {
         let credentials = Credentials::load(&cred_path)?;
         runtime.block_on(first_line(io, config, &credentials))?;
-    } else {
-        say(
-            io,
-            "No provider can translate yet, so there is no test translation. Add a key with \
-             `yaku key set NAME`, then try `yaku check`.",
-        )?;
     }
 
     say(io, "")?;
@@ -466,7 +474,11 @@ async fn provider_key<I: Io>(
             };
             hints.after_failure = "Enter keeps the current one";
         }
-        Ok(_) => {}
+        Ok(_) => {
+            if let Some(page) = key_page(p) {
+                say(io, &format!("{}: get a key at {page}", p.name))?;
+            }
+        }
         Err(e) => say(io, &format!("{}: {e}", p.name))?,
     }
     Ok(ask_key(io, p, config, cred_path, hints).await? || usable)
@@ -572,6 +584,17 @@ async fn test_typed_key(p: &ProviderConfig, config: &Config, key: &str) -> Provi
 }
 
 /// Whether the probe shows the provider can translate (a rate limit means the key works).
+/// Where a user gets a key for `p`, for the providers yaku knows.
+fn key_page(p: &ProviderConfig) -> Option<&'static str> {
+    if p.kind == config::ProviderKind::Gemini {
+        Some("https://aistudio.google.com/apikey (Google AI Studio)")
+    } else if p.base_url.contains("api.groq.com") {
+        Some("https://console.groq.com/keys (Groq console)")
+    } else {
+        None
+    }
+}
+
 fn works(c: &ProviderCheck) -> bool {
     matches!(c.outcome, "ok" | "rate_limited")
 }
@@ -773,7 +796,7 @@ async fn translate_line<I: Io>(
     let request = crate::wire::request_for(config, text);
     let lines = Lines::default();
     let entry = match lines.accept(&request, &request.glossary, Source::Cli, CacheUse::Off) {
-        Accepted::Cached(t) => return Ok(Some(Ok(t))),
+        Accepted::Cached(t, _) => return Ok(Some(Ok(t))),
         Accepted::Pending(entry) => entry,
     };
     let translating = lines.translate(chain, &request, None, &entry);
