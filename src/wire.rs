@@ -164,10 +164,57 @@ pub fn store_path(config: &Config) -> anyhow::Result<PathBuf> {
 /// The daemon's store calls run on its pipeline task: a file locked by someone else (an
 /// open `sqlite3` session) may hold a line up for at most a second, then the store is left
 /// alone for ten minutes.
+///
+/// The open itself is quick whatever the size of the file (a schema read, not a full
+/// `quick_check`): the check and the retention run in the background ([`maintain_store`]),
+/// after the control socket answers.
 fn daemon_store_options() -> crate::adapters::store::Options {
     crate::adapters::store::Options {
         busy_timeout: Duration::from_secs(1),
+        quick_check: false,
         ..Default::default()
+    }
+}
+
+/// The daemon's store maintenance, in the background: one integrity check of the file at
+/// start, then the retention (in committed batches, see `SqliteStore::prune`) at once and
+/// every hour. Runs until the task is dropped.
+pub async fn maintain_store(
+    store: Arc<StoreHandle>,
+    path: Option<PathBuf>,
+    max_rows: u64,
+    max_days: u64,
+) {
+    if let Some(path) = path {
+        let checked =
+            tokio::task::spawn_blocking(move || (SqliteStore::check_file(&path), path)).await;
+        match checked {
+            Ok((Ok(Some(problem)), path)) => tracing::warn!(path = %path.display(), %problem, "the history store is damaged; `yaku check` says more"),
+            Ok((Err(e), path)) => tracing::debug!(path = %path.display(), error = %e, "the history store could not be checked"),
+            _ => {}
+        }
+    }
+    loop {
+        let handle = store.clone();
+        let started = std::time::Instant::now();
+        let removed = tokio::task::spawn_blocking(move || {
+            handle.with("applied the retention", |s| {
+                s.prune(max_rows, max_days, std::time::SystemTime::now())
+            })
+        })
+        .await;
+        if let Ok(Some(n)) = removed
+            && n > 0
+        {
+            tracing::info!(
+                removed = n,
+                elapsed_ms = started.elapsed().as_millis() as u64,
+                max_rows,
+                max_days,
+                "history retention removed old lines"
+            );
+        }
+        tokio::time::sleep(Duration::from_secs(3600)).await;
     }
 }
 
@@ -181,10 +228,6 @@ pub fn open_daemon_store(config: &Config, clock: Arc<dyn Clock>) -> (Arc<StoreHa
             PathBuf::from("yaku.db")
         }
     };
-    let (max_rows, max_days) = (
-        config.memory.history_max_rows,
-        config.memory.history_max_days,
-    );
     let reopen_path = path.clone();
     let opener: Opener = Box::new(move || {
         let (store, _) = SqliteStore::open_with(&reopen_path, &daemon_store_options())?;
@@ -210,9 +253,6 @@ pub fn open_daemon_store(config: &Config, clock: Arc<dyn Clock>) -> (Arc<StoreHa
                     rows = report.interrupted,
                     "lines left pending by the last run are now interrupted"
                 );
-            }
-            if let Err(e) = store.prune(max_rows, max_days, std::time::SystemTime::now()) {
-                tracing::warn!(error = %e, "history retention failed");
             }
             tracing::info!(path = %path.display(), "history store open");
             Some(Arc::new(store))
