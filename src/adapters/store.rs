@@ -463,8 +463,10 @@ impl SqliteStore {
         }
         tracing::warn!(path = %path.display(), "the history store file was deleted or replaced; opening it afresh");
         let mut conn = self.conn();
-        // Close the old connection first: closing removes its -wal/-shm files, which must not
-        // be replayed into the new file.
+        // The old connection's -wal file is still at the path's name: empty it and close the
+        // connection (which removes it) before opening, or its frames would be replayed into
+        // the new file.
+        let _ = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()));
         let placeholder = Connection::open_in_memory().map_err(sql("reopening the store"))?;
         drop(std::mem::replace(&mut *conn, placeholder));
         let opts = Options {
@@ -905,6 +907,59 @@ mod tests {
             .unwrap();
         assert_eq!(v, SCHEMA_VERSION);
         assert_eq!(SCHEMA_VERSION, 1);
+    }
+
+    fn count(store: &SqliteStore, sql: &str) -> i64 {
+        store.conn().query_row(sql, [], |r| r.get(0)).unwrap()
+    }
+
+    #[test]
+    fn prune_works_through_a_backlog_of_several_batches_and_keeps_pending_lines() {
+        let store = SqliteStore::open_in_memory().unwrap();
+        let pending = store.begin("in flight", Source::Cli, SystemTime::now()).unwrap();
+        store
+            .conn()
+            .execute_batch(
+                "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 25000)
+                 INSERT INTO lines (at_ms, source, text, status) SELECT i, 'cli', 'x', 'failed' FROM n;",
+            )
+            .unwrap();
+        let deleted = store.prune(100, 0, SystemTime::now()).unwrap();
+        assert_eq!(deleted, 24_900, "every surplus line but the pending one");
+        assert_eq!(count(&store, "SELECT count(*) FROM lines"), 101);
+        assert_eq!(
+            count(&store, &format!("SELECT count(*) FROM lines WHERE id = {pending}")),
+            1
+        );
+        assert_eq!(store.prune(100, 0, SystemTime::now()).unwrap(), 0);
+    }
+
+    #[test]
+    fn a_store_file_deleted_or_replaced_is_reopened_before_the_next_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("yaku.db");
+        let (store, _) = SqliteStore::open(&path).unwrap();
+        store.begin("before", Source::Cli, SystemTime::now()).unwrap();
+        // Only the main file: its -wal and -shm, left behind, must not come back to life.
+        fs::remove_file(&path).unwrap();
+        store.begin("after deletion", Source::Cli, SystemTime::now()).unwrap();
+        let texts = |p: &Path| -> Vec<String> {
+            let conn = Connection::open(p).unwrap();
+            let mut stmt = conn.prepare("SELECT text FROM lines ORDER BY id").unwrap();
+            stmt.query_map([], |r| r.get(0))
+                .unwrap()
+                .collect::<Result<_, _>>()
+                .unwrap()
+        };
+        assert_eq!(texts(&path), ["after deletion"]);
+        // Replaced by a rename (a restored backup): the new file is the one written.
+        let other = dir.path().join("backup.db");
+        let (backup, _) = SqliteStore::open(&other).unwrap();
+        backup.begin("from the backup", Source::Cli, SystemTime::now()).unwrap();
+        drop(backup);
+        fs::rename(&other, &path).unwrap();
+        store.begin("after the rename", Source::Cli, SystemTime::now()).unwrap();
+        assert_eq!(texts(&path), ["from the backup", "after the rename"]);
     }
 
     #[test]
