@@ -431,6 +431,8 @@ fn a_runtime_dir_another_user_made_is_never_used_and_a_planted_lock_symlink_is_n
     assert_eq!(names, ["yaku.lock"], "yaku wrote into the dir nobody owns");
     assert_eq!(mode(&planted), 0o777);
     assert_eq!(mode(&own.join("yaku.lock")) & 0o077, 0);
+    let log = bin::read_lossy(&home.path("state/yaku/logs/yaku.log"));
+    assert!(log.contains("the runtime dir is not private to this user"), "{log}");
     daemon.proc.stop();
 }
 

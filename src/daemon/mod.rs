@@ -94,6 +94,7 @@ pub fn run(config: &Config) -> anyhow::Result<()> {
     let started = std::time::Instant::now();
     crate::sys::private::private_umask();
     let mut dirs = Dirs::resolve()?;
+    let untrusted = dirs.runtime.clone();
     dirs.runtime = dirs.runtime_for_daemon()?;
     let _lock = match lock::acquire_lock(&dirs.runtime)? {
         Ok(lock) => lock,
@@ -114,6 +115,9 @@ pub fn run(config: &Config) -> anyhow::Result<()> {
         log_dir = %log_dir.display(),
         "yaku starting"
     );
+    if dirs.runtime != untrusted {
+        tracing::warn!(untrusted = %untrusted.display(), using = %dirs.runtime.display(), "the runtime dir is not private to this user (another user made it, or others may enter it); using another");
+    }
     let result = runtime.block_on(serve(config, &dirs, started, &mut signals));
     // In-flight HTTP requests were dropped with the pipeline; do not wait on anything else.
     runtime.shutdown_timeout(Duration::from_millis(500));

@@ -64,7 +64,8 @@ impl Dirs {
     }
 
     /// The daemon's runtime dir: the first candidate that is a directory of this user's with
-    /// mode 0700, created (0700, exclusively) when missing. One that is not is never used.
+    /// mode 0700, created (0700, exclusively) when missing. One that is not is never used;
+    /// the caller says so when the answer is not `runtime`.
     pub fn runtime_for_daemon(&self) -> Result<PathBuf, UntrustedRuntime> {
         use crate::sys::private::{DirTrust, create_new_private_dir, dir_trust};
         let mut refused = Vec::new();
@@ -79,12 +80,7 @@ impl Dirs {
                 }
             }
             match dir_trust(&dir) {
-                DirTrust::Trusted => {
-                    if dir != self.runtime {
-                        tracing::warn!(untrusted = %self.runtime.display(), using = %dir.display(), "the runtime dir is not private to this user; using another");
-                    }
-                    return Ok(dir);
-                }
+                DirTrust::Trusted => return Ok(dir),
                 DirTrust::Missing => refused.push(format!("{} vanished", dir.display())),
                 DirTrust::Untrusted(why) => refused.push(format!("{} is {why}", dir.display())),
             }
