@@ -362,6 +362,98 @@ fn two_hundred_idle_connections_under_ulimit_128_neither_spin_nor_flood_the_log(
     daemon.stop();
 }
 
+/// Open descriptors of `pid`.
+fn open_fds(pid: u32) -> u64 {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .count() as u64
+}
+
+#[test]
+fn with_its_descriptor_table_full_the_daemon_backs_off_warns_once_and_recovers() {
+    let env = DesktopEnv::start();
+    let yaku = env.spawn_yaku(&YakuConfig::new(&env.provider.url()).poll_interval_ms(100));
+    wait_polling(&env);
+    translates(&env, "記述子が尽きる前の行です。");
+    let pid = yaku.pid();
+    // Room for a few more descriptors only: well under the 16 connections the server would
+    // take, so idle connections make accept() fail with EMFILE until they go.
+    let limit = open_fds(pid) + 4;
+    let lim = libc::rlimit {
+        rlim_cur: limit,
+        rlim_max: 4096,
+    };
+    // SAFETY: prlimit on our own child with a valid rlimit and no old-limit out pointer.
+    let rc = unsafe {
+        libc::prlimit(
+            pid as libc::pid_t,
+            libc::RLIMIT_NOFILE,
+            &lim,
+            std::ptr::null_mut(),
+        )
+    };
+    assert_eq!(rc, 0, "prlimit: {}", std::io::Error::last_os_error());
+
+    let socket = env.dir.path().join("run/yaku/yaku.sock");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let log_before = env.log().len();
+    let cpu_before = cpu_secs(pid);
+    let measured = Instant::now();
+    let idle = rt.block_on(async {
+        let mut idle = Vec::new();
+        for _ in 0..200 {
+            if let Ok(Ok(s)) = tokio::time::timeout(
+                Duration::from_millis(100),
+                tokio::net::UnixStream::connect(&socket),
+            )
+            .await
+            {
+                idle.push(s);
+            }
+        }
+        idle
+    });
+    let until = measured + Duration::from_secs(5);
+    while Instant::now() < until {
+        assert!(yaku.is_running(), "{}", env.report());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let cpu = cpu_secs(pid) - cpu_before;
+    let wall = measured.elapsed().as_secs_f64();
+    let log = env.log();
+    let grown = log.len().saturating_sub(log_before);
+    let warnings = log.matches("control socket accept failed").count();
+    eprintln!(
+        "limit {limit}, {} connections: {cpu:.2} s of CPU in {wall:.1} s, log grew {grown} bytes, {warnings} accept warnings",
+        idle.len()
+    );
+    assert_eq!(
+        warnings, 1,
+        "the accept failure was not hit, or not rate limited: {log}"
+    );
+    assert!(
+        cpu < 0.25 * wall,
+        "the daemon used {cpu:.2} s of CPU in {wall:.1} s"
+    );
+    assert!(
+        grown < 64 * 1024,
+        "the log grew {grown} bytes in {wall:.1} s"
+    );
+    drop(idle);
+    drop(rt);
+    wait_until(
+        secs(20),
+        "`yaku status` to answer once the idle connections are gone",
+        || env.yaku_command(&["status"]).0.success(),
+        || env.report(),
+    );
+    translates(&env, "記述子が戻ったあとの行です。");
+    assert!(!yaku.stderr().contains("panicked"), "{}", yaku.stderr());
+}
+
 // ---------------------------------------------------------------------------------------------
 // 3. Runtime and log dirs another user made; a planted lock symlink
 // ---------------------------------------------------------------------------------------------
