@@ -177,20 +177,39 @@ fn daemon_store_options() -> crate::adapters::store::Options {
 }
 
 /// The daemon's store maintenance, in the background: one integrity check of the file at
-/// start, then the retention (in committed batches, see `SqliteStore::prune`) at once and
+/// start (a damaged file is moved aside and replaced, and `commands` gets a notice saying
+/// so), then the retention (in committed batches, see `SqliteStore::prune`) at once and
 /// every hour. Runs until the task is dropped.
 pub async fn maintain_store(
     store: Arc<StoreHandle>,
-    path: Option<PathBuf>,
+    opened: Option<Arc<SqliteStore>>,
+    commands: tokio::sync::mpsc::Sender<crate::core::daemon::DaemonCommand>,
     max_rows: u64,
     max_days: u64,
 ) {
-    if let Some(path) = path {
-        let checked =
-            tokio::task::spawn_blocking(move || (SqliteStore::check_file(&path), path)).await;
+    if let Some(sqlite) = opened {
+        let checked = tokio::task::spawn_blocking(move || {
+            let path = sqlite.path().map(|p| p.display().to_string());
+            (sqlite.replace_if_damaged(), path.unwrap_or_default())
+        })
+        .await;
         match checked {
-            Ok((Ok(Some(problem)), path)) => tracing::warn!(path = %path.display(), %problem, "the history store is damaged; `yaku check` says more"),
-            Ok((Err(e), path)) => tracing::debug!(path = %path.display(), error = %e, "the history store could not be checked"),
+            Ok((Ok(Some(moved)), path)) => {
+                tracing::warn!(moved_to = %moved.to.display(), reason = %moved.reason, "the history store was damaged: moved aside, a fresh one was created");
+                let notice = Notice {
+                    summary: "yaku: history store replaced".into(),
+                    body: crate::core::notice::escape(&format!(
+                        "{path} was damaged and was moved to {}; a new one was created.",
+                        moved.to.display()
+                    )),
+                };
+                let _ = commands
+                    .send(crate::core::daemon::DaemonCommand::Notify(notice))
+                    .await;
+            }
+            Ok((Err(e), path)) => {
+                tracing::warn!(%path, error = %e, "the history store could not be checked")
+            }
             _ => {}
         }
     }
@@ -220,7 +239,13 @@ pub async fn maintain_store(
 
 /// Opens the store for the daemon. A store that cannot be opened is retried later; a file
 /// that was not a database is moved aside, and the returned notice says so once.
-pub fn open_daemon_store(config: &Config, clock: Arc<dyn Clock>) -> (Arc<StoreHandle>, Option<Notice>) {
+///
+/// Also returns the store as opened, for [`maintain_store`]'s integrity check.
+#[allow(clippy::type_complexity)]
+pub fn open_daemon_store(
+    config: &Config,
+    clock: Arc<dyn Clock>,
+) -> (Arc<StoreHandle>, Option<Notice>, Option<Arc<SqliteStore>>) {
     let path = match store_path(config) {
         Ok(p) => p,
         Err(e) => {
@@ -234,8 +259,16 @@ pub fn open_daemon_store(config: &Config, clock: Arc<dyn Clock>) -> (Arc<StoreHa
         Ok(Arc::new(store) as Arc<dyn Store>)
     });
     let mut notice = None;
-    let store: Option<Arc<dyn Store>> = match SqliteStore::open_with(&path, &daemon_store_options())
-    {
+    // Damage that the quick open trips over (the pending-line recovery reads a damaged page)
+    // gets the full check at once, which moves the file aside.
+    let opened = SqliteStore::open_with(&path, &daemon_store_options()).or_else(|_| {
+        let full = crate::adapters::store::Options {
+            quick_check: true,
+            ..daemon_store_options()
+        };
+        SqliteStore::open_with(&path, &full)
+    });
+    let store: Option<Arc<SqliteStore>> = match opened {
         Ok((store, report)) => {
             if let Some(moved) = &report.moved_aside {
                 tracing::warn!(moved_to = %moved.to.display(), reason = %moved.reason, "the history store was unreadable: moved aside, a fresh one was created");
@@ -262,8 +295,10 @@ pub fn open_daemon_store(config: &Config, clock: Arc<dyn Clock>) -> (Arc<StoreHa
             None
         }
     };
+    let port = store.clone().map(|s| s as Arc<dyn Store>);
     (
-        Arc::new(StoreHandle::new(store, opener, clock, STORE_RETRY)),
+        Arc::new(StoreHandle::new(port, opener, clock, STORE_RETRY)),
         notice,
+        store,
     )
 }

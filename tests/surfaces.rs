@@ -745,6 +745,87 @@ fn with_a_million_history_rows_the_socket_answers_at_once_sighups_at_start_do_no
     );
 }
 
+#[test]
+fn a_store_with_damaged_pages_is_moved_aside_in_the_background_and_a_fresh_one_serves() {
+    let home = bin::Home::new();
+    let config = headless_config(&home, "");
+    let c = config.to_str().unwrap();
+    let out = yaku_in(&home, &["history", "-n", "1", "--config", c], &[]);
+    assert_eq!(out.code, Some(0), "{}", out.all());
+    let db = home.path("data/yaku/yaku.db");
+    fill_store(&db, 20_000);
+    {
+        // Checkpointed and closed, so the damage below is all there is.
+        let conn = rusqlite::Connection::open(&db).unwrap();
+        conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE); PRAGMA journal_mode = DELETE;")
+            .unwrap();
+    }
+    // Scribble over a few leaf pages of the lines table, in the middle: the quick open (schema,
+    // pending lines through their index) does not read them, the full check does.
+    let leaves: Vec<i64> = {
+        let conn = rusqlite::Connection::open(&db).unwrap();
+        let mut stmt = conn
+            .prepare("SELECT pageno FROM dbstat WHERE name = 'lines' AND pagetype = 'leaf' ORDER BY pageno")
+            .unwrap();
+        stmt.query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap()
+    };
+    assert!(leaves.len() > 20, "{} leaf pages", leaves.len());
+    let mut bytes = std::fs::read(&db).unwrap();
+    let mut x: u32 = 0x9e37_79b9;
+    for &page in &leaves[leaves.len() / 2..leaves.len() / 2 + 5] {
+        let at = (page as usize - 1) * 4096;
+        for b in &mut bytes[at..at + 4096] {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            *b = x as u8;
+        }
+    }
+    std::fs::write(&db, &bytes).unwrap();
+
+    let daemon = Headless::spawn(&home, &config, &[]);
+    wait_until(
+        secs(20),
+        "`yaku status` to answer",
+        || yaku_in(&home, &["status", "--config", c], &[]).code == Some(0),
+        || daemon.stderr(),
+    );
+    let corrupt = || {
+        std::fs::read_dir(home.path("data/yaku"))
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .filter(|e| {
+                e.file_name()
+                    .to_string_lossy()
+                    .starts_with("yaku.db.corrupt-")
+            })
+            .count()
+    };
+    wait_until(
+        secs(30),
+        "the damaged store to be moved aside",
+        || corrupt() == 1,
+        || daemon.stderr(),
+    );
+    // Found by the check in the background, not at open.
+    wait_until(
+        secs(10),
+        "the warning about the damaged store",
+        || {
+            bin::read_lossy(&home.path("state/yaku/logs/yaku.log"))
+                .contains("the history store was damaged: moved aside, a fresh one was created")
+        },
+        || bin::read_lossy(&home.path("state/yaku/logs/yaku.log")),
+    );
+    let out = yaku_in(&home, &["history", "--json", "--config", c], &[]);
+    assert_eq!(out.code, Some(0), "{}", out.all());
+    assert_eq!(out.stdout.trim(), "", "the fresh store is empty");
+    assert_eq!(corrupt(), 1);
+}
+
 // ---------------------------------------------------------------------------------------------
 // 5. The store file deleted under the daemon
 // ---------------------------------------------------------------------------------------------

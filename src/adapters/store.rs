@@ -319,6 +319,45 @@ impl SqliteStore {
         quick_check(&conn).map_err(at(path))
     }
 
+    /// Checks the file with `PRAGMA quick_check` — first on a read-only connection of its own,
+    /// so lines go on being written meanwhile — and when it is damaged moves it aside (with its
+    /// -wal/-shm) and starts a fresh file at the path, as `open` does for an unreadable one.
+    /// The daemon runs this in the background after start instead of a check at open.
+    pub fn replace_if_damaged(&self) -> Result<Option<MovedAside>, StoreError> {
+        let Some(path) = &self.path else {
+            return Ok(None);
+        };
+        if Self::check_file(path)?.is_none() {
+            return Ok(None);
+        }
+        let mut identity = self.identity.lock().unwrap_or_else(|e| e.into_inner());
+        let mut conn = self.conn();
+        // Confirmed on our own connection, which sees our latest writes.
+        let reason = match quick_check(&conn) {
+            Ok(None) => return Ok(None),
+            Ok(Some(reason)) => reason,
+            Err(e) => e.to_string(),
+        };
+        let placeholder = Connection::open_in_memory().map_err(sql("replacing the store"))?;
+        drop(std::mem::replace(&mut *conn, placeholder));
+        let companions: Vec<&str> = COMPANIONS
+            .into_iter()
+            .filter(|s| with_suffix(path, s).exists())
+            .collect();
+        let to = move_aside(path, &companions, SystemTime::now())?;
+        let opts = Options {
+            quick_check: false,
+            ..self.opts.clone()
+        };
+        let (fresh, _) = SqliteStore::open_with(path, &opts)?;
+        *identity = fresh
+            .identity
+            .into_inner()
+            .unwrap_or_else(|e| e.into_inner());
+        *conn = fresh.conn.into_inner().unwrap_or_else(|e| e.into_inner());
+        Ok(Some(MovedAside { to, reason }))
+    }
+
     /// A store in memory, for tests of code that needs one.
     pub fn open_in_memory() -> Result<SqliteStore, StoreError> {
         let mut conn = Connection::open_in_memory().map_err(sql("opening an in-memory store"))?;

@@ -141,7 +141,7 @@ async fn serve(
         gates,
         settings,
     } = wire::build_parts(config, clock.clone())?;
-    let (store, store_notice) = wire::open_daemon_store(config, clock.clone());
+    let (store, store_notice, opened_store) = wire::open_daemon_store(config, clock.clone());
 
     let (notices_tx, notices_rx) = tokio::sync::watch::channel(None);
     let notifier = config.notify.enabled.then(|| {
@@ -206,7 +206,8 @@ async fn serve(
     let hangup = tokio::spawn(async move { drop(reload_tx) });
     let retention = tokio::spawn(wire::maintain_store(
         store.clone(),
-        wire::store_path(config).ok(),
+        opened_store,
+        commands.clone(),
         config.memory.history_max_rows,
         config.memory.history_max_days,
     ));
