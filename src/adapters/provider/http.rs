@@ -37,8 +37,33 @@ impl RawReply {
         if key_spans(&self.body, secret).is_empty() {
             return;
         }
+        // A JSON body is redacted string by string, so it stays JSON (a fragment may also
+        // match digits of a number, which carry no key).
+        if let Ok(mut value) = serde_json::from_slice::<Value>(&self.body) {
+            redact_strings(&mut value, secret);
+            if let Ok(body) = serde_json::to_vec(&value) {
+                self.body = body;
+                return;
+            }
+        }
         let text = redact(&String::from_utf8_lossy(&self.body), Some(secret));
         self.body = text.into_bytes();
+    }
+}
+
+/// Redacts every string (and object key) in `value`.
+fn redact_strings(value: &mut Value, secret: &str) {
+    match value {
+        Value::String(s) => *s = redact(s, Some(secret)),
+        Value::Array(items) => items.iter_mut().for_each(|v| redact_strings(v, secret)),
+        Value::Object(map) => {
+            let entries = std::mem::take(map);
+            for (k, mut v) in entries {
+                redact_strings(&mut v, secret);
+                map.insert(redact(&k, Some(secret)), v);
+            }
+        }
+        _ => {}
     }
 }
 
@@ -519,6 +544,17 @@ mod tests {
             redact("short key abcd here", Some("abcd")),
             "short key [redacted] here"
         );
+        // A JSON body stays JSON, with the digits of its numbers intact.
+        let mut reply = RawReply {
+            status: 200,
+            headers: HeaderMap::new(),
+            body: format!(r#"{{"created": 1800000000, "id": "x-00000000-y", "echo": "{b}"}}"#)
+                .into_bytes(),
+        };
+        reply.redact(Some("gsk_00000000000000000000"));
+        let v: Value = serde_json::from_slice(&reply.body).unwrap();
+        assert_eq!(v["created"], 1800000000);
+        assert_eq!(v["id"], "x-[redacted]-y");
         let mut reply = RawReply {
             status: 400,
             headers: HeaderMap::new(),
