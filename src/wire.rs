@@ -222,16 +222,88 @@ pub fn store_path(config: &Config) -> anyhow::Result<PathBuf> {
 /// The daemon's store calls run on its pipeline task: a file locked by someone else (an
 /// open `sqlite3` session) may hold a line up for at most a second, then the store is left
 /// alone for ten minutes.
+///
+/// The open itself is quick whatever the size of the file (a schema read, not a full
+/// `quick_check`): the check and the retention run in the background ([`maintain_store`]),
+/// after the control socket answers.
 fn daemon_store_options() -> crate::adapters::store::Options {
     crate::adapters::store::Options {
         busy_timeout: Duration::from_secs(1),
+        quick_check: false,
         ..Default::default()
+    }
+}
+
+/// The daemon's store maintenance, in the background: one integrity check of the file at
+/// start (a damaged file is moved aside and replaced, and `commands` gets a notice saying
+/// so), then the retention (in committed batches, see `SqliteStore::prune`) at once and
+/// every hour. Runs until the task is dropped.
+pub async fn maintain_store(
+    store: Arc<StoreHandle>,
+    opened: Option<Arc<SqliteStore>>,
+    commands: tokio::sync::mpsc::Sender<crate::core::daemon::DaemonCommand>,
+    max_rows: u64,
+    max_days: u64,
+) {
+    if let Some(sqlite) = opened {
+        let checked = tokio::task::spawn_blocking(move || {
+            let path = sqlite.path().map(|p| p.display().to_string());
+            (sqlite.replace_if_damaged(), path.unwrap_or_default())
+        })
+        .await;
+        match checked {
+            Ok((Ok(Some(moved)), path)) => {
+                tracing::warn!(moved_to = %moved.to.display(), reason = %moved.reason, "the history store was damaged: moved aside, a fresh one was created");
+                let notice = Notice {
+                    summary: "yaku: history store replaced".into(),
+                    body: crate::core::notice::escape(&format!(
+                        "{path} was damaged and was moved to {}; a new one was created.",
+                        moved.to.display()
+                    )),
+                };
+                let _ = commands
+                    .send(crate::core::daemon::DaemonCommand::Notify(notice))
+                    .await;
+            }
+            Ok((Err(e), path)) => {
+                tracing::warn!(%path, error = %e, "the history store could not be checked")
+            }
+            _ => {}
+        }
+    }
+    loop {
+        let handle = store.clone();
+        let started = std::time::Instant::now();
+        let removed = tokio::task::spawn_blocking(move || {
+            handle.with("applied the retention", |s| {
+                s.prune(max_rows, max_days, std::time::SystemTime::now())
+            })
+        })
+        .await;
+        if let Ok(Some(n)) = removed
+            && n > 0
+        {
+            tracing::info!(
+                removed = n,
+                elapsed_ms = started.elapsed().as_millis() as u64,
+                max_rows,
+                max_days,
+                "history retention removed old lines"
+            );
+        }
+        tokio::time::sleep(Duration::from_secs(3600)).await;
     }
 }
 
 /// Opens the store for the daemon. A store that cannot be opened is retried later; a file
 /// that was not a database is moved aside, and the returned notice says so once.
-pub fn open_daemon_store(config: &Config, clock: Arc<dyn Clock>) -> (Arc<StoreHandle>, Option<Notice>) {
+///
+/// Also returns the store as opened, for [`maintain_store`]'s integrity check.
+#[allow(clippy::type_complexity)]
+pub fn open_daemon_store(
+    config: &Config,
+    clock: Arc<dyn Clock>,
+) -> (Arc<StoreHandle>, Option<Notice>, Option<Arc<SqliteStore>>) {
     let path = match store_path(config) {
         Ok(p) => p,
         Err(e) => {
@@ -239,18 +311,22 @@ pub fn open_daemon_store(config: &Config, clock: Arc<dyn Clock>) -> (Arc<StoreHa
             PathBuf::from("yaku.db")
         }
     };
-    let (max_rows, max_days) = (
-        config.store.history_max_rows,
-        config.store.history_max_days,
-    );
     let reopen_path = path.clone();
     let opener: Opener = Box::new(move || {
         let (store, _) = SqliteStore::open_with(&reopen_path, &daemon_store_options())?;
         Ok(Arc::new(store) as Arc<dyn Store>)
     });
     let mut notice = None;
-    let store: Option<Arc<dyn Store>> = match SqliteStore::open_with(&path, &daemon_store_options())
-    {
+    // Damage that the quick open trips over (the pending-line recovery reads a damaged page)
+    // gets the full check at once, which moves the file aside.
+    let opened = SqliteStore::open_with(&path, &daemon_store_options()).or_else(|_| {
+        let full = crate::adapters::store::Options {
+            quick_check: true,
+            ..daemon_store_options()
+        };
+        SqliteStore::open_with(&path, &full)
+    });
+    let store: Option<Arc<SqliteStore>> = match opened {
         Ok((store, report)) => {
             if let Some(moved) = &report.moved_aside {
                 tracing::warn!(moved_to = %moved.to.display(), reason = %moved.reason, "the history store was unreadable: moved aside, a fresh one was created");
@@ -269,9 +345,6 @@ pub fn open_daemon_store(config: &Config, clock: Arc<dyn Clock>) -> (Arc<StoreHa
                     "lines left pending by the last run are now interrupted"
                 );
             }
-            if let Err(e) = store.prune(max_rows, max_days, std::time::SystemTime::now()) {
-                tracing::warn!(error = %e, "history retention failed");
-            }
             tracing::info!(path = %path.display(), "history store open");
             Some(Arc::new(store))
         }
@@ -280,8 +353,10 @@ pub fn open_daemon_store(config: &Config, clock: Arc<dyn Clock>) -> (Arc<StoreHa
             None
         }
     };
+    let port = store.clone().map(|s| s as Arc<dyn Store>);
     (
-        Arc::new(StoreHandle::new(store, opener, clock, STORE_RETRY)),
+        Arc::new(StoreHandle::new(port, opener, clock, STORE_RETRY)),
         notice,
+        store,
     )
 }

@@ -916,3 +916,136 @@ fn secrets_copied_on_the_real_x11_clipboard_never_reach_the_provider_or_the_log(
         "the rejections were not logged (debug)"
     );
 }
+
+// ---------------------------------------------------------------------------------------------
+// Fragments of a key: split, reordered, URL-encoded, JSON-escaped
+// ---------------------------------------------------------------------------------------------
+
+/// A key with characters that URL-encoding and JSON-escaping change.
+const SPLIT_KEY: &str = "sk-h12/Split+Key=Qx7Vb9Lm2Np4Rt6Wz8SECRET";
+
+/// The key as text may carry it: as is, URL-encoded (both hex cases), JSON-escaped.
+fn split_key_forms() -> Vec<String> {
+    let url = SPLIT_KEY
+        .replace('/', "%2F")
+        .replace('+', "%2B")
+        .replace('=', "%3D");
+    vec![
+        SPLIT_KEY.to_string(),
+        url.clone(),
+        url.replace("%2F", "%2f").replace("%2B", "%2b").replace("%3D", "%3d"),
+        SPLIT_KEY.replace('/', "\\/"),
+    ]
+}
+
+/// Any run of 8 characters of the key, in any of its forms, in `text`.
+fn fragment_leak(text: &str) -> Option<String> {
+    for form in split_key_forms() {
+        for i in 0..=form.len() - 8 {
+            let piece = &form[i..i + 8];
+            if let Some(at) = text.find(piece) {
+                let start = text[..at].char_indices().rev().nth(40).map_or(0, |(i, _)| i);
+                let end = (at + 48..=text.len())
+                    .find(|&i| text.is_char_boundary(i))
+                    .unwrap_or(text.len());
+                return Some(format!("{piece:?} in …{}…", &text[start..end]));
+            }
+        }
+    }
+    None
+}
+
+/// A provider that answers every request with a 400 whose raw body is `body`.
+fn echoing_provider(rt: &tokio::runtime::Runtime, body: String) -> wiremock::MockServer {
+    rt.block_on(async {
+        let server = wiremock::MockServer::start().await;
+        wiremock::Mock::given(wiremock::matchers::any())
+            .respond_with(
+                wiremock::ResponseTemplate::new(400)
+                    .set_body_raw(body.into_bytes(), "application/json"),
+            )
+            .mount(&server)
+            .await;
+        server
+    })
+}
+
+#[test]
+fn a_key_echoed_split_reversed_url_encoded_or_json_escaped_never_reaches_stderr_history_or_export()
+{
+    let (a, b) = SPLIT_KEY.split_at(SPLIT_KEY.len() / 2);
+    let url = &split_key_forms()[1];
+    let json_escaped = &split_key_forms()[3];
+    let messages: Vec<(&str, String)> = vec![
+        ("whole", format!("Incorrect API key provided: {SPLIT_KEY}.")),
+        ("split in two", format!("key prefix {a}… (checked) …suffix {b} is not valid")),
+        ("halves reversed", format!("key {b}{a} is not valid")),
+        ("URL-encoded", format!("GET /v1/models?key={url} failed")),
+        ("URL-encoded, lower hex", format!("GET /v1/models?key={} failed", split_key_forms()[2])),
+        ("JSON-escaped", format!("the key \\\"{json_escaped}\\\" was refused")),
+    ];
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let mut leaks = Vec::new();
+    for (what, message) in &messages {
+        // Written by hand so the JSON escapes stay as the provider sent them.
+        let body = format!(
+            r#"{{"error": {{"message": "{message}", "type": "invalid_request_error", "param": null, "code": null}}}}"#
+        );
+        let server = echoing_provider(&rt, body);
+        let home = Home::new();
+        let cfg = home.write(
+            "config/yaku/config.toml",
+            &format!(
+                "[[providers]]\nname = \"echo\"\nkind = \"openai\"\nmodel = \"m\"\nbase_url = \"{}\"\napi_key = \"{SPLIT_KEY}\"\nrequests_per_minute = 0\ntimeout_secs = 5\n",
+                server.uri()
+            ),
+            0o600,
+        );
+        let c = cfg.display().to_string();
+        let mut env = home.env();
+        env.extend(bin::vars(&[("YAKU_LOG", "trace")]));
+        let translate = bin::yaku(
+            &["translate", "--config", &c, "鍵の断片は漏れないか？"],
+            &env,
+            None,
+            Duration::from_secs(30),
+        );
+        assert_ne!(translate.code, Some(0), "{what}: {}", translate.all());
+        let history = bin::yaku(&["history", "--json", "--config", &c], &env, None, Duration::from_secs(30));
+        assert!(
+            history.stdout.contains("[redacted]"),
+            "{what}: the provider's reason was not kept (redacted) in the history: {}",
+            history.all()
+        );
+        let csv = home.path("export.csv");
+        let export = bin::yaku(
+            &["history", "export", "--format", "csv", "--output", csv.to_str().unwrap(), "--config", &c],
+            &env,
+            None,
+            Duration::from_secs(30),
+        );
+        assert_eq!(export.code, Some(0), "{what}: {}", export.all());
+        let mut texts = vec![
+            ("translate stdout", translate.stdout.clone()),
+            ("translate stderr", translate.stderr.clone()),
+            ("history --json", history.all()),
+            ("export", export.all()),
+        ];
+        texts.extend(
+            files_under(home.dir.path(), std::slice::from_ref(&cfg))
+                .into_iter()
+                .map(|(p, t)| ("file", format!("{}: {t}", p.display()))),
+        );
+        for (place, text) in texts {
+            if let Some(l) = fragment_leak(&text) {
+                leaks.push(format!("{what}: {place}: {l}"));
+            }
+        }
+        let sent = rt.block_on(server.received_requests()).unwrap_or_default();
+        assert!(!sent.is_empty(), "{what}: the provider was never asked");
+    }
+    assert!(leaks.is_empty(), "{} leaks:\n{}", leaks.len(), leaks.join("\n"));
+}

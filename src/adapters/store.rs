@@ -85,6 +85,9 @@ pub use cell::{Stored, Text, UNREADABLE, Vocabulary};
 pub use format::{rfc3339_ms, system_time_from_ms, unix_ms};
 pub use query::{CSV_HEADER, ExportFormat, HistoryRow, ProviderStats, Stats, render_table};
 
+/// Rows deleted per transaction by [`SqliteStore::prune`].
+pub const PRUNE_BATCH: u64 = 10_000;
+
 /// The schema version this build writes: the number of `MIGRATIONS`.
 pub const SCHEMA_VERSION: u32 = MIGRATIONS.len() as u32;
 
@@ -208,6 +211,28 @@ pub struct SqliteStore {
     path: Option<PathBuf>,
     /// Odd rows already logged: the daemon looks the same cache entry up again and again.
     reported: Mutex<Reported>,
+    /// The device and inode of the file the connection has open, to notice the file being
+    /// deleted or replaced under us (None in memory, or where the platform has no inodes).
+    identity: Mutex<Option<FileId>>,
+    /// How the file was opened, for reopening it.
+    opts: Options,
+}
+
+/// A file's device and inode number.
+type FileId = (u64, u64);
+
+/// The identity of the file at `path` now, or None when there is none.
+fn file_id(path: &Path) -> Option<FileId> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        fs::metadata(path).ok().map(|m| (m.dev(), m.ino()))
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = path;
+        None
+    }
 }
 
 /// How many odd rows are logged one by one. A single `update` can touch every row; past
@@ -300,8 +325,61 @@ impl SqliteStore {
             conn: Mutex::new(conn),
             path: Some(path.to_path_buf()),
             reported: Mutex::default(),
+            identity: Mutex::new(file_id(path)),
+            opts: opts.clone(),
         };
         Ok((store, report))
+    }
+
+    /// Runs `PRAGMA quick_check` on the file at `path` on a connection of its own (read only),
+    /// so the daemon can check a large store in the background while it serves lines.
+    /// `Ok(None)` means the check found nothing wrong.
+    pub fn check_file(path: &Path) -> Result<Option<String>, StoreError> {
+        let conn = Connection::open_with_flags(
+            path,
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(at(path))?;
+        quick_check(&conn).map_err(at(path))
+    }
+
+    /// Checks the file with `PRAGMA quick_check` — first on a read-only connection of its own,
+    /// so lines go on being written meanwhile — and when it is damaged moves it aside (with its
+    /// -wal/-shm) and starts a fresh file at the path, as `open` does for an unreadable one.
+    /// The daemon runs this in the background after start instead of a check at open.
+    pub fn replace_if_damaged(&self) -> Result<Option<MovedAside>, StoreError> {
+        let Some(path) = &self.path else {
+            return Ok(None);
+        };
+        if Self::check_file(path)?.is_none() {
+            return Ok(None);
+        }
+        let mut identity = self.identity.lock().unwrap_or_else(|e| e.into_inner());
+        let mut conn = self.conn();
+        // Confirmed on our own connection, which sees our latest writes.
+        let reason = match quick_check(&conn) {
+            Ok(None) => return Ok(None),
+            Ok(Some(reason)) => reason,
+            Err(e) => e.to_string(),
+        };
+        let placeholder = Connection::open_in_memory().map_err(sql("replacing the store"))?;
+        drop(std::mem::replace(&mut *conn, placeholder));
+        let companions: Vec<&str> = COMPANIONS
+            .into_iter()
+            .filter(|s| with_suffix(path, s).exists())
+            .collect();
+        let to = move_aside(path, &companions, SystemTime::now())?;
+        let opts = Options {
+            quick_check: false,
+            ..self.opts.clone()
+        };
+        let (fresh, _) = SqliteStore::open_with(path, &opts)?;
+        *identity = fresh
+            .identity
+            .into_inner()
+            .unwrap_or_else(|e| e.into_inner());
+        *conn = fresh.conn.into_inner().unwrap_or_else(|e| e.into_inner());
+        Ok(Some(MovedAside { to, reason }))
     }
 
     /// A store in memory, for tests of code that needs one.
@@ -313,6 +391,8 @@ impl SqliteStore {
             conn: Mutex::new(conn),
             path: None,
             reported: Mutex::default(),
+            identity: Mutex::new(None),
+            opts: Options::default(),
         })
     }
 
@@ -324,11 +404,12 @@ impl SqliteStore {
     /// Deletes history beyond the newest `max_rows` lines (0 = no limit) and lines accepted
     /// more than `max_days` days before `now` (0 = keep forever), with their attempts.
     /// `pending` lines are kept: they are in flight. Returns the number of lines deleted.
+    ///
+    /// Deletes in transactions of [`PRUNE_BATCH`] rows, each committed and each taking the
+    /// connection on its own, so a large backlog neither holds up the daemon's lines nor loses
+    /// its progress when yaku stops half way.
     pub fn prune(&self, max_rows: u64, max_days: u64, now: SystemTime) -> Result<u64, StoreError> {
-        let mut conn = self.conn();
-        let tx = conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(sql("pruning the history"))?;
+        let batch = i64::try_from(PRUNE_BATCH).unwrap_or(i64::MAX);
         let mut deleted = 0u64;
         if max_days > 0 {
             let cutoff = unix_ms(now).saturating_sub(
@@ -336,34 +417,83 @@ impl SqliteStore {
                     .unwrap_or(i64::MAX)
                     .saturating_mul(86_400_000),
             );
-            deleted += to_u64(
-                tx.execute(
-                    "DELETE FROM lines WHERE at_ms < ?1 AND status <> 'pending'",
-                    [cutoff],
-                )
-                .map_err(sql("pruning old lines"))?,
-            );
+            deleted += self.delete_in_batches(
+                "pruning old lines",
+                "DELETE FROM lines WHERE id IN (SELECT id FROM lines
+                   WHERE at_ms < ?1 AND status <> 'pending' LIMIT ?2)",
+                cutoff,
+                batch,
+            )?;
         }
         if max_rows > 0 {
-            // The id of the newest row that must go; everything at or below it goes too.
             let offset = i64::try_from(max_rows).unwrap_or(i64::MAX);
-            deleted += to_u64(
-                tx.execute(
-                    "DELETE FROM lines WHERE status <> 'pending'
-                       AND id <= (SELECT id FROM lines ORDER BY id DESC LIMIT 1 OFFSET ?1)",
+            // The id of the newest row that must go; everything at or below it goes too.
+            let cutoff: Option<i64> = self
+                .conn()
+                .query_row(
+                    "SELECT id FROM lines ORDER BY id DESC LIMIT 1 OFFSET ?1",
                     [offset],
+                    |r| r.get(0),
                 )
-                .map_err(sql("pruning surplus lines"))?,
-            );
+                .optional()
+                .map_err(sql("pruning surplus lines"))?;
+            if let Some(cutoff) = cutoff {
+                deleted += self.delete_in_batches(
+                    "pruning surplus lines",
+                    "DELETE FROM lines WHERE id IN (SELECT id FROM lines
+                       WHERE id <= ?1 AND status <> 'pending' ORDER BY id LIMIT ?2)",
+                    cutoff,
+                    batch,
+                )?;
+            }
             // The cache follows the same bound, oldest answers first, so it cannot grow for ever.
-            tx.execute(
-                "DELETE FROM cache WHERE created_ms <= (SELECT created_ms FROM cache ORDER BY created_ms DESC LIMIT 1 OFFSET ?1)",
-                [offset],
-            )
-            .map_err(sql("pruning the cache"))?;
+            let cutoff: Option<i64> = self
+                .conn()
+                .query_row(
+                    "SELECT created_ms FROM cache ORDER BY created_ms DESC LIMIT 1 OFFSET ?1",
+                    [offset],
+                    |r| r.get(0),
+                )
+                .optional()
+                .map_err(sql("pruning the cache"))?;
+            if let Some(cutoff) = cutoff {
+                self.delete_in_batches(
+                    "pruning the cache",
+                    "DELETE FROM cache WHERE rowid IN (SELECT rowid FROM cache
+                       WHERE created_ms <= ?1 LIMIT ?2)",
+                    cutoff,
+                    batch,
+                )?;
+            }
         }
-        tx.commit().map_err(sql("pruning the history"))?;
         Ok(deleted)
+    }
+
+    /// Runs `delete` (with `?1` = `arg`, `?2` = the batch size) in committed transactions until
+    /// one deletes fewer rows than a batch. Returns the rows deleted.
+    fn delete_in_batches(
+        &self,
+        what: &'static str,
+        delete: &str,
+        arg: i64,
+        batch: i64,
+    ) -> Result<u64, StoreError> {
+        let mut deleted = 0u64;
+        loop {
+            let n = {
+                let mut conn = self.conn();
+                let tx = conn
+                    .transaction_with_behavior(TransactionBehavior::Immediate)
+                    .map_err(sql(what))?;
+                let n = tx.execute(delete, [arg, batch]).map_err(sql(what))?;
+                tx.commit().map_err(sql(what))?;
+                n
+            };
+            deleted += to_u64(n);
+            if i64::try_from(n).unwrap_or(i64::MAX) < batch {
+                return Ok(deleted);
+            }
+        }
     }
 
     /// Deletes all history lines and their attempts; the translation cache stays (it holds no
@@ -417,6 +547,39 @@ impl SqliteStore {
         }
     }
 
+    /// Reopens the store when the file at its path is no longer the one the connection has
+    /// open (deleted, or replaced by a rename): writing on would go to an unlinked inode and be
+    /// lost. One `stat` per call; a warning each time the file is found gone.
+    fn follow_file(&self) -> Result<(), StoreError> {
+        let Some(path) = &self.path else {
+            return Ok(());
+        };
+        let mut identity = self.identity.lock().unwrap_or_else(|e| e.into_inner());
+        let now = file_id(path);
+        if identity.is_none() || now == *identity {
+            return Ok(());
+        }
+        tracing::warn!(path = %path.display(), "the history store file was deleted or replaced; opening it afresh");
+        let mut conn = self.conn();
+        // The old connection's -wal file is still at the path's name: empty it and close the
+        // connection (which removes it) before opening, or its frames would be replayed into
+        // the new file.
+        let _ = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()));
+        let placeholder = Connection::open_in_memory().map_err(sql("reopening the store"))?;
+        drop(std::mem::replace(&mut *conn, placeholder));
+        let opts = Options {
+            quick_check: false,
+            ..self.opts.clone()
+        };
+        let (fresh, _) = SqliteStore::open_with(path, &opts)?;
+        *identity = fresh
+            .identity
+            .into_inner()
+            .unwrap_or_else(|e| e.into_inner());
+        *conn = fresh.conn.into_inner().unwrap_or_else(|e| e.into_inner());
+        Ok(())
+    }
+
     fn conn(&self) -> MutexGuard<'_, Connection> {
         // A panic while holding the lock leaves the connection usable: SQLite rolls back any
         // transaction the panicking call had open when it is dropped.
@@ -428,6 +591,7 @@ impl SqliteStore {
 
 impl Store for SqliteStore {
     fn begin(&self, text: &str, source: Source, at: SystemTime) -> Result<i64, StoreError> {
+        self.follow_file()?;
         let conn = self.conn();
         let mut stmt = conn
             .prepare_cached(
@@ -878,6 +1042,59 @@ mod tests {
             .unwrap();
         assert_eq!(v, SCHEMA_VERSION);
         assert_eq!(SCHEMA_VERSION, 1);
+    }
+
+    fn count(store: &SqliteStore, sql: &str) -> i64 {
+        store.conn().query_row(sql, [], |r| r.get(0)).unwrap()
+    }
+
+    #[test]
+    fn prune_works_through_a_backlog_of_several_batches_and_keeps_pending_lines() {
+        let store = SqliteStore::open_in_memory().unwrap();
+        let pending = store.begin("in flight", Source::Cli, SystemTime::now()).unwrap();
+        store
+            .conn()
+            .execute_batch(
+                "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 25000)
+                 INSERT INTO lines (at_ms, source, text, status) SELECT i, 'cli', 'x', 'failed' FROM n;",
+            )
+            .unwrap();
+        let deleted = store.prune(100, 0, SystemTime::now()).unwrap();
+        assert_eq!(deleted, 24_900, "every surplus line but the pending one");
+        assert_eq!(count(&store, "SELECT count(*) FROM lines"), 101);
+        assert_eq!(
+            count(&store, &format!("SELECT count(*) FROM lines WHERE id = {pending}")),
+            1
+        );
+        assert_eq!(store.prune(100, 0, SystemTime::now()).unwrap(), 0);
+    }
+
+    #[test]
+    fn a_store_file_deleted_or_replaced_is_reopened_before_the_next_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("yaku.db");
+        let (store, _) = SqliteStore::open(&path).unwrap();
+        store.begin("before", Source::Cli, SystemTime::now()).unwrap();
+        // Only the main file: its -wal and -shm, left behind, must not come back to life.
+        fs::remove_file(&path).unwrap();
+        store.begin("after deletion", Source::Cli, SystemTime::now()).unwrap();
+        let texts = |p: &Path| -> Vec<String> {
+            let conn = Connection::open(p).unwrap();
+            let mut stmt = conn.prepare("SELECT text FROM lines ORDER BY id").unwrap();
+            stmt.query_map([], |r| r.get(0))
+                .unwrap()
+                .collect::<Result<_, _>>()
+                .unwrap()
+        };
+        assert_eq!(texts(&path), ["after deletion"]);
+        // Replaced by a rename (a restored backup): the new file is the one written.
+        let other = dir.path().join("backup.db");
+        let (backup, _) = SqliteStore::open(&other).unwrap();
+        backup.begin("from the backup", Source::Cli, SystemTime::now()).unwrap();
+        drop(backup);
+        fs::rename(&other, &path).unwrap();
+        store.begin("after the rename", Source::Cli, SystemTime::now()).unwrap();
+        assert_eq!(texts(&path), ["from the backup", "after the rename"]);
     }
 
     #[test]

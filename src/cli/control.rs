@@ -11,7 +11,11 @@ use crate::sys::dirs::Dirs;
 /// Sends `req` to the running daemon; "not running" becomes [`NotRunning`] (exit 1).
 pub fn request(req: Request) -> anyhow::Result<serde_json::Value> {
     let dirs = Dirs::resolve()?;
-    match control::request(&control::socket_path(&dirs.runtime), &req) {
+    // A socket in a dir others could have planted it in is not yaku's: nothing to talk to.
+    let Some(runtime) = dirs.runtime_for_client() else {
+        return Err(NotRunning.into());
+    };
+    match control::request(&control::socket_path(&runtime), &req) {
         Ok(v) => Ok(v),
         Err(ControlError::NotRunning) => Err(NotRunning.into()),
         Err(e) => Err(e.into()),

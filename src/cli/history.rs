@@ -19,7 +19,7 @@ pub fn run(config: &Config, args: HistoryArgs) -> anyhow::Result<()> {
             let count = match &output {
                 Some(path) => {
                     let mut file = std::io::BufWriter::new(
-                        std::fs::File::create(path)
+                        crate::sys::private::create_private(path)
                             .with_context(|| format!("cannot create {}", path.display()))?,
                     );
                     let n = store.export(format, &mut file)?;

@@ -62,6 +62,13 @@ pub async fn serve(
     // We hold the instance lock, so a socket left here is from a yaku that died.
     let _ = std::fs::remove_file(&path);
     let listener = tokio::net::UnixListener::bind(&path)?;
+    // bind() never follows a symlink; chmod would, so check what is there first.
+    {
+        use std::os::unix::fs::FileTypeExt;
+        if !std::fs::symlink_metadata(&path)?.file_type().is_socket() {
+            return Err(std::io::Error::other("the socket path is not our socket"));
+        }
+    }
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
     let handles = Handles {
         commands,

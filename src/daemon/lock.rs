@@ -17,13 +17,22 @@ pub struct InstanceLock {
 pub fn acquire_lock(dir: &Path) -> anyhow::Result<Result<InstanceLock, Option<u32>>> {
     create_private_dir(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let path = dir.join("yaku.lock");
-    let mut file = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(&path)
-        .with_context(|| format!("cannot open {}", path.display()))?;
+    let mut opts = std::fs::OpenOptions::new();
+    opts.read(true).write(true).create(true).truncate(false);
+    // A symlink planted as yaku.lock would make us truncate and write whatever it points at.
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::custom_flags(&mut opts, libc::O_NOFOLLOW);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
+    let mut file = opts.open(&path).with_context(|| {
+        format!(
+            "cannot open {} (a symlink there is never followed)",
+            path.display()
+        )
+    })?;
+    if !file.metadata()?.is_file() {
+        anyhow::bail!("{} is not a regular file", path.display());
+    }
     match file.try_lock() {
         Ok(()) => {
             file.set_len(0)?;
@@ -58,5 +67,16 @@ mod tests {
         );
         drop(first);
         assert!(acquire_lock(dir.path()).unwrap().is_ok());
+    }
+
+    #[test]
+    fn a_lock_file_that_is_a_symlink_is_not_followed() {
+        let dir = tempfile::tempdir().unwrap();
+        let victim = dir.path().join("victim");
+        std::fs::write(&victim, "precious").unwrap();
+        std::os::unix::fs::symlink(&victim, dir.path().join("yaku.lock")).unwrap();
+        let err = acquire_lock(dir.path()).err().unwrap();
+        assert!(format!("{err:#}").contains("symlink"), "{err:#}");
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious");
     }
 }

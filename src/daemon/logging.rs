@@ -87,12 +87,10 @@ fn open_log(
     config: &LogConfig,
     dir: &Path,
 ) -> anyhow::Result<tracing_appender::rolling::RollingFileAppender> {
+    // A new dir is made 0700; an existing one (maybe shared, `[log] dir`) keeps its mode, and
+    // only yaku's own files in it are made private.
     create_private_dir(dir)?;
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
-    }
+    make_logs_private(dir);
     let rotation = match config.rotation {
         Rotation::Hourly => tracing_appender::rolling::Rotation::HOURLY,
         Rotation::Daily => tracing_appender::rolling::Rotation::DAILY,
@@ -108,6 +106,37 @@ fn open_log(
         builder = builder.latest_symlink("yaku.log");
     }
     Ok(builder.build(dir)?)
+}
+
+/// Sets yaku's log files in `dir` (`yaku.*log`, regular files of this user) to 0600: a file
+/// written by an older yaku or under another umask may be readable by others.
+fn make_logs_private(dir: &Path) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{MetadataExt, PermissionsExt};
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
+        // SAFETY: geteuid has no preconditions and cannot fail.
+        let me = unsafe { libc::geteuid() };
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            let name = name.to_string_lossy();
+            if !(name.starts_with("yaku.") && name.ends_with("log")) {
+                continue;
+            }
+            let path = entry.path();
+            if let Ok(meta) = std::fs::symlink_metadata(&path)
+                && meta.is_file()
+                && meta.uid() == me
+                && meta.mode() & 0o077 != 0
+            {
+                let _ = std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600));
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = dir;
 }
 
 /// The file `tail -F` should follow: the `yaku.log` symlink (the file itself when logs do not

@@ -22,18 +22,45 @@ use crate::core::intake::{WatchControl, watch};
 use crate::sys::dirs::Dirs;
 use crate::wire::{self, Parts};
 use control::ReloadRequest;
-use reload::{reload, reload_on_sighup};
+use reload::reload;
+#[cfg(unix)]
+use reload::reload_on_sighup;
+
+/// The signals the daemon acts on, registered before anything slow happens: from then on a
+/// SIGHUP, SIGTERM or SIGINT is caught and queued (acted on once serving), never the default
+/// action that would kill a daemon still opening its store.
+struct Signals {
+    #[cfg(unix)]
+    terminate: Option<tokio::signal::unix::Signal>,
+    #[cfg(unix)]
+    interrupt: Option<tokio::signal::unix::Signal>,
+    #[cfg(unix)]
+    hangup: Option<tokio::signal::unix::Signal>,
+}
+
+impl Signals {
+    /// Must run inside the runtime (`Runtime::enter`).
+    fn install() -> Signals {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            Signals {
+                terminate: signal(SignalKind::terminate()).ok(),
+                interrupt: signal(SignalKind::interrupt()).ok(),
+                hangup: signal(SignalKind::hangup()).ok(),
+            }
+        }
+        #[cfg(not(unix))]
+        Signals {}
+    }
+}
 
 /// Resolves when SIGINT or SIGTERM arrives.
-async fn shutdown_signal() {
+async fn shutdown_signal(signals: &mut Signals) {
     #[cfg(unix)]
     {
-        use tokio::signal::unix::{SignalKind, signal};
-        match (
-            signal(SignalKind::terminate()),
-            signal(SignalKind::interrupt()),
-        ) {
-            (Ok(mut term), Ok(mut int)) => {
+        match (signals.terminate.as_mut(), signals.interrupt.as_mut()) {
+            (Some(term), Some(int)) => {
                 tokio::select! {
                     _ = term.recv() => tracing::info!("SIGTERM: stopping"),
                     _ = int.recv() => tracing::info!("SIGINT: stopping"),
@@ -46,6 +73,7 @@ async fn shutdown_signal() {
     }
     #[cfg(not(unix))]
     {
+        let _ = signals;
         let _ = tokio::signal::ctrl_c().await;
         tracing::info!("Ctrl-C: stopping");
     }
@@ -53,8 +81,21 @@ async fn shutdown_signal() {
 
 /// Runs the daemon until a signal. Returns after the logs are flushed.
 pub fn run(config: &Config) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("yaku-worker")
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let mut signals = {
+        let _inside = runtime.enter();
+        Signals::install()
+    };
+    let started = std::time::Instant::now();
     crate::sys::private::private_umask();
-    let dirs = Dirs::resolve()?;
+    let mut dirs = Dirs::resolve()?;
+    let untrusted = dirs.runtime.clone();
+    dirs.runtime = dirs.runtime_for_daemon()?;
     let _lock = match lock::acquire_lock(&dirs.runtime)? {
         Ok(lock) => lock,
         Err(pid) => {
@@ -74,14 +115,10 @@ pub fn run(config: &Config) -> anyhow::Result<()> {
         log_dir = %log_dir.display(),
         "yaku starting"
     );
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .thread_name("yaku-worker")
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")?;
-    let started = std::time::Instant::now();
-    let result = runtime.block_on(serve(config, &dirs, started));
+    if dirs.runtime != untrusted {
+        tracing::warn!(untrusted = %untrusted.display(), using = %dirs.runtime.display(), "the runtime dir is not private to this user (another user made it, or others may enter it); using another");
+    }
+    let result = runtime.block_on(serve(config, &dirs, started, &mut signals));
     // In-flight HTTP requests were dropped with the pipeline; do not wait on anything else.
     runtime.shutdown_timeout(Duration::from_millis(500));
     match &result {
@@ -92,14 +129,19 @@ pub fn run(config: &Config) -> anyhow::Result<()> {
     result
 }
 
-async fn serve(config: &Config, dirs: &Dirs, started: std::time::Instant) -> anyhow::Result<()> {
+async fn serve(
+    config: &Config,
+    dirs: &Dirs,
+    started: std::time::Instant,
+    signals: &mut Signals,
+) -> anyhow::Result<()> {
     let clock: Arc<dyn Clock> = Arc::new(TokioClock);
     let Parts {
         chain,
         gates,
         settings,
     } = wire::build_parts(config, clock.clone())?;
-    let (store, store_notice) = wire::open_daemon_store(config, clock.clone());
+    let (store, store_notice, opened_store) = wire::open_daemon_store(config, clock.clone());
 
     let (notices_tx, notices_rx) = tokio::sync::watch::channel(None);
     let notifier = config.notify.enabled.then(|| {
@@ -159,28 +201,23 @@ async fn serve(config: &Config, dirs: &Dirs, started: std::time::Instant) -> any
             }
         }
     });
-    let hangup = tokio::spawn(reload_on_sighup(reload_tx));
-    let retention = tokio::spawn({
-        let (store, rows, days) = (
-            store.clone(),
-            config.store.history_max_rows,
-            config.store.history_max_days,
-        );
-        async move {
-            loop {
-                tokio::time::sleep(Duration::from_secs(3600)).await;
-                store.with("applied the retention", |s| {
-                    s.prune(rows, days, std::time::SystemTime::now())
-                });
-            }
-        }
-    });
+    #[cfg(unix)]
+    let hangup = tokio::spawn(reload_on_sighup(signals.hangup.take(), reload_tx));
+    #[cfg(not(unix))]
+    let hangup = tokio::spawn(async move { drop(reload_tx) });
+    let retention = tokio::spawn(wire::maintain_store(
+        store.clone(),
+        opened_store,
+        commands.clone(),
+        config.store.history_max_rows,
+        config.store.history_max_days,
+    ));
 
     tracing::info!(
         poll_ms = config.clipboard.poll_interval.as_millis() as u64,
         "watching the clipboard"
     );
-    let counts = daemon.run(events_rx, shutdown_signal()).await;
+    let counts = daemon.run(events_rx, shutdown_signal(signals)).await;
     control.stop.store(true, Ordering::Relaxed);
     for task in [control_task, hangup, retention, reloader] {
         task.abort();

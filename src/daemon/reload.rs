@@ -63,21 +63,20 @@ pub async fn reload(
     }
 }
 
-pub async fn reload_on_sighup(reloads: tokio::sync::mpsc::Sender<ReloadRequest>) {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        let Ok(mut hup) = signal(SignalKind::hangup()) else {
+/// Asks a reload for each SIGHUP on `hup` (registered at start, see `daemon::run`).
+#[cfg(unix)]
+pub async fn reload_on_sighup(
+    hup: Option<tokio::signal::unix::Signal>,
+    reloads: tokio::sync::mpsc::Sender<ReloadRequest>,
+) {
+    let Some(mut hup) = hup else {
+        return;
+    };
+    while hup.recv().await.is_some() {
+        tracing::info!("SIGHUP: reloading the config");
+        let (tx, _rx) = tokio::sync::oneshot::channel();
+        if reloads.send(tx).await.is_err() {
             return;
-        };
-        while hup.recv().await.is_some() {
-            tracing::info!("SIGHUP: reloading the config");
-            let (tx, _rx) = tokio::sync::oneshot::channel();
-            if reloads.send(tx).await.is_err() {
-                return;
-            }
         }
     }
-    #[cfg(not(unix))]
-    drop(reloads);
 }

@@ -176,7 +176,7 @@ impl Breaker {
                     .retry_after
                     .unwrap_or(self.cfg.open)
                     .min(MAX_RETRY_AFTER);
-                let mut until = now + wait;
+                let mut until = crate::clock::later(now, wait);
                 if let State::Open { until: current, .. } = self.state {
                     until = until.max(current);
                 }
@@ -189,14 +189,14 @@ impl Breaker {
                         .period
                         .mul_f64(1.0 + jitter.clamp(-0.2, 0.2))
                         .min(self.cfg.max_open);
-                    return self.open(now + jittered, OpenCause::Failures);
+                    return self.open(crate::clock::later(now, jittered), OpenCause::Failures);
                 }
                 match &mut self.state {
                     State::Closed { failures } => {
                         *failures += 1;
                         if *failures >= self.cfg.failures_to_open {
                             self.period = self.cfg.open;
-                            self.open(now + self.cfg.open, OpenCause::Failures)
+                            self.open(crate::clock::later(now, self.cfg.open), OpenCause::Failures)
                         } else {
                             None
                         }

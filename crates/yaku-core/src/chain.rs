@@ -379,7 +379,7 @@ impl Chain {
     ) -> Result<Translation, ChainFailure> {
         let prompt = Prompt::build(req);
         let start = self.clock.now();
-        let deadline = start + self.cfg.deadline;
+        let deadline = crate::clock::later(start, self.cfg.deadline);
         let used: Vec<usize> = (0..self.entries.len())
             .filter(|&i| only.is_none_or(|n| self.entries[i].name == n))
             .collect();
@@ -447,7 +447,7 @@ impl Chain {
                         let a = &mut attempts[slot];
                         a.last = Some(self.describe_failure(entry, &failure));
                         if failure.class == FailureClass::Transient && a.sent < 2 {
-                            let at = now + self.backoff();
+                            let at = crate::clock::later(now, self.backoff());
                             a.not_before = Some(at);
                             a.done = at >= deadline;
                         } else {

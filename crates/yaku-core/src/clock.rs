@@ -24,6 +24,24 @@ pub trait Clock: Send + Sync + 'static {
     }
 }
 
+/// `now + d`, saturating: a duration too long for the platform's `Instant` (a pause of
+/// 1e19 s, a provider's absurd Retry-After) gives the latest instant it can hold, never a panic.
+pub fn later(now: Instant, d: Duration) -> Instant {
+    let mut step = d;
+    let mut at = now;
+    // Halving converges in at most 64 rounds: each round adds what still fits.
+    while !step.is_zero() {
+        match at.checked_add(step) {
+            Some(t) => at = t,
+            None => step /= 2,
+        }
+        if at.saturating_duration_since(now) >= d {
+            break;
+        }
+    }
+    at
+}
+
 /// Real time through tokio, which a test may pause and advance.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct TokioClock;
@@ -59,7 +77,7 @@ impl ManualClock {
     }
     /// Moves the clock forward.
     pub fn advance(&self, by: Duration) {
-        self.now.send_modify(|now| *now += by);
+        self.now.send_modify(|now| *now = later(*now, by));
     }
 }
 
@@ -83,5 +101,24 @@ impl Clock for ManualClock {
             // The sender lives as long as `self`, so this only ends when `at` is reached.
             let _ = now.wait_for(|t| *t >= at).await;
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn later_saturates_instead_of_overflowing() {
+        let now = Instant::now();
+        assert_eq!(
+            later(now, Duration::from_secs(5)),
+            now + Duration::from_secs(5)
+        );
+        assert_eq!(later(now, Duration::ZERO), now);
+        let far = later(now, Duration::MAX);
+        assert!(far > now + Duration::from_secs(100 * 365 * 86_400));
+        assert!(far.checked_add(Duration::from_secs(1)).is_none() || far >= now);
+        assert_eq!(later(far, Duration::MAX), far);
     }
 }

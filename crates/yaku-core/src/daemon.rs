@@ -293,7 +293,7 @@ impl Daemon {
             }
             DaemonCommand::Pause { duration, reply } => {
                 self.paused.store(true, Ordering::Relaxed);
-                self.paused_until = duration.map(|d| self.clock.now() + d);
+                self.paused_until = duration.map(|d| crate::clock::later(self.clock.now(), d));
                 let body = match duration {
                     Some(d) => format!(
                         "Copied text is not read for {} (or until `yaku resume`).",

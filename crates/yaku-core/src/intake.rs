@@ -172,7 +172,8 @@ pub fn watch_from(
                     tracing::warn!(error = %e, "cannot read the clipboard; retrying");
                     last_warning = Some(Instant::now());
                 }
-                (interval * 2u32.saturating_pow(failures.min(8)))
+                interval
+                    .saturating_mul(2u32.saturating_pow(failures.min(8)))
                     .min(Duration::from_secs(2))
                     .max(interval)
             }

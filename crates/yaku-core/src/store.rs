@@ -174,7 +174,7 @@ impl StoreHandle {
         let state = match store {
             Some(s) => StoreState::Up(s),
             None => StoreState::Down {
-                retry_at: clock.now() + retry,
+                retry_at: crate::clock::later(clock.now(), retry),
             },
         };
         Self {
@@ -211,7 +211,7 @@ impl StoreHandle {
                     Err(e) => {
                         tracing::debug!(error = %e, "the history store is still unavailable");
                         *state = StoreState::Down {
-                            retry_at: self.clock.now() + self.retry,
+                            retry_at: crate::clock::later(self.clock.now(), self.retry),
                         };
                         return None;
                     }
@@ -227,7 +227,7 @@ impl StoreHandle {
                     "history store failed while it {what}; translating goes on without history and cache"
                 );
                 *self.state.lock().unwrap_or_else(|e| e.into_inner()) = StoreState::Down {
-                    retry_at: self.clock.now() + self.retry,
+                    retry_at: crate::clock::later(self.clock.now(), self.retry),
                 };
                 None
             }

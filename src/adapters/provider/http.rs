@@ -34,12 +34,36 @@ impl RawReply {
         let Some(secret) = secret.filter(|s| s.len() >= 4) else {
             return;
         };
-        let needle = secret.as_bytes();
-        if !self.body.windows(needle.len()).any(|w| w == needle) {
+        if key_spans(&self.body, secret).is_empty() {
             return;
         }
-        let text = String::from_utf8_lossy(&self.body).replace(secret, "[redacted]");
+        // A JSON body is redacted string by string, so it stays JSON (a fragment may also
+        // match digits of a number, which carry no key).
+        if let Ok(mut value) = serde_json::from_slice::<Value>(&self.body) {
+            redact_strings(&mut value, secret);
+            if let Ok(body) = serde_json::to_vec(&value) {
+                self.body = body;
+                return;
+            }
+        }
+        let text = redact(&String::from_utf8_lossy(&self.body), Some(secret));
         self.body = text.into_bytes();
+    }
+}
+
+/// Redacts every string (and object key) in `value`.
+fn redact_strings(value: &mut Value, secret: &str) {
+    match value {
+        Value::String(s) => *s = redact(s, Some(secret)),
+        Value::Array(items) => items.iter_mut().for_each(|v| redact_strings(v, secret)),
+        Value::Object(map) => {
+            let entries = std::mem::take(map);
+            for (k, mut v) in entries {
+                redact_strings(&mut v, secret);
+                map.insert(redact(&k, Some(secret)), v);
+            }
+        }
+        _ => {}
     }
 }
 
@@ -350,12 +374,105 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
     (y, m, d)
 }
 
-/// Removes `secret` from text that came from elsewhere (an error body may echo the request).
+/// The shortest piece of a key that is redacted on its own: an API echoing the key cut in
+/// two, reordered or encoded still never gets a run of this many of its characters through.
+pub const MIN_KEY_FRAGMENT: usize = 8;
+
+/// Removes `secret` from text that came from elsewhere (an error body may echo the request):
+/// every run of text made of pieces of the key at least [`MIN_KEY_FRAGMENT`] long, as sent
+/// or URL-encoded or JSON-escaped, becomes `[redacted]`. A key shorter than that is removed
+/// where it appears whole (from 4 characters).
 pub fn redact(text: &str, secret: Option<&str>) -> String {
-    match secret {
-        Some(s) if s.len() >= 4 && text.contains(s) => text.replace(s, "[redacted]"),
-        _ => text.to_string(),
+    let Some(secret) = secret.filter(|s| s.len() >= 4) else {
+        return text.to_string();
+    };
+    let spans = key_spans(text.as_bytes(), secret);
+    if spans.is_empty() {
+        return text.to_string();
     }
+    let mut out = String::with_capacity(text.len());
+    let mut at = 0;
+    for (start, end) in spans {
+        // A span is bytes of the key; widen it to whole characters so the text stays UTF-8.
+        let start = (0..=start.max(at))
+            .rev()
+            .find(|&i| text.is_char_boundary(i))
+            .unwrap_or(0)
+            .max(at);
+        let end = (end..=text.len())
+            .find(|&i| text.is_char_boundary(i))
+            .unwrap_or(text.len());
+        out.push_str(&text[at..start]);
+        out.push_str("[redacted]");
+        at = end;
+    }
+    out.push_str(&text[at..]);
+    out
+}
+
+/// The byte ranges of `text` (sorted, disjoint) covered by pieces of `secret`: every window of
+/// [`MIN_KEY_FRAGMENT`] bytes that also occurs in the key or one of its encodings, merged.
+/// Overlapping windows chain, so a longer piece is one span however it was split or reordered.
+fn key_spans(text: &[u8], secret: &str) -> Vec<(usize, usize)> {
+    if secret.len() < MIN_KEY_FRAGMENT {
+        let needle = secret.as_bytes();
+        if needle.is_empty() || text.len() < needle.len() {
+            return Vec::new();
+        }
+        return (0..=text.len() - needle.len())
+            .filter(|&i| &text[i..i + needle.len()] == needle)
+            .map(|i| (i, i + needle.len()))
+            .fold(Vec::new(), merge_span);
+    }
+    let forms = key_forms(secret);
+    let windows: std::collections::HashSet<&[u8]> = forms
+        .iter()
+        .flat_map(|f| f.as_bytes().windows(MIN_KEY_FRAGMENT))
+        .collect();
+    if text.len() < MIN_KEY_FRAGMENT {
+        return Vec::new();
+    }
+    (0..=text.len() - MIN_KEY_FRAGMENT)
+        .filter(|&i| windows.contains(&text[i..i + MIN_KEY_FRAGMENT]))
+        .map(|i| (i, i + MIN_KEY_FRAGMENT))
+        .fold(Vec::new(), merge_span)
+}
+
+fn merge_span(mut spans: Vec<(usize, usize)>, (start, end): (usize, usize)) -> Vec<(usize, usize)> {
+    match spans.last_mut() {
+        Some(last) if start <= last.1 => last.1 = last.1.max(end),
+        _ => spans.push((start, end)),
+    }
+    spans
+}
+
+/// The key as an API may echo it: as sent, URL-encoded (either hex case), JSON-escaped
+/// (with and without `\/`).
+fn key_forms(secret: &str) -> Vec<String> {
+    let url = |upper: bool| -> String {
+        secret
+            .bytes()
+            .map(
+                |b| match (b.is_ascii_alphanumeric() || b"-._~".contains(&b), upper) {
+                    (true, _) => char::from(b).to_string(),
+                    (false, true) => format!("%{b:02X}"),
+                    (false, false) => format!("%{b:02x}"),
+                },
+            )
+            .collect()
+    };
+    let json = serde_json::to_string(secret).unwrap_or_default();
+    let json = json.trim_matches('"').to_string();
+    let mut forms = vec![
+        secret.to_string(),
+        url(true),
+        url(false),
+        json.replace('/', "\\/"),
+        json,
+    ];
+    forms.sort();
+    forms.dedup();
+    forms
 }
 
 /// Deep-merges `extra` into `target`: objects merge key by key, anything else replaces.
@@ -387,6 +504,68 @@ pub fn rate_limited(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn no_piece_of_a_key_of_eight_characters_survives_redaction() {
+        let key = "AIzaSyRedact/Me+0123456789SECRET";
+        let (a, b) = key.split_at(15);
+        let enc = |s: &str| s.replace('/', "%2F").replace('+', "%2B");
+        let cases = [
+            format!("bad key {key} sent"),
+            format!("key prefix {a} … suffix {b}"),
+            format!("halves reversed: {b}{a}"),
+            format!("url: key={}", enc(key)),
+            format!(
+                "url lower: key={}",
+                enc(key)
+                    .to_lowercase()
+                    .replace("aizasyredact", "AIzaSyRedact")
+            ),
+            format!(
+                "json: {}",
+                serde_json::to_string(key).unwrap().replace('/', "\\/")
+            ),
+            format!("多バイト{a}文字{b}。"),
+        ];
+        for text in &cases {
+            let out = redact(text, Some(key));
+            for piece in (0..=key.len() - MIN_KEY_FRAGMENT).map(|i| &key[i..i + MIN_KEY_FRAGMENT]) {
+                assert!(
+                    !out.contains(piece),
+                    "{piece:?} survived in {out:?} (from {text:?})"
+                );
+            }
+            assert!(out.contains("[redacted]"), "{out}");
+        }
+        assert_eq!(redact("nothing here", Some(key)), "nothing here");
+        // Seven characters of the key are not a fragment: ordinary words stay.
+        assert_eq!(redact("AIzaSyR", Some(key)), "AIzaSyR");
+        assert_eq!(
+            redact("short key abcd here", Some("abcd")),
+            "short key [redacted] here"
+        );
+        // A JSON body stays JSON, with the digits of its numbers intact.
+        let mut reply = RawReply {
+            status: 200,
+            headers: HeaderMap::new(),
+            body: format!(r#"{{"created": 1800000000, "id": "x-00000000-y", "echo": "{b}"}}"#)
+                .into_bytes(),
+        };
+        reply.redact(Some("gsk_00000000000000000000"));
+        let v: Value = serde_json::from_slice(&reply.body).unwrap();
+        assert_eq!(v["created"], 1800000000);
+        assert_eq!(v["id"], "x-[redacted]-y");
+        let mut reply = RawReply {
+            status: 400,
+            headers: HeaderMap::new(),
+            body: format!("x {b} y {a}").into_bytes(),
+        };
+        reply.redact(Some(key));
+        assert_eq!(
+            String::from_utf8(reply.body).unwrap(),
+            "x [redacted] y [redacted]"
+        );
+    }
 
     #[test]
     fn durations_table() {
