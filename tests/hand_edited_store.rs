@@ -816,7 +816,7 @@ fn the_daemons_store_stays_up_over_an_unusable_cache_entry() {
     );
     let (store, _) = SqliteStore::open(&f.db).unwrap();
     let store: Arc<dyn Store> = Arc::new(store);
-    let opener: Opener = Box::new(|| Err(StoreError("not reopened in this test".into())));
+    let opener: Opener = Box::new(|| Err(StoreError::Refused("not reopened in this test".into())));
     let handle = StoreHandle::new(
         Some(store),
         opener,

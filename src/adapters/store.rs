@@ -272,7 +272,7 @@ impl SqliteStore {
     /// (with `recover_pending`) marks rows left `pending` as `interrupted`.
     pub fn open_with(path: &Path, opts: &Options) -> Result<(SqliteStore, OpenReport), StoreError> {
         if path.is_dir() {
-            return Err(StoreError(format!(
+            return Err(StoreError::File(format!(
                 "store path {} is a directory, not a database file",
                 path.display()
             )));
@@ -295,7 +295,7 @@ impl SqliteStore {
                     Ok(conn) => conn,
                     Err(Health::Failed(e)) => return Err(e),
                     Err(Health::Unreadable(reason)) => {
-                        return Err(StoreError(format!(
+                        return Err(StoreError::Database(format!(
                             "{}: a fresh database is unreadable too: {reason}",
                             path.display()
                         )));
@@ -309,7 +309,7 @@ impl SqliteStore {
             .pragma_query_value(None, "user_version", |r| r.get(0))
             .map_err(at(path))?;
         if found > i64::from(SCHEMA_VERSION) {
-            return Err(StoreError(format!(
+            return Err(StoreError::Schema(format!(
                 "{}: {}",
                 path.display(),
                 too_new(found)
@@ -317,7 +317,7 @@ impl SqliteStore {
         }
         configure(&conn, true).map_err(at(path))?;
         report.migrated_from =
-            migrate(&mut conn).map_err(|e| StoreError(format!("{}: {}", path.display(), e.0)))?;
+            migrate(&mut conn).map_err(|e| with_path(path, e))?;
         if opts.recover_pending {
             report.interrupted = recover_pending(&conn).map_err(at(path))?;
         }
@@ -614,7 +614,7 @@ impl Store for SqliteStore {
         attempts: &[AttemptRecord],
     ) -> Result<(), StoreError> {
         if finished.status == Status::Pending {
-            return Err(StoreError(format!(
+            return Err(StoreError::Refused(format!(
                 "line {id}: `pending` is not a final status"
             )));
         }
@@ -623,7 +623,7 @@ impl Store for SqliteStore {
         } else {
             Some(
                 serde_json::to_string(&finished.options)
-                    .map_err(|e| StoreError(format!("encoding options: {e}")))?,
+                    .map_err(|e| StoreError::Encoding(format!("encoding options: {e}")))?,
             )
         };
         let fallback = finished.status == Status::Translated
@@ -738,7 +738,7 @@ impl Store for SqliteStore {
     /// Replacing an entry resets its `created_ms` and `hits`: it is a different answer.
     fn cache_put(&self, key: &str, answer: &CachedAnswer) -> Result<(), StoreError> {
         let options = serde_json::to_string(&answer.options)
-            .map_err(|e| StoreError(format!("encoding options: {e}")))?;
+            .map_err(|e| StoreError::Encoding(format!("encoding options: {e}")))?;
         let conn = self.conn();
         let mut stmt = conn
             .prepare_cached(
@@ -804,7 +804,7 @@ fn prepare_file(path: &Path) -> Result<(), StoreError> {
         std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
         builder
             .create(parent)
-            .map_err(|e| StoreError(format!("creating {}: {e}", parent.display())))?;
+            .map_err(|e| StoreError::File(format!("creating {}: {e}", parent.display())))?;
     }
     let mut file = fs::OpenOptions::new();
     file.create(true).append(true);
@@ -812,13 +812,13 @@ fn prepare_file(path: &Path) -> Result<(), StoreError> {
     std::os::unix::fs::OpenOptionsExt::mode(&mut file, 0o600);
     file.open(path)
         .map(drop)
-        .map_err(|e| StoreError(format!("opening {}: {e}", path.display())))
+        .map_err(|e| StoreError::Database(format!("opening {}: {e}", path.display())))
 }
 
 /// Opens a connection and checks that the file is a readable database.
 fn connect(path: &Path, opts: &Options) -> Result<Connection, Health> {
     let failed =
-        |e: rusqlite::Error| Health::Failed(StoreError(format!("opening {}: {e}", path.display())));
+        |e: rusqlite::Error| Health::Failed(StoreError::Database(format!("opening {}: {e}", path.display())));
     let conn = Connection::open(path).map_err(failed)?;
     // Closing a connection checkpoints and deletes the WAL; an unreadable file's `-wal` and
     // `-shm` must survive to be moved aside with it.
@@ -887,10 +887,10 @@ fn migrate(conn: &mut Connection) -> Result<Option<u32>, StoreError> {
         .pragma_query_value(None, "user_version", |r| r.get(0))
         .map_err(sql("reading the schema version"))?;
     if found > i64::from(SCHEMA_VERSION) {
-        return Err(StoreError(too_new(found)));
+        return Err(StoreError::Schema(too_new(found)));
     }
     let found =
-        u32::try_from(found).map_err(|_| StoreError(format!("unknown schema version {found}")))?;
+        u32::try_from(found).map_err(|_| StoreError::Schema(format!("unknown schema version {found}")))?;
     if found == SCHEMA_VERSION {
         return Ok(None);
     }
@@ -928,7 +928,7 @@ const COMPANIONS: [&str; 3] = ["-wal", "-shm", "-journal"];
 fn move_aside(path: &Path, companions: &[&str], now: SystemTime) -> Result<PathBuf, StoreError> {
     let name = path
         .file_name()
-        .ok_or_else(|| StoreError(format!("{} has no file name", path.display())))?
+        .ok_or_else(|| StoreError::File(format!("{} has no file name", path.display())))?
         .to_string_lossy()
         .into_owned();
     let secs = unix_ms(now).div_euclid(1000);
@@ -940,7 +940,7 @@ fn move_aside(path: &Path, companions: &[&str], now: SystemTime) -> Result<PathB
         n += 1;
     }
     fs::rename(path, &to)
-        .map_err(|e| StoreError(format!("moving {} aside: {e}", path.display())))?;
+        .map_err(|e| StoreError::File(format!("moving {} aside: {e}", path.display())))?;
     for suffix in COMPANIONS {
         let from = with_suffix(path, suffix);
         if !from.exists() {
@@ -949,14 +949,26 @@ fn move_aside(path: &Path, companions: &[&str], now: SystemTime) -> Result<PathB
         if companions.contains(&suffix) {
             let dest = with_suffix(&to, suffix);
             fs::rename(&from, &dest)
-                .map_err(|e| StoreError(format!("moving {} aside: {e}", from.display())))?;
+                .map_err(|e| StoreError::File(format!("moving {} aside: {e}", from.display())))?;
         } else {
             // Left here, it would be taken for the fresh database's.
             fs::remove_file(&from)
-                .map_err(|e| StoreError(format!("removing {}: {e}", from.display())))?;
+                .map_err(|e| StoreError::File(format!("removing {}: {e}", from.display())))?;
         }
     }
     Ok(to)
+}
+
+/// The same failure, named by the file it happened in.
+fn with_path(path: &Path, e: StoreError) -> StoreError {
+    let named = |m: String| format!("{}: {m}", path.display());
+    match e {
+        StoreError::Database(m) => StoreError::Database(named(m)),
+        StoreError::File(m) => StoreError::File(named(m)),
+        StoreError::Schema(m) => StoreError::Schema(named(m)),
+        StoreError::Encoding(m) => StoreError::Encoding(named(m)),
+        StoreError::Refused(m) => StoreError::Refused(named(m)),
+    }
 }
 
 fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
@@ -967,12 +979,12 @@ fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
 
 /// Maps a rusqlite error to a `StoreError` saying what was being done.
 fn sql(doing: &'static str) -> impl Fn(rusqlite::Error) -> StoreError {
-    move |e| StoreError(format!("{doing}: {e}"))
+    move |e| StoreError::Database(format!("{doing}: {e}"))
 }
 
 /// Maps a rusqlite error to a `StoreError` naming the file.
 fn at(path: &Path) -> impl Fn(rusqlite::Error) -> StoreError + '_ {
-    move |e| StoreError(format!("{}: {e}", path.display()))
+    move |e| StoreError::Database(format!("{}: {e}", path.display()))
 }
 
 fn to_i64(n: u64) -> i64 {

@@ -694,7 +694,7 @@ mod tests {
         let store = Arc::new(MemStore::default());
         let dyn_store: Arc<dyn crate::store::Store> = store.clone();
         let opener: crate::store::Opener =
-            Box::new(|| Err(crate::store::StoreError("unused".into())));
+            Box::new(|| Err(crate::store::StoreError::Refused("unused".into())));
         let handle = Arc::new(StoreHandle::new(
             Some(dyn_store),
             opener,

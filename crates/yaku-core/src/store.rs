@@ -115,10 +115,27 @@ pub struct CachedAnswer {
     pub model: String,
 }
 
-/// A store failure. The daemon logs it and goes on without the store.
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct StoreError(pub String);
+/// A store failure, by what failed; each carries our own words for it. The daemon logs it and
+/// goes on without the store.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StoreError {
+    /// The database refused or failed: locked, full, read-only, damaged.
+    #[error("{0}")]
+    Database(String),
+    /// A file or directory of the store could not be created, moved or written.
+    #[error("{0}")]
+    File(String),
+    /// The file's schema is newer than this yaku, or unknown to it.
+    #[error("{0}")]
+    Schema(String),
+    /// A value could not be encoded for storage.
+    #[error("{0}")]
+    Encoding(String),
+    /// A call yaku does not make in this state (a final status of `pending`, a store that is
+    /// not reopened here).
+    #[error("{0}")]
+    Refused(String),
+}
 
 /// History, cache and statistics storage.
 pub trait Store: Send + Sync {
@@ -187,7 +204,7 @@ impl StoreHandle {
 
     /// The store of a one-shot command: after a failure it is not opened again.
     pub fn once(store: Arc<dyn Store>, clock: Arc<dyn Clock>) -> Self {
-        let opener: Opener = Box::new(|| Err(StoreError("not reopened by a command".into())));
+        let opener: Opener = Box::new(|| Err(StoreError::Refused("not reopened by a command".into())));
         Self::new(Some(store), opener, clock, STORE_RETRY)
     }
 
@@ -255,7 +272,7 @@ mod tests {
     impl Store for Broken {
         fn begin(&self, _: &str, _: Source, _: SystemTime) -> Result<i64, StoreError> {
             self.0.fetch_add(1, Ordering::SeqCst);
-            Err(StoreError("disk full".into()))
+            Err(StoreError::Database("disk full".into()))
         }
         fn finish(&self, _: i64, _: &Finished, _: &[AttemptRecord]) -> Result<(), StoreError> {
             Ok(())
@@ -320,7 +337,7 @@ mod tests {
     #[test]
     fn a_store_that_cannot_open_at_start_is_retried_later() {
         let clock = ManualClock::new();
-        let opener: Opener = Box::new(|| Err(StoreError("read-only".into())));
+        let opener: Opener = Box::new(|| Err(StoreError::Database("read-only".into())));
         let h = StoreHandle::new(None, opener, Arc::new(clock.clone()), STORE_RETRY);
         assert_eq!(h.with("read the cache", |s| s.cache_get("k")), None);
         clock.advance(STORE_RETRY);

@@ -338,7 +338,7 @@ impl SqliteStore {
     /// Writes every history line, oldest first, to `out`; returns how many. One statement, so
     /// the export is a consistent snapshot even while the daemon writes.
     pub fn export(&self, format: ExportFormat, out: &mut dyn Write) -> Result<u64, StoreError> {
-        let io = |e: std::io::Error| StoreError(format!("writing the export: {e}"));
+        let io = |e: std::io::Error| StoreError::File(format!("writing the export: {e}"));
         let conn = self.conn();
         let mut stmt = conn
             .prepare(&format!("SELECT {ROW_COLUMNS} FROM lines ORDER BY id"))
@@ -618,7 +618,7 @@ fn csv_row(out: &mut String, row: &HistoryRow) -> Result<(), StoreError> {
         .as_ref()
         .map(serde_json::to_string)
         .transpose()
-        .map_err(|e| StoreError(format!("encoding options: {e}")))?;
+        .map_err(|e| StoreError::Encoding(format!("encoding options: {e}")))?;
     if let Some(id) = row.id {
         csv_num(out, id);
     }
