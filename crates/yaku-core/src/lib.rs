@@ -3,6 +3,7 @@
 //! ports (`Clock`, `Provider`, `ClipboardSource`, `Notifier`, `Store`).
 
 pub mod breaker;
+pub mod calendar;
 pub mod chain;
 pub mod clean;
 pub mod clock;

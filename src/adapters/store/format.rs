@@ -1,6 +1,8 @@
 //! Time and CSV formatting written by hand (the brief rules out chrono/time and csv crates).
 
 use std::fmt::Write as _;
+
+use crate::core::calendar::civil_from_days;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// Milliseconds of 0000-01-01T00:00:00Z and 9999-12-31T23:59:59.999Z: RFC 3339 has four-digit
@@ -46,20 +48,6 @@ pub fn rfc3339_ms(ms: i64) -> String {
     format!("{y:04}-{m:02}-{d:02}T{hh:02}:{mm:02}:{ss:02}.{milli:03}Z")
 }
 
-/// Days since 1970-01-01 to a proleptic Gregorian (year, month, day): Howard Hinnant's
-/// `civil_from_days`, which counts in 400-year eras so leap rules need no table.
-pub(crate) fn civil_from_days(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468; // shift the epoch to 0000-03-01: leap days fall at a year's end
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097); // day of era, [0, 146096]
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365; // [0, 399]
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100); // day of year from March 1, [0, 365]
-    let mp = (5 * doy + 2) / 153; // month from March, [0, 11]
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (y, m as u32, d as u32)
-}
 
 /// Appends `field` to `out` as one CSV field (RFC 4180): quoted, with quotes doubled, when it
 /// holds a comma, a quote, CR or LF, or is empty (so that an empty string differs from an
@@ -95,38 +83,6 @@ pub fn csv_num(out: &mut String, n: impl std::fmt::Display) {
 mod tests {
     use super::*;
 
-    fn is_leap(y: i64) -> bool {
-        (y % 4 == 0 && y % 100 != 0) || y % 400 == 0
-    }
-
-    #[test]
-    fn civil_dates_match_a_day_by_day_count_from_1900_to_2200() {
-        // Walk back from the epoch to 1900-01-01, then forward to 2200, one day at a time.
-        let (mut y, mut m, mut d) = (1900i64, 1u32, 1u32);
-        let days_before_epoch: i64 = (1900..1970)
-            .map(|y| if is_leap(y) { 366 } else { 365 })
-            .sum();
-        let mut day = -days_before_epoch;
-        while y < 2200 {
-            assert_eq!(civil_from_days(day), (y, m, d), "day {day}");
-            let month_len = match m {
-                1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
-                4 | 6 | 9 | 11 => 30,
-                _ if is_leap(y) => 29,
-                _ => 28,
-            };
-            d += 1;
-            if d > month_len {
-                d = 1;
-                m += 1;
-                if m > 12 {
-                    m = 1;
-                    y += 1;
-                }
-            }
-            day += 1;
-        }
-    }
 
     #[test]
     fn rfc3339_formats_known_instants() {
