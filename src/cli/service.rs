@@ -5,26 +5,38 @@ use anyhow::Context;
 use super::args::ServiceCommand;
 use crate::config::credentials::Credentials;
 use crate::config::{self, Config, KeyLookup};
+use crate::service;
 
-pub fn run(config: &Config, cmd: ServiceCommand) -> anyhow::Result<()> {
-    use crate::service;
+/// Where the service runs this binary from, its log dir, and the config it is given: a config
+/// other than the default one (`--config`, YAKU_CONFIG) goes into the entry, since the
+/// service sees neither the flag nor this shell's environment.
+fn service_env(config: &Config) -> anyhow::Result<service::ServiceEnv> {
     let binary = std::env::current_exe().context("cannot find this program's path")?;
     let dirs = crate::sys::dirs::Dirs::resolve()?;
-    let log_dir = config.log_dir(&dirs);
-    let mut env = service::ServiceEnv::from_process(binary, log_dir)?;
-    // A config other than the default one (`--config`, YAKU_CONFIG) goes into the entry: the
-    // service sees neither the flag nor this shell's environment.
+    let mut env = service::ServiceEnv::from_process(binary, config.log_dir(&dirs))?;
     if config.path != dirs.config_file() {
         env.config =
             Some(std::path::absolute(&config.path).with_context(|| {
                 format!("cannot make {} an absolute path", config.path.display())
             })?);
     }
+    Ok(env)
+}
+
+/// Installs the login service (also setup's step): what was done, and a warning per key the
+/// service will not see.
+pub fn install(config: &Config) -> anyhow::Result<(String, Vec<String>)> {
+    let report = service::install(&service_env(config)?)?;
+    Ok((report.render(), key_warnings(config)?))
+}
+
+pub fn run(config: &Config, cmd: ServiceCommand) -> anyhow::Result<()> {
+    let env = service_env(config)?;
     match cmd {
         ServiceCommand::Install => {
-            let report = service::install(&env)?;
-            println!("{}", report.render());
-            for warning in key_warnings(config)? {
+            let (report, warnings) = install(config)?;
+            println!("{report}");
+            for warning in warnings {
                 eprintln!("warning: {warning}");
             }
             Ok(())

@@ -629,13 +629,8 @@ fn offer_service<I: Io>(io: &mut I, config: &Config) -> io::Result<()> {
 }
 
 fn install_service(config: &Config) -> anyhow::Result<String> {
-    use crate::service;
-    let binary = std::env::current_exe().context("cannot find this program's path")?;
-    let log_dir = config.log_dir(&crate::sys::dirs::Dirs::resolve()?);
-    let env = service::ServiceEnv::from_process(binary, log_dir)?;
-    let report = service::install(&env)?;
-    let mut out = report.render();
-    for warning in crate::cli::service::key_warnings(config)? {
+    let (mut out, warnings) = super::service::install(config)?;
+    for warning in warnings {
         out.push_str(&format!("warning: {warning}\n"));
     }
     Ok(out)
