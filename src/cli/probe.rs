@@ -7,9 +7,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::config::{Config, KeyLookup, ProviderConfig};
+use crate::config::{Config, KeyLookup, KeySource, ProviderConfig};
 use crate::core::prompt::{Prompt, TranslationRequest};
-use crate::core::provider::{FailureClass, Provider};
+use crate::core::provider::{FailureClass, Provider, ProviderFailure};
 use crate::config::credentials::Credentials;
 
 /// One provider's line in the diagnosis.
@@ -122,35 +122,7 @@ pub async fn check_provider(
         }
         Ok(Err(f)) => {
             out.outcome = f.class.as_str();
-            let what = match f.class {
-                FailureClass::Unauthorized => p.key_advice(source.as_ref()),
-                FailureClass::RateLimited => match f.retry_after {
-                    Some(d) => format!(
-                        "rate limited for {} — the key works; wait or add another provider",
-                        crate::core::chain::human_duration(d)
-                    ),
-                    None => "rate limited — the key works; wait or add another provider".into(),
-                },
-                FailureClass::ModelUnavailable => format!(
-                    "model \"{}\" is not available — change `model` in the config ({})",
-                    p.model, f.detail
-                ),
-                // No connection at all is most often the network, not the provider.
-                FailureClass::Transient if f.detail == "could not connect" => {
-                    let url = reqwest::Url::parse(&p.base_url).ok();
-                    let host = url
-                        .as_ref()
-                        .and_then(|u| u.host_str())
-                        .unwrap_or(&p.base_url);
-                    format!("could not reach {host} (network?)")
-                }
-                FailureClass::Transient => format!("the provider is having trouble: {}", f.detail),
-                FailureClass::Refused => format!("answered without a translation: {}", f.detail),
-                FailureClass::BadRequest => format!(
-                    "the request was refused: {} — check `extra` and `model`",
-                    f.detail
-                ),
-            };
+            let what = advice(p, source.as_ref(), &f);
             out.message = format!("{} — {what}", f.class.as_str().replace('_', " "));
         }
         Err(_) => {
@@ -159,6 +131,39 @@ pub async fn check_provider(
         }
     }
     out
+}
+
+/// What to do about a failed test request, in the user's terms.
+fn advice(p: &ProviderConfig, source: Option<&KeySource>, f: &ProviderFailure) -> String {
+    match f.class {
+        FailureClass::Unauthorized => p.key_advice(source),
+        FailureClass::RateLimited => match f.retry_after {
+            Some(d) => format!(
+                "rate limited for {} — the key works; wait or add another provider",
+                crate::core::chain::human_duration(d)
+            ),
+            None => "rate limited — the key works; wait or add another provider".into(),
+        },
+        FailureClass::ModelUnavailable => format!(
+            "model \"{}\" is not available — change `model` in the config ({})",
+            p.model, f.detail
+        ),
+        // No connection at all is most often the network, not the provider.
+        FailureClass::Transient if f.detail == "could not connect" => {
+            let url = reqwest::Url::parse(&p.base_url).ok();
+            let host = url
+                .as_ref()
+                .and_then(|u| u.host_str())
+                .unwrap_or(&p.base_url);
+            format!("could not reach {host} (network?)")
+        }
+        FailureClass::Transient => format!("the provider is having trouble: {}", f.detail),
+        FailureClass::Refused => format!("answered without a translation: {}", f.detail),
+        FailureClass::BadRequest => format!(
+            "the request was refused: {} — check `extra` and `model`",
+            f.detail
+        ),
+    }
 }
 
 /// Sends `key` to `p` with one request without storing it anywhere: the key alone, so
