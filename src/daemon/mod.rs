@@ -18,7 +18,7 @@ use crate::adapters::notify::DesktopNotifier;
 use crate::config::Config;
 use crate::core::clock::{Clock, TokioClock};
 use crate::core::daemon::{Daemon, DaemonCommand, notify_worker};
-use crate::core::intake::{WatchControl, watch};
+use crate::core::intake::{ClipEvent, WatchControl, watch};
 use crate::sys::dirs::Dirs;
 use crate::wire::{self, Parts};
 use control::ReloadRequest;
@@ -161,46 +161,15 @@ async fn serve(
         let _ = commands.send(DaemonCommand::Notify(n)).await;
     }
 
-    let (events_tx, events_rx) = tokio::sync::mpsc::channel(16);
-    let control = WatchControl {
-        paused: daemon.pause_flag(),
-        interval_ms: Arc::new(AtomicU64::new(
-            config.clipboard.poll_interval.as_millis() as u64
-        )),
-        ..WatchControl::default()
-    };
-    daemon.follow_marks(&control);
-    let watch_control = control.clone();
-    let max_chars = config.clipboard.gates.max_chars;
-    std::thread::Builder::new()
-        .name("yaku-clipboard".into())
-        .spawn(move || watch(SystemClipboard::new(max_chars), events_tx, watch_control))
-        .context("cannot start the clipboard thread")?;
-
-    // Reloads, from the control socket or SIGHUP, are built here and handed to the daemon.
-    let (reload_tx, mut reload_rx) = tokio::sync::mpsc::channel::<ReloadRequest>(4);
-    let reloader = {
-        let (commands, clock, interval) =
-            (commands.clone(), clock.clone(), control.interval_ms.clone());
-        let path = config.path.clone();
-        tokio::spawn(async move {
-            while let Some(reply) = reload_rx.recv().await {
-                let result = reload(&path, clock.clone(), &commands, &interval).await;
-                let _ = reply.send(result);
-            }
-        })
-    };
+    let (control, events_rx) = watch_clipboard(config, &mut daemon)?;
+    let (reload_tx, reloader) = spawn_reloader(config, clock.clone(), &commands, &control);
     let socket = control::socket_path(&dirs.runtime);
-    let control_task = tokio::spawn({
-        let (commands, reload_tx) = (commands.clone(), reload_tx.clone());
-        let socket = socket.clone();
-        async move {
-            #[cfg(unix)]
-            if let Err(e) = control::serve(socket.clone(), commands, reload_tx, started).await {
-                tracing::warn!(path = %socket.display(), error = %e, "no control socket: `yaku status`, `pause` and `reload` will not reach this daemon");
-            }
-        }
-    });
+    let control_task = tokio::spawn(serve_control(
+        socket.clone(),
+        commands.clone(),
+        reload_tx.clone(),
+        started,
+    ));
     #[cfg(unix)]
     let hangup = tokio::spawn(reload_on_sighup(signals.hangup.take(), reload_tx));
     #[cfg(not(unix))]
@@ -236,4 +205,66 @@ async fn serve(
         "session summary"
     );
     Ok(())
+}
+
+/// The clipboard poll loop on its own thread (a hung owner can block a read for seconds),
+/// steered by the daemon's pause flag and marks.
+fn watch_clipboard(
+    config: &Config,
+    daemon: &mut Daemon,
+) -> anyhow::Result<(WatchControl, tokio::sync::mpsc::Receiver<ClipEvent>)> {
+    let (events_tx, events_rx) = tokio::sync::mpsc::channel(16);
+    let control = WatchControl {
+        paused: daemon.pause_flag(),
+        interval_ms: Arc::new(AtomicU64::new(
+            config.clipboard.poll_interval.as_millis() as u64
+        )),
+        ..WatchControl::default()
+    };
+    daemon.follow_marks(&control);
+    let watch_control = control.clone();
+    let max_chars = config.clipboard.gates.max_chars;
+    std::thread::Builder::new()
+        .name("yaku-clipboard".into())
+        .spawn(move || watch(SystemClipboard::new(max_chars), events_tx, watch_control))
+        .context("cannot start the clipboard thread")?;
+    Ok((control, events_rx))
+}
+
+/// Reloads, from the control socket or SIGHUP, are built by this task and handed to the
+/// daemon; the poll interval a reload sets goes to the poll loop.
+fn spawn_reloader(
+    config: &Config,
+    clock: Arc<dyn Clock>,
+    commands: &tokio::sync::mpsc::Sender<DaemonCommand>,
+    control: &WatchControl,
+) -> (
+    tokio::sync::mpsc::Sender<ReloadRequest>,
+    tokio::task::JoinHandle<()>,
+) {
+    let (reload_tx, mut reload_rx) = tokio::sync::mpsc::channel::<ReloadRequest>(4);
+    let (commands, interval) = (commands.clone(), control.interval_ms.clone());
+    let path = config.path.clone();
+    let task = tokio::spawn(async move {
+        while let Some(reply) = reload_rx.recv().await {
+            let result = reload(&path, clock.clone(), &commands, &interval).await;
+            let _ = reply.send(result);
+        }
+    });
+    (reload_tx, task)
+}
+
+/// The control socket; without it the daemon still translates, and says so once.
+async fn serve_control(
+    socket: std::path::PathBuf,
+    commands: tokio::sync::mpsc::Sender<DaemonCommand>,
+    reload_tx: tokio::sync::mpsc::Sender<ReloadRequest>,
+    started: std::time::Instant,
+) {
+    #[cfg(unix)]
+    if let Err(e) = control::serve(socket.clone(), commands, reload_tx, started).await {
+        tracing::warn!(path = %socket.display(), error = %e, "no control socket: `yaku status`, `pause` and `reload` will not reach this daemon");
+    }
+    #[cfg(not(unix))]
+    drop((socket, commands, reload_tx, started));
 }
