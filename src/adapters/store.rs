@@ -658,23 +658,7 @@ impl Store for SqliteStore {
             })
             .map_err(sql("finishing a line"))?;
         if changed == 0 {
-            // Read leniently: a hand edit may have left anything there.
-            let current: Option<Option<String>> = tx
-                .query_row("SELECT status FROM lines WHERE id = ?1", [id], |r| {
-                    Ok(cell::text_of(r.get_ref(0)?).0)
-                })
-                .optional()
-                .map_err(sql("finishing a line"))?;
-            match current {
-                Some(status) => tracing::warn!(
-                    line = id,
-                    status = status.as_deref().unwrap_or(UNREADABLE),
-                    wanted = finished.status.as_str(),
-                    "history line already has its final status; kept"
-                ),
-                None => tracing::debug!(line = id, "history line is gone (cleared); not recorded"),
-            }
-            return Ok(());
+            return already_final(&tx, id, finished.status);
         }
         {
             let mut insert = tx
@@ -793,6 +777,28 @@ fn cached_answer(r: &rusqlite::Row<'_>) -> rusqlite::Result<(Option<CachedAnswer
 
 /// Creates the parent directory (0700) and an empty file (0600) so that SQLite, which would
 /// create it 0644, finds it there. Existing ones keep their modes.
+/// A line that is no longer `pending` is not finished again: says what it holds (a second
+/// finish, or a hand edit) and keeps it.
+fn already_final(tx: &Connection, id: i64, wanted: Status) -> Result<(), StoreError> {
+    // Read leniently: a hand edit may have left anything there.
+    let current: Option<Option<String>> = tx
+        .query_row("SELECT status FROM lines WHERE id = ?1", [id], |r| {
+            Ok(cell::text_of(r.get_ref(0)?).0)
+        })
+        .optional()
+        .map_err(sql("finishing a line"))?;
+    match current {
+        Some(status) => tracing::warn!(
+            line = id,
+            status = status.as_deref().unwrap_or(UNREADABLE),
+            wanted = wanted.as_str(),
+            "history line already has its final status; kept"
+        ),
+        None => tracing::debug!(line = id, "history line is gone (cleared); not recorded"),
+    }
+    Ok(())
+}
+
 fn prepare_file(path: &Path) -> Result<(), StoreError> {
     if let Some(parent) = path
         .parent()
