@@ -512,7 +512,7 @@ async fn ask_key<I: Io>(
             return Ok(false);
         }
         say(io, &format!("{}: testing the key…", p.name))?;
-        let c = test_typed_key(p, config, typed).await;
+        let c = super::probe::check_typed_key(p, config, typed).await;
         if !keep_key(io, p, &c)? {
             failed = true;
             hint = hints.after_failure;
@@ -571,19 +571,6 @@ fn store_key<I: Io>(
     Ok(())
 }
 
-/// Sends `key` to `p` the way `yaku check` does, without storing it anywhere: the key alone, so
-/// neither the environment, nor the credentials file, nor the config file can stand in for it.
-async fn test_typed_key(p: &ProviderConfig, config: &Config, key: &str) -> ProviderCheck {
-    let mut only_typed = p.clone();
-    only_typed.api_key_env = None;
-    only_typed.api_key = Some(key.to_string());
-    // No file to check the permissions of: the key is in memory, not in the config.
-    let mut in_memory = config.clone();
-    in_memory.source = None;
-    check_provider(&only_typed, &in_memory, &Credentials::default(), false).await
-}
-
-/// Whether the probe shows the provider can translate (a rate limit means the key works).
 /// Where a user gets a key for `p`, for the providers yaku knows.
 fn key_page(p: &ProviderConfig) -> Option<&'static str> {
     if p.kind == config::ProviderKind::Gemini {
@@ -595,6 +582,7 @@ fn key_page(p: &ProviderConfig) -> Option<&'static str> {
     }
 }
 
+/// Whether the probe shows the provider can translate (a rate limit means the key works).
 fn works(c: &ProviderCheck) -> bool {
     matches!(c.outcome, "ok" | "rate_limited")
 }
