@@ -358,6 +358,7 @@ fn build_chain(
         ChainConfig {
             deadline: DEADLINE,
             retry_base: Duration::from_millis(20),
+            reply_checks: true,
         },
         SEED + g as u64,
     ));

@@ -9,11 +9,11 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
 use super::breaker::{Admission, Breaker, BreakerConfig, OpenCause, State, Transition};
+use super::checks::ReplyChecks;
 use super::clock::Clock;
 use super::prompt::{Prompt, TranslationRequest};
 use super::provider::{FailureClass, Provider, ProviderFailure, QuotaScope};
 use super::ratelimit::RateLimit;
-use super::reply::parse_options;
 use super::store::AttemptRecord;
 
 /// Why a provider did not give this line its translation.
@@ -116,7 +116,11 @@ impl Skipped {
 
     /// Each provider's reason, `; `-separated: what a failed line's history row says.
     pub fn reasons(skipped: &[Skipped]) -> String {
-        skipped.iter().map(Skipped::line).collect::<Vec<_>>().join("; ")
+        skipped
+            .iter()
+            .map(Skipped::line)
+            .collect::<Vec<_>>()
+            .join("; ")
     }
 }
 
@@ -257,6 +261,8 @@ pub struct ChainConfig {
     pub deadline: Duration,
     /// The base of the full-jitter backoff before the one retry of a transient failure.
     pub retry_base: Duration,
+    /// `[translation] reply_checks`: false keeps only the reply contract checks.
+    pub reply_checks: bool,
 }
 
 impl Default for ChainConfig {
@@ -264,6 +270,7 @@ impl Default for ChainConfig {
         Self {
             deadline: Duration::from_secs(20),
             retry_base: Duration::from_millis(500),
+            reply_checks: true,
         }
     }
 }
@@ -340,6 +347,7 @@ impl Chain {
         only: Option<&str>,
     ) -> Result<Translation, ChainFailure> {
         let prompt = Prompt::build(req);
+        let checks = ReplyChecks::new(req, self.cfg.reply_checks);
         let start = self.clock.now();
         let deadline = start + self.cfg.deadline;
         let used: Vec<usize> = (0..self.entries.len())
@@ -386,6 +394,7 @@ impl Chain {
                         entry,
                         provider.as_ref(),
                         &prompt,
+                        &checks,
                         probe,
                         deadline,
                         &mut sent,
@@ -556,6 +565,7 @@ impl Chain {
         entry: &ChainEntry,
         provider: &dyn Provider,
         prompt: &Prompt,
+        checks: &ReplyChecks,
         probe: bool,
         deadline: Instant,
         log: &mut Vec<AttemptRecord>,
@@ -580,9 +590,17 @@ impl Chain {
             record("transient", false, self.clock.now());
             return None;
         };
-        let result = reply.and_then(|text| {
-            parse_options(&text, usize::from(prompt.options))
-                .map_err(|e| ProviderFailure::new(FailureClass::Refused, e.to_string()))
+        // A reply that fails the checks is a refusal: the next provider may do better, and the
+        // breaker counts it as an answer (the provider is up).
+        let result = reply.and_then(|text| match checks.options(&text, usize::from(prompt.options)) {
+            Ok(checked) => {
+                if !checked.dropped.is_empty() {
+                    let dropped: Vec<&str> = checked.dropped.iter().map(|p| p.as_str()).collect();
+                    tracing::info!(provider = %entry.name, dropped = ?dropped, "reply checks dropped options");
+                }
+                Ok(checked.options)
+            }
+            Err(e) => Err(ProviderFailure::new(FailureClass::Refused, e.to_string())),
         });
         let jitter = self.jitter();
         pending.armed = false;

@@ -46,6 +46,7 @@ fn chain(entries: Vec<ChainEntry>, deadline: Duration) -> Chain {
         ChainConfig {
             deadline,
             retry_base: Duration::from_millis(500),
+            reply_checks: true,
         },
         7,
     )

@@ -771,9 +771,7 @@ mod tests {
     async fn status_reports_breakers_queue_and_latency_and_reconfigure_reenables_a_disabled_provider()
      {
         let r = rig(
-            vec![fake::fail(
-                crate::provider::FailureClass::Unauthorized,
-            )],
+            vec![fake::fail(crate::provider::FailureClass::Unauthorized)],
             fake::ok("fine"),
         );
         r.tx.send(copy("一行目です")).await.unwrap();
@@ -984,7 +982,10 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn repeats_own_output_and_secrets_never_reach_the_provider() {
-        let r = rig(vec![], fake::ok("おはようございます、先輩。"));
+        // Into Chinese, so that a reply in kana and kanji passes the reply checks and is shown.
+        let mut settings = settings(2, true);
+        settings.request.target_language = "Chinese".into();
+        let r = rig_settings(vec![], fake::ok("おはようございます、先輩。"), settings);
         r.tx.send(copy("おはよう")).await.unwrap();
         settle().await;
         for text in [

@@ -4,6 +4,7 @@
 
 pub mod breaker;
 pub mod chain;
+pub mod checks;
 pub mod clean;
 pub mod clock;
 pub mod daemon;
