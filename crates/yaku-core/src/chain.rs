@@ -116,11 +116,7 @@ impl Skipped {
 
     /// Each provider's reason, `; `-separated: what a failed line's history row says.
     pub fn reasons(skipped: &[Skipped]) -> String {
-        skipped
-            .iter()
-            .map(Skipped::line)
-            .collect::<Vec<_>>()
-            .join("; ")
+        skipped.iter().map(Skipped::line).collect::<Vec<_>>().join("; ")
     }
 }
 
@@ -592,15 +588,15 @@ impl Chain {
         };
         // A reply that fails the checks is a refusal: the next provider may do better, and the
         // breaker counts it as an answer (the provider is up).
-        let result = reply.and_then(|text| match checks.options(&text, usize::from(prompt.options)) {
-            Ok(checked) => {
-                if !checked.dropped.is_empty() {
-                    let dropped: Vec<&str> = checked.dropped.iter().map(|p| p.as_str()).collect();
-                    tracing::info!(provider = %entry.name, dropped = ?dropped, "reply checks dropped options");
-                }
-                Ok(checked.options)
+        let result = reply.and_then(|text| {
+            let checked = checks
+                .options(&text, usize::from(prompt.options))
+                .map_err(|e| ProviderFailure::new(FailureClass::Refused, e.to_string()))?;
+            if !checked.dropped.is_empty() {
+                let dropped: Vec<&str> = checked.dropped.iter().map(|p| p.as_str()).collect();
+                tracing::info!(provider = %entry.name, ?dropped, "reply checks dropped options");
             }
-            Err(e) => Err(ProviderFailure::new(FailureClass::Refused, e.to_string())),
+            Ok(checked.options)
         });
         let jitter = self.jitter();
         pending.armed = false;

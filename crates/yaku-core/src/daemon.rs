@@ -771,7 +771,9 @@ mod tests {
     async fn status_reports_breakers_queue_and_latency_and_reconfigure_reenables_a_disabled_provider()
      {
         let r = rig(
-            vec![fake::fail(crate::provider::FailureClass::Unauthorized)],
+            vec![fake::fail(
+                crate::provider::FailureClass::Unauthorized,
+            )],
             fake::ok("fine"),
         );
         r.tx.send(copy("一行目です")).await.unwrap();
