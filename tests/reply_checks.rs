@@ -36,7 +36,7 @@ fn bad_texts() -> Vec<(String, &'static str)> {
         ),
         (opts(&["the the the"]), "repetitive"),
         (
-            opts(&[vec!["I'm going home"; 10].join(", ").as_str()]),
+            opts(&[["I'm going home"; 10].join(", ").as_str()]),
             "repetitive",
         ),
         (r#"{"line": "おはよう、先輩。"}"#.into(), "echo"),

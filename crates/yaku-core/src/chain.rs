@@ -279,6 +279,12 @@ pub struct Chain {
     rng: Mutex<StdRng>,
 }
 
+/// What every provider is sent for one line, and how its reply is checked.
+struct Ask {
+    prompt: Prompt,
+    checks: ReplyChecks,
+}
+
 /// What one provider can still do for the line being translated.
 #[derive(Debug, Clone)]
 struct Attempt {
@@ -342,8 +348,10 @@ impl Chain {
         req: &TranslationRequest,
         only: Option<&str>,
     ) -> Result<Translation, ChainFailure> {
-        let prompt = Prompt::build(req);
-        let checks = ReplyChecks::new(req, self.cfg.reply_checks);
+        let ask = Ask {
+            prompt: Prompt::build(req),
+            checks: ReplyChecks::new(req, self.cfg.reply_checks),
+        };
         let start = self.clock.now();
         let deadline = start + self.cfg.deadline;
         let used: Vec<usize> = (0..self.entries.len())
@@ -389,8 +397,7 @@ impl Chain {
                     .call(
                         entry,
                         provider.as_ref(),
-                        &prompt,
-                        &checks,
+                        &ask,
                         probe,
                         deadline,
                         &mut sent,
@@ -560,12 +567,12 @@ impl Chain {
         &self,
         entry: &ChainEntry,
         provider: &dyn Provider,
-        prompt: &Prompt,
-        checks: &ReplyChecks,
+        ask: &Ask,
         probe: bool,
         deadline: Instant,
         log: &mut Vec<AttemptRecord>,
     ) -> Option<Result<Vec<String>, ProviderFailure>> {
+        let prompt = &ask.prompt;
         let sent_at = self.clock.now();
         let mut record = |outcome: &'static str, opened_breaker: bool, at: Instant| {
             log.push(AttemptRecord {
@@ -589,7 +596,8 @@ impl Chain {
         // A reply that fails the checks is a refusal: the next provider may do better, and the
         // breaker counts it as an answer (the provider is up).
         let result = reply.and_then(|text| {
-            let checked = checks
+            let checked = ask
+                .checks
                 .options(&text, usize::from(prompt.options))
                 .map_err(|e| ProviderFailure::new(FailureClass::Refused, e.to_string()))?;
             if !checked.dropped.is_empty() {

@@ -21,7 +21,7 @@ fn json(options: &[&str]) -> String {
 /// Replies models really send when they fail, in the JSON contract and as prose or a numbered
 /// list, and the one reason each is refused with.
 fn bad_replies() -> Vec<(String, &'static str)> {
-    let ten = vec!["I'm going home"; 10].join(", ");
+    let ten = ["I'm going home"; 10].join(", ");
     vec![
         (json(&["おはよう、先輩。"]), "untranslated"),
         (
