@@ -40,7 +40,10 @@ fn replies() -> Vec<(&'static str, String)> {
         ),
         (
             "repetitive 10 clauses",
-            serde_json::json!({ "options": [["I'm going home"; 10].join(", ")] }).to_string(),
+            {
+                let ten = ["I'm going home"; 10].join(", ");
+                serde_json::json!({ "options": [ten] }).to_string()
+            },
         ),
         (
             "refusal",
