@@ -109,6 +109,7 @@ fn config(source: KeySource, gemini: &str, groq: &str, file: &str, timeout_secs:
     format!(
         r#"[translation]
 deadline_secs = 3
+reply_checks = false   # the echo server answers "EN <line>", mostly Japanese
 
 [log]
 include_text = true
