@@ -225,17 +225,18 @@ fn is_echo(text: &str) -> bool {
 /// not a line of dialogue ("I'm sorry, but I can't go with you" is a fine translation).
 fn is_english_refusal(option: &str) -> bool {
     let text = option.to_lowercase().replace(['\u{2019}', '\u{2018}'], "'");
-    const ALWAYS: [&str; 5] = [
+    // Only phrases about the task itself: dialogue says "I must decline your invitation" or
+    // "I won't comply with your orders", and those are translations.
+    const ALWAYS: [&str; 4] = [
         "as an ai",
         "as a language model",
-        "as an assistant",
-        "i must decline",
         "against my guidelines",
+        "content policy",
     ];
     if ALWAYS.iter().any(|p| text.contains(p)) {
         return true;
     }
-    const CANNOT: [&str; 10] = [
+    const CANNOT: [&str; 9] = [
         "i can't",
         "i cannot",
         "i can not",
@@ -245,21 +246,19 @@ fn is_english_refusal(option: &str) -> bool {
         "i am unable to",
         "i'm not able to",
         "i am not able to",
-        "unable to",
     ];
-    const TASK: [&str; 12] = [
-        "translat",
-        "assist",
+    const TASK: [&str; 11] = [
+        "translate this",
+        "translate that",
+        "translate the text",
+        "translate the line",
+        "translate the content",
+        "provide a translation",
+        "assist with",
         "help with this",
         "help with that",
-        "help you with",
-        "comply",
         "this request",
         "that request",
-        "your request",
-        "fulfill",
-        "provide a",
-        "this content",
     ];
     // Within one sentence: "I can't. Please translate it." is two.
     text.split(['.', '!', '?', ';', '\n']).any(|sentence| {

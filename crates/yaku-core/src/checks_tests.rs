@@ -67,6 +67,10 @@ fn bad_replies() -> Vec<(String, &'static str)> {
         ("I'm sorry, but I can't help with that.".into(), "refusal"),
         (json(&["I cannot translate this content."]), "refusal"),
         (
+            json(&["I'm sorry, I can't translate the text you provided."]),
+            "refusal",
+        ),
+        (
             json(&["As an AI language model, I am not able to do that."]),
             "refusal",
         ),
@@ -127,6 +131,14 @@ const GOOD_OPTIONS: &[&str] = &[
     "Sorry, sorry! I'm late!",
     "The line was long, so I waited.",
     "Fine — I'll translate the letter for you myself.",
+    "I was unable to translate my feelings into words.",
+    "I won't comply with your orders!",
+    "I can't help you with your homework.",
+    "I must decline your invitation.",
+    "As an assistant to the principal, I can't allow it.",
+    "I can't fulfill that promise.",
+    "I cannot grant your request, my lord.",
+    "I can't translate the letter; it's in French.",
 ];
 
 #[test]
