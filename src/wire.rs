@@ -63,6 +63,7 @@ pub fn build_chain(
     }
     let cfg = ChainConfig {
         deadline: config.translation.deadline,
+        reply_checks: config.translation.reply_checks,
         ..ChainConfig::default()
     };
     Ok(Chain::new(entries, clock, cfg))

@@ -79,6 +79,7 @@ async fn rig(gemini_rpm: u32) -> Rig {
         ChainConfig {
             deadline: 20 * S,
             retry_base: Duration::from_millis(50),
+            reply_checks: true,
         },
         1,
     );

@@ -243,7 +243,7 @@ fn harness_provider_speaks_the_openai_format_that_yaku_translate_sends() {
     std::fs::write(
         &config,
         format!(
-            "[[providers]]\nname = \"fake\"\nkind = \"openai\"\nmodel = \"test-model\"\nbase_url = \"{}\"\n\
+            "[translation]\nreply_checks = false\n\n[[providers]]\nname = \"fake\"\nkind = \"openai\"\nmodel = \"test-model\"\nbase_url = \"{}\"\n\
              requests_per_minute = 0\ntimeout_secs = 5\njson_mode = true\n",
             provider.url()
         ),

@@ -367,6 +367,7 @@ async fn faulty_then_healthy(format: Format, faulty_url: &str) -> (Chain, MockSe
         ChainConfig {
             deadline: DEADLINE,
             retry_base: Duration::from_millis(100),
+            reply_checks: true,
         },
         1,
     );
@@ -471,6 +472,7 @@ async fn a_line_whose_providers_all_hang_ends_at_its_deadline_and_hangs_up_on_bo
             ChainConfig {
                 deadline: DEADLINE,
                 retry_base: Duration::from_millis(100),
+                reply_checks: true,
             },
             2,
         );
@@ -568,6 +570,7 @@ async fn repeated_byte_level_faults_open_the_breaker_and_no_request_reaches_the_
                 ChainConfig {
                     deadline: DEADLINE,
                     retry_base: Duration::from_millis(10),
+                    reply_checks: true,
                 },
                 3,
             );

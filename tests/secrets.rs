@@ -109,6 +109,7 @@ fn config(source: KeySource, gemini: &str, groq: &str, file: &str, timeout_secs:
     format!(
         r#"[translation]
 deadline_secs = 3
+reply_checks = false   # the echo server answers "EN <line>", mostly Japanese
 
 [log]
 include_text = true
@@ -414,7 +415,7 @@ fn a_key_in_a_config_or_credentials_file_others_can_read_is_refused_with_the_chm
     for mode in [0o600, 0o400] {
         let home = Home::new();
         let text = format!(
-            "[[providers]]\nname = \"local\"\nkind = \"openai\"\nmodel = \"m\"\nbase_url = \"{url}\"\napi_key = \"{FILE_KEY}\"\nrequests_per_minute = 0\n"
+            "[translation]\nreply_checks = false\n\n[[providers]]\nname = \"local\"\nkind = \"openai\"\nmodel = \"m\"\nbase_url = \"{url}\"\napi_key = \"{FILE_KEY}\"\nrequests_per_minute = 0\n"
         );
         let cfg = home.write("config/yaku/config.toml", &text, mode);
         let c = cfg.display().to_string();

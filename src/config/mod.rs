@@ -143,6 +143,9 @@ pub struct TranslationConfig {
     pub instructions: String,
     /// One deadline per line, across every attempt and provider.
     pub deadline: Duration,
+    /// Whether each reply's options are checked for content (untranslated, repetitive, echo,
+    /// refusal, duplicate) before they are shown; the reply contract is checked regardless.
+    pub reply_checks: bool,
 }
 
 /// One `[[providers]]` entry.

@@ -156,6 +156,7 @@ pub(super) struct RawTranslation {
     pub(super) context_lines: i64,
     pub(super) context_reset_secs: f64,
     pub(super) glossary_file: String,
+    pub(super) reply_checks: bool,
 }
 
 impl Default for RawTranslation {
@@ -169,6 +170,7 @@ impl Default for RawTranslation {
             context_lines: 4,
             context_reset_secs: 600.0,
             glossary_file: String::new(),
+            reply_checks: true,
         }
     }
 }

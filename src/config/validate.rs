@@ -85,6 +85,7 @@ fn translation(v: &Validator<'_>, t: &RawTranslation) -> Result<TranslationConfi
         options,
         instructions: t.instructions.trim().to_string(),
         deadline,
+        reply_checks: t.reply_checks,
     })
 }
 

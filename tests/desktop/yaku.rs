@@ -63,6 +63,7 @@ impl YakuConfig {
             r#"# Written by tests/desktop: the daemon's keys, one test provider.
 [translation]
 deadline_secs = {deadline_secs}
+reply_checks = false   # the test provider answers "EN <line>", mostly Japanese
 
 [clipboard]
 poll_interval_ms = {poll_interval_ms}

@@ -128,6 +128,11 @@ pub fn chain_of(
             )
         })
         .collect();
+    // The fakes answer `EN <line>`, mostly Japanese: an untranslated reply to the checks.
+    let cfg = ChainConfig {
+        reply_checks: false,
+        ..cfg
+    };
     Arc::new(Chain::with_seed(entries, clock, cfg, 7))
 }
 

@@ -9,11 +9,11 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
 use super::breaker::{Admission, Breaker, BreakerConfig, OpenCause, State, Transition};
+use super::checks::ReplyChecks;
 use super::clock::Clock;
 use super::prompt::{Prompt, TranslationRequest};
 use super::provider::{FailureClass, Provider, ProviderFailure, QuotaScope};
 use super::ratelimit::RateLimit;
-use super::reply::parse_options;
 use super::store::AttemptRecord;
 
 /// Why a provider did not give this line its translation.
@@ -273,6 +273,8 @@ pub struct ChainConfig {
     pub deadline: Duration,
     /// The base of the full-jitter backoff before the one retry of a transient failure.
     pub retry_base: Duration,
+    /// `[translation] reply_checks`: false keeps only the reply contract checks.
+    pub reply_checks: bool,
 }
 
 impl Default for ChainConfig {
@@ -280,6 +282,7 @@ impl Default for ChainConfig {
         Self {
             deadline: Duration::from_secs(20),
             retry_base: Duration::from_millis(500),
+            reply_checks: true,
         }
     }
 }
@@ -290,6 +293,12 @@ pub struct Chain {
     clock: Arc<dyn Clock>,
     cfg: ChainConfig,
     rng: Mutex<StdRng>,
+}
+
+/// What every provider is sent for one line, and how its reply is checked.
+struct Ask {
+    prompt: Prompt,
+    checks: ReplyChecks,
 }
 
 /// What one provider can still do for the line being translated.
@@ -377,7 +386,10 @@ impl Chain {
         req: &TranslationRequest,
         only: Option<&str>,
     ) -> Result<Translation, ChainFailure> {
-        let prompt = Prompt::build(req);
+        let ask = Ask {
+            prompt: Prompt::build(req),
+            checks: ReplyChecks::new(req, self.cfg.reply_checks),
+        };
         let start = self.clock.now();
         let deadline = crate::clock::later(start, self.cfg.deadline);
         let used: Vec<usize> = (0..self.entries.len())
@@ -423,7 +435,7 @@ impl Chain {
                     .call(
                         entry,
                         provider.as_ref(),
-                        &prompt,
+                        &ask,
                         probe,
                         deadline,
                         &mut sent,
@@ -594,11 +606,12 @@ impl Chain {
         &self,
         entry: &ChainEntry,
         provider: &dyn Provider,
-        prompt: &Prompt,
+        ask: &Ask,
         probe: bool,
         deadline: Instant,
         log: &mut Vec<AttemptRecord>,
     ) -> Option<Result<Vec<String>, ProviderFailure>> {
+        let prompt = &ask.prompt;
         let sent_at = self.clock.now();
         let mut record = |outcome: &'static str, opened_breaker: bool, at: Instant| {
             log.push(AttemptRecord {
@@ -623,9 +636,18 @@ impl Chain {
                 return None;
             }
         };
+        // A reply that fails the checks is a refusal: the next provider may do better, and the
+        // breaker counts it as an answer (the provider is up).
         let result = reply.and_then(|text| {
-            parse_options(&text, usize::from(prompt.options))
-                .map_err(|e| ProviderFailure::new(FailureClass::Refused, e.to_string()))
+            let checked = ask
+                .checks
+                .options(&text, usize::from(prompt.options))
+                .map_err(|e| ProviderFailure::new(FailureClass::Refused, e.to_string()))?;
+            if !checked.dropped.is_empty() {
+                let dropped: Vec<&str> = checked.dropped.iter().map(|p| p.as_str()).collect();
+                tracing::info!(provider = %entry.name, ?dropped, "reply checks dropped options");
+            }
+            Ok(checked.options)
         });
         let jitter = self.jitter();
         pending.armed = false;

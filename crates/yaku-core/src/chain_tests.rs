@@ -46,6 +46,7 @@ fn chain(entries: Vec<ChainEntry>, deadline: Duration) -> Chain {
         ChainConfig {
             deadline,
             retry_base: Duration::from_millis(500),
+            reply_checks: true,
         },
         7,
     )
@@ -619,6 +620,7 @@ async fn the_request_deadline_is_kept_in_the_clocks_time() {
         ChainConfig {
             deadline: 20 * S,
             retry_base: Duration::from_millis(500),
+            reply_checks: true,
         },
         7,
     );

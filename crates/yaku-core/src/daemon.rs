@@ -1006,7 +1006,10 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn repeats_own_output_and_secrets_never_reach_the_provider() {
-        let r = rig(vec![], fake::ok("おはようございます、先輩。"));
+        // Into Chinese, so that a reply in kana and kanji passes the reply checks and is shown.
+        let mut settings = settings(2, true);
+        settings.request.target_language = "Chinese".into();
+        let r = rig_settings(vec![], fake::ok("おはようございます、先輩。"), settings);
         r.tx.send(copy("おはよう")).await.unwrap();
         settle().await;
         for text in [

@@ -139,9 +139,10 @@ pub enum GateConfigError {
     BuiltinPattern(#[from] regex::Error),
 }
 
-/// The script a source language is written in, as far as the script gate cares.
+/// The script a source language is written in, as far as the script gate (and the reply
+/// checks, which look for untranslated options) care.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Script {
+pub enum Script {
     Japanese,
     Chinese,
     Korean,
@@ -149,7 +150,7 @@ enum Script {
 
 impl Script {
     /// Matches config names loosely (case, ISO codes, endonyms) since users type them freely.
-    fn for_language(name: &str) -> Option<Self> {
+    pub fn for_language(name: &str) -> Option<Self> {
         match name.trim().to_lowercase().as_str() {
             "japanese" | "ja" | "jp" | "jpn" | "日本語" => Some(Self::Japanese),
             "chinese"
@@ -172,6 +173,48 @@ impl Script {
             Self::Japanese => is_kana(c) || is_han(c) || matches!(c, '々' | '〆' | '〻'),
             Self::Chinese => is_han(c),
             Self::Korean => is_hangul(c),
+        }
+    }
+
+    /// Counts the text's letters and how many of them are in this script (chars alphabetic
+    /// in any script; digits, punctuation, symbols and spaces don't count).
+    pub fn count(self, text: &str) -> ScriptCount {
+        let mut n = ScriptCount::default();
+        for c in text.chars() {
+            if c.is_control() && !matches!(c, '\t' | '\n' | '\r') {
+                n.controls += 1;
+            }
+            if self.contains(c) {
+                // Counted as a letter even when Unicode says otherwise (ゝ, 〆), so the share
+                // never exceeds 1.
+                n.native += 1;
+                n.letters += 1;
+            } else if c.is_alphabetic() {
+                n.letters += 1;
+            }
+        }
+        n
+    }
+}
+
+/// What [`Script::count`] found in a text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ScriptCount {
+    /// Letters of the script.
+    pub native: usize,
+    /// Letters of any script, the native ones included.
+    pub letters: usize,
+    /// Control characters other than tab and line breaks.
+    pub controls: usize,
+}
+
+impl ScriptCount {
+    /// The script's share of the letters; 0 for a text without letters ("……").
+    pub fn share(&self) -> f64 {
+        if self.letters == 0 {
+            0.0
+        } else {
+            self.native as f64 / self.letters as f64
         }
     }
 }
@@ -416,22 +459,8 @@ impl Gates {
 /// (chars alphabetic in any script; digits, punctuation, symbols and spaces don't count).
 /// Control characters other than tab and line breaks mean it is not game text.
 fn has_enough_script(text: &str, script: Script, min_ratio: f64) -> bool {
-    let mut native = 0usize;
-    let mut letters = 0usize;
-    for c in text.chars() {
-        if c.is_control() && !matches!(c, '\t' | '\n' | '\r') {
-            return false;
-        }
-        if script.contains(c) {
-            // Counted as a letter even when Unicode says otherwise (ゝ, 〆), so the ratio
-            // never exceeds 1.
-            native += 1;
-            letters += 1;
-        } else if c.is_alphabetic() {
-            letters += 1;
-        }
-    }
-    native > 0 && native as f64 >= min_ratio * letters as f64
+    let n = script.count(text);
+    n.controls == 0 && n.native > 0 && n.native as f64 >= min_ratio * n.letters as f64
 }
 
 /// Collapses whitespace runs to one space and trims, for comparing copies of one text.

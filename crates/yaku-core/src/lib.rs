@@ -5,6 +5,7 @@
 pub mod breaker;
 pub mod calendar;
 pub mod chain;
+pub mod checks;
 pub mod clean;
 pub mod clock;
 pub mod daemon;

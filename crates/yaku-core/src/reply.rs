@@ -9,12 +9,23 @@ use serde_json::Value;
 #[error("the reply held no usable translation ({0})")]
 pub struct InvalidReply(pub &'static str);
 
-/// Parses `text` into at most `max` options, best first: trimmed, non-empty, no duplicates.
+impl InvalidReply {
+    /// Whether the reply held no text at all (rather than text in the wrong shape).
+    pub fn is_empty(&self) -> bool {
+        matches!(self.0, EMPTY_TEXT | ONLY_EMPTY)
+    }
+}
+
+const EMPTY_TEXT: &str = "empty text";
+const ONLY_EMPTY: &str = "only empty options";
+
+/// Parses `text` into at most `max` options, best first: one line each, without control
+/// characters, trimmed, non-empty, no duplicates.
 pub fn parse_options(text: &str, max: usize) -> Result<Vec<String>, InvalidReply> {
     let text = strip_think(text);
     let text = text.trim();
     if text.is_empty() {
-        return Err(InvalidReply("empty text"));
+        return Err(InvalidReply(EMPTY_TEXT));
     }
     let body = strip_fences(text);
 
@@ -32,7 +43,7 @@ pub fn parse_options(text: &str, max: usize) -> Result<Vec<String>, InvalidReply
     };
     let cleaned = clean(raw, max.max(1));
     if cleaned.is_empty() {
-        Err(InvalidReply("only empty options"))
+        Err(InvalidReply(ONLY_EMPTY))
     } else {
         Ok(cleaned)
     }
@@ -72,9 +83,11 @@ fn strip_fences(text: &str) -> &str {
 }
 
 /// Whether the text holds (the start of) JSON: at its start, or after a preamble such as
-/// "Here is the translation: {\"options\": [...". Such text, unparsable, is a cut-off reply.
+/// "Here is the translation: {\"options\": [...". Such text, unparsable, is a cut-off or
+/// garbled reply. A brace anywhere counts: no translation of a game line holds one, and
+/// `}}}{{{` is broken JSON, not prose.
 fn looks_like_json(text: &str) -> bool {
-    text.starts_with('{') || text.starts_with('[') || text.contains("{\"") || text.contains("[\"")
+    text.starts_with(['{', '[', '}', ']']) || text.contains('{') || text.contains("[\"")
 }
 
 /// The first `{…}` or `[…]` span in prose that parses as JSON.
@@ -147,8 +160,9 @@ fn numbered_item(line: &str) -> Option<&str> {
 }
 
 fn clean(raw: Vec<String>, max: usize) -> Vec<String> {
-    let mut out: Vec<String> = Vec::with_capacity(max);
+    let mut out: Vec<String> = Vec::with_capacity(max.min(raw.len()));
     for o in raw {
+        let o = one_line(&o);
         let t = o.trim();
         if t.is_empty() || out.iter().any(|x| x == t) {
             continue;
@@ -159,6 +173,25 @@ fn clean(raw: Vec<String>, max: usize) -> Vec<String> {
         }
     }
     out
+}
+
+/// The option as one line without control characters: a NUL cuts a desktop notification
+/// short and a line break splits one option in two, so line breaks and tabs become spaces and
+/// every other C0/C1 control is dropped.
+fn one_line(option: &str) -> std::borrow::Cow<'_, str> {
+    if !option.chars().any(char::is_control) {
+        return std::borrow::Cow::Borrowed(option);
+    }
+    std::borrow::Cow::Owned(
+        option
+            .chars()
+            .filter_map(|c| match c {
+                '\t' | '\n' | '\r' | '\u{0B}' | '\u{0C}' | '\u{85}' => Some(' '),
+                c if c.is_control() => None,
+                c => Some(c),
+            })
+            .collect(),
+    )
 }
 
 #[cfg(test)]
@@ -225,12 +258,39 @@ mod tests {
             r#"{"note": 3}"#,
             "<think>never closed, and nothing after",
             "42",
+            "}}}{{{ not json",
+            "{{{ not json",
+            "]]] {oops",
         ] {
             assert!(
                 parse_options(input, 3).is_err(),
                 "should be invalid: {input:?}"
             );
         }
+    }
+
+    #[test]
+    fn control_characters_never_reach_an_option() {
+        let cases: &[(&str, &[&str])] = &[
+            (
+                "{\"options\": [\"Good\\u0000 morning.\"]}",
+                &["Good morning."],
+            ),
+            (
+                "{\"options\": [\"Line one\\nline two\"]}",
+                &["Line one line two"],
+            ),
+            ("{\"options\": [\"\\u0007\\u009b\", \"Hi.\"]}", &["Hi."]),
+            ("Good\u{1b}[31m morning.", &["Good[31m morning."]),
+        ];
+        for (input, want) in cases {
+            assert_eq!(ok(input), *want, "input: {input:?}");
+        }
+        assert!(
+            parse_options("{\"options\": [\"\\u0000\"]}", 3)
+                .unwrap_err()
+                .is_empty()
+        );
     }
 
     #[test]
@@ -247,6 +307,7 @@ mod tests {
             if let Ok(v) = parse_options(&s, max) {
                 proptest::prop_assert!(!v.is_empty() && v.len() <= max);
                 proptest::prop_assert!(v.iter().all(|o| !o.trim().is_empty()));
+                proptest::prop_assert!(v.iter().all(|o| !o.chars().any(char::is_control)));
             }
         }
     }
