@@ -34,7 +34,9 @@ pub enum Request {
 pub enum ProtocolError {
     #[error("the request is not UTF-8 text")]
     NotUtf8,
-    #[error("not a valid request ({0}); send {{\"cmd\": \"status\" | \"pause\" | \"resume\" | \"reload\"}}")]
+    #[error(
+        "not a valid request ({0}); send {{\"cmd\": \"status\" | \"pause\" | \"resume\" | \"reload\"}}"
+    )]
     Malformed(String),
     #[error("for_secs must be a number of seconds from 0 to {max}, not {got}")]
     BadDuration { got: String, max: u64 },
@@ -44,8 +46,8 @@ impl Request {
     /// Parses and validates one request line.
     pub fn parse(line: &[u8]) -> Result<Request, ProtocolError> {
         let text = std::str::from_utf8(line).map_err(|_| ProtocolError::NotUtf8)?;
-        let req: Request =
-            serde_json::from_str(text.trim()).map_err(|e| ProtocolError::Malformed(e.to_string()))?;
+        let req: Request = serde_json::from_str(text.trim())
+            .map_err(|e| ProtocolError::Malformed(e.to_string()))?;
         if let Request::Pause { for_secs: Some(s) } = req {
             pause_duration(s)?;
         }
@@ -126,15 +128,31 @@ mod tests {
         let cases: &[(&[u8], Result<Request, &str>)] = &[
             (br#"{"cmd":"status"}"#, Ok(Request::Status)),
             (br#"{"cmd":"pause"}"#, Ok(Request::Pause { for_secs: None })),
-            (br#"{"cmd":"pause","for_secs":null}"#, Ok(Request::Pause { for_secs: None })),
-            (br#"{"cmd":"pause","for_secs":600}"#, Ok(Request::Pause { for_secs: Some(600.0) })),
-            (br#"{"cmd":"pause","for_secs":0}"#, Ok(Request::Pause { for_secs: Some(0.0) })),
+            (
+                br#"{"cmd":"pause","for_secs":null}"#,
+                Ok(Request::Pause { for_secs: None }),
+            ),
+            (
+                br#"{"cmd":"pause","for_secs":600}"#,
+                Ok(Request::Pause {
+                    for_secs: Some(600.0),
+                }),
+            ),
+            (
+                br#"{"cmd":"pause","for_secs":0}"#,
+                Ok(Request::Pause {
+                    for_secs: Some(0.0),
+                }),
+            ),
             (br#"{"cmd":"resume"}"#, Ok(Request::Resume)),
             (br#"{"cmd":"reload"}"#, Ok(Request::Reload)),
             (br#"{"cmd":"pause","for_secs":1e19}"#, Err("for_secs")),
             (br#"{"cmd":"pause","for_secs":-1}"#, Err("for_secs")),
             (br#"{"cmd":"pause","for_secs":2592001}"#, Err("for_secs")),
-            (br#"{"cmd":"pause","for_secs":"10"}"#, Err("not a valid request")),
+            (
+                br#"{"cmd":"pause","for_secs":"10"}"#,
+                Err("not a valid request"),
+            ),
             (br#"{"cmd":"explode"}"#, Err("not a valid request")),
             (br#"{"for_secs":1}"#, Err("not a valid request")),
             (b"not json", Err("not a valid request")),
@@ -159,7 +177,9 @@ mod tests {
     fn a_request_survives_the_wire() {
         for req in [
             Request::Status,
-            Request::Pause { for_secs: Some(90.0) },
+            Request::Pause {
+                for_secs: Some(90.0),
+            },
             Request::Pause { for_secs: None },
             Request::Resume,
             Request::Reload,

@@ -8,16 +8,16 @@ use std::time::Duration;
 use anyhow::Context;
 
 use crate::adapters::provider::{Settings, gemini::Gemini, openai::OpenAi};
+use crate::adapters::store::SqliteStore;
 use crate::config::credentials::Credentials;
 use crate::config::{Config, ConfigError, KeyLookup, ProviderConfig, ProviderKind};
 use crate::core::chain::{Chain, ChainConfig, ChainEntry, SkipReason, Skipped};
 use crate::core::clock::Clock;
-use crate::core::prompt::TranslationRequest;
-use crate::core::provider::Provider;
-use crate::adapters::store::SqliteStore;
 use crate::core::daemon::DaemonSettings;
 use crate::core::gates::Gates;
 use crate::core::notice::Notice;
+use crate::core::prompt::TranslationRequest;
+use crate::core::provider::Provider;
 use crate::core::ratelimit::RateLimit;
 use crate::core::store::{Opener, STORE_RETRY, Store, StoreHandle};
 use crate::sys::dirs::Dirs;
@@ -163,7 +163,9 @@ pub fn request_for(config: &Config, text: &str) -> TranslationRequest {
 
 /// Opens the history store for a command that may run beside a live daemon: no integrity
 /// scan (the daemon did it) and pending rows left alone (they may be the daemon's line).
-pub fn open_store_for_command(config: &Config) -> anyhow::Result<crate::adapters::store::SqliteStore> {
+pub fn open_store_for_command(
+    config: &Config,
+) -> anyhow::Result<crate::adapters::store::SqliteStore> {
     use crate::adapters::store::{Options, SqliteStore};
     let path = store_path(config)?;
     let opts = Options {

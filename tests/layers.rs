@@ -22,7 +22,9 @@ fn allowed() -> BTreeMap<&'static str, &'static [&'static str]> {
         ),
         (
             "daemon",
-            &["wire", "protocol", "config", "adapters", "service", "core", "sys"][..],
+            &[
+                "wire", "protocol", "config", "adapters", "service", "core", "sys",
+            ][..],
         ),
         ("wire", &["config", "adapters", "core", "sys"][..]),
         ("protocol", BOTTOM),
@@ -77,7 +79,12 @@ fn shell_imports_point_down_only() {
     let mut seen_modules = BTreeSet::new();
     for file in &files {
         let rel = file.strip_prefix(&src).unwrap();
-        let first = rel.components().next().unwrap().as_os_str().to_string_lossy();
+        let first = rel
+            .components()
+            .next()
+            .unwrap()
+            .as_os_str()
+            .to_string_lossy();
         let module = first.trim_end_matches(".rs").to_string();
         if module == "lib" || module == "main" {
             continue;
@@ -105,7 +112,11 @@ fn shell_imports_point_down_only() {
         seen_modules.len() >= 8,
         "the walk found too few modules: {seen_modules:?}"
     );
-    assert!(broken.is_empty(), "layer violations:\n{}", broken.join("\n"));
+    assert!(
+        broken.is_empty(),
+        "layer violations:\n{}",
+        broken.join("\n")
+    );
 }
 
 #[test]
@@ -149,8 +160,7 @@ fn cargo(args: &[&str]) -> String {
 #[test]
 fn the_core_crate_declares_no_http_clipboard_desktop_or_sqlite_crate() {
     let meta: serde_json::Value =
-        serde_json::from_str(&cargo(&["metadata", "--format-version", "1", "--no-deps"]))
-            .unwrap();
+        serde_json::from_str(&cargo(&["metadata", "--format-version", "1", "--no-deps"])).unwrap();
     let core = meta["packages"]
         .as_array()
         .unwrap()
@@ -177,7 +187,14 @@ fn the_core_crate_declares_no_http_clipboard_desktop_or_sqlite_crate() {
 fn the_core_crate_builds_with_no_http_clipboard_desktop_or_sqlite_crate() {
     // `cargo tree -p` resolves features for the core alone, as a build of it would.
     let tree = cargo(&[
-        "tree", "-p", "yaku-core", "-e", "normal", "--prefix", "none", "--offline",
+        "tree",
+        "-p",
+        "yaku-core",
+        "-e",
+        "normal",
+        "--prefix",
+        "none",
+        "--offline",
     ]);
     let crates: BTreeSet<&str> = tree
         .lines()
@@ -191,7 +208,14 @@ fn the_core_crate_builds_with_no_http_clipboard_desktop_or_sqlite_crate() {
         );
     }
     let features = cargo(&[
-        "tree", "-p", "yaku-core", "-e", "normal,features", "-i", "tokio", "--offline",
+        "tree",
+        "-p",
+        "yaku-core",
+        "-e",
+        "normal,features",
+        "-i",
+        "tokio",
+        "--offline",
     ]);
     assert!(features.contains("tokio feature \"time\""), "{features}");
     assert!(

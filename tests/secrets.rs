@@ -934,7 +934,9 @@ fn split_key_forms() -> Vec<String> {
     vec![
         SPLIT_KEY.to_string(),
         url.clone(),
-        url.replace("%2F", "%2f").replace("%2B", "%2b").replace("%3D", "%3d"),
+        url.replace("%2F", "%2f")
+            .replace("%2B", "%2b")
+            .replace("%3D", "%3d"),
         SPLIT_KEY.replace('/', "\\/"),
     ]
 }
@@ -945,7 +947,11 @@ fn fragment_leak(text: &str) -> Option<String> {
         for i in 0..=form.len() - 8 {
             let piece = &form[i..i + 8];
             if let Some(at) = text.find(piece) {
-                let start = text[..at].char_indices().rev().nth(40).map_or(0, |(i, _)| i);
+                let start = text[..at]
+                    .char_indices()
+                    .rev()
+                    .nth(40)
+                    .map_or(0, |(i, _)| i);
                 let end = (at + 48..=text.len())
                     .find(|&i| text.is_char_boundary(i))
                     .unwrap_or(text.len());
@@ -979,11 +985,20 @@ fn a_key_echoed_split_reversed_url_encoded_or_json_escaped_never_reaches_stderr_
     let json_escaped = &split_key_forms()[3];
     let messages: Vec<(&str, String)> = vec![
         ("whole", format!("Incorrect API key provided: {SPLIT_KEY}.")),
-        ("split in two", format!("key prefix {a}… (checked) …suffix {b} is not valid")),
+        (
+            "split in two",
+            format!("key prefix {a}… (checked) …suffix {b} is not valid"),
+        ),
         ("halves reversed", format!("key {b}{a} is not valid")),
         ("URL-encoded", format!("GET /v1/models?key={url} failed")),
-        ("URL-encoded, lower hex", format!("GET /v1/models?key={} failed", split_key_forms()[2])),
-        ("JSON-escaped", format!("the key \\\"{json_escaped}\\\" was refused")),
+        (
+            "URL-encoded, lower hex",
+            format!("GET /v1/models?key={} failed", split_key_forms()[2]),
+        ),
+        (
+            "JSON-escaped",
+            format!("the key \\\"{json_escaped}\\\" was refused"),
+        ),
     ];
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -1015,7 +1030,12 @@ fn a_key_echoed_split_reversed_url_encoded_or_json_escaped_never_reaches_stderr_
             Duration::from_secs(30),
         );
         assert_ne!(translate.code, Some(0), "{what}: {}", translate.all());
-        let history = bin::yaku(&["history", "--json", "--config", &c], &env, None, Duration::from_secs(30));
+        let history = bin::yaku(
+            &["history", "--json", "--config", &c],
+            &env,
+            None,
+            Duration::from_secs(30),
+        );
         assert!(
             history.stdout.contains("[redacted]"),
             "{what}: the provider's reason was not kept (redacted) in the history: {}",
@@ -1023,7 +1043,16 @@ fn a_key_echoed_split_reversed_url_encoded_or_json_escaped_never_reaches_stderr_
         );
         let csv = home.path("export.csv");
         let export = bin::yaku(
-            &["history", "export", "--format", "csv", "--output", csv.to_str().unwrap(), "--config", &c],
+            &[
+                "history",
+                "export",
+                "--format",
+                "csv",
+                "--output",
+                csv.to_str().unwrap(),
+                "--config",
+                &c,
+            ],
             &env,
             None,
             Duration::from_secs(30),
@@ -1048,5 +1077,10 @@ fn a_key_echoed_split_reversed_url_encoded_or_json_escaped_never_reaches_stderr_
         let sent = rt.block_on(server.received_requests()).unwrap_or_default();
         assert!(!sent.is_empty(), "{what}: the provider was never asked");
     }
-    assert!(leaks.is_empty(), "{} leaks:\n{}", leaks.len(), leaks.join("\n"));
+    assert!(
+        leaks.is_empty(),
+        "{} leaks:\n{}",
+        leaks.len(),
+        leaks.join("\n")
+    );
 }

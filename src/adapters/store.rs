@@ -316,8 +316,7 @@ impl SqliteStore {
             )));
         }
         configure(&conn, true).map_err(at(path))?;
-        report.migrated_from =
-            migrate(&mut conn).map_err(|e| with_path(path, e))?;
+        report.migrated_from = migrate(&mut conn).map_err(|e| with_path(path, e))?;
         if opts.recover_pending {
             report.interrupted = recover_pending(&conn).map_err(at(path))?;
         }
@@ -823,8 +822,12 @@ fn prepare_file(path: &Path) -> Result<(), StoreError> {
 
 /// Opens a connection and checks that the file is a readable database.
 fn connect(path: &Path, opts: &Options) -> Result<Connection, Health> {
-    let failed =
-        |e: rusqlite::Error| Health::Failed(StoreError::Database(format!("opening {}: {e}", path.display())));
+    let failed = |e: rusqlite::Error| {
+        Health::Failed(StoreError::Database(format!(
+            "opening {}: {e}",
+            path.display()
+        )))
+    };
     let conn = Connection::open(path).map_err(failed)?;
     // Closing a connection checkpoints and deletes the WAL; an unreadable file's `-wal` and
     // `-shm` must survive to be moved aside with it.
@@ -895,8 +898,8 @@ fn migrate(conn: &mut Connection) -> Result<Option<u32>, StoreError> {
     if found > i64::from(SCHEMA_VERSION) {
         return Err(StoreError::Schema(too_new(found)));
     }
-    let found =
-        u32::try_from(found).map_err(|_| StoreError::Schema(format!("unknown schema version {found}")))?;
+    let found = u32::try_from(found)
+        .map_err(|_| StoreError::Schema(format!("unknown schema version {found}")))?;
     if found == SCHEMA_VERSION {
         return Ok(None);
     }
@@ -1069,7 +1072,9 @@ mod tests {
     #[test]
     fn prune_works_through_a_backlog_of_several_batches_and_keeps_pending_lines() {
         let store = SqliteStore::open_in_memory().unwrap();
-        let pending = store.begin("in flight", Source::Cli, SystemTime::now()).unwrap();
+        let pending = store
+            .begin("in flight", Source::Cli, SystemTime::now())
+            .unwrap();
         store
             .conn()
             .execute_batch(
@@ -1081,7 +1086,10 @@ mod tests {
         assert_eq!(deleted, 24_900, "every surplus line but the pending one");
         assert_eq!(count(&store, "SELECT count(*) FROM lines"), 101);
         assert_eq!(
-            count(&store, &format!("SELECT count(*) FROM lines WHERE id = {pending}")),
+            count(
+                &store,
+                &format!("SELECT count(*) FROM lines WHERE id = {pending}")
+            ),
             1
         );
         assert_eq!(store.prune(100, 0, SystemTime::now()).unwrap(), 0);
@@ -1092,10 +1100,14 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("yaku.db");
         let (store, _) = SqliteStore::open(&path).unwrap();
-        store.begin("before", Source::Cli, SystemTime::now()).unwrap();
+        store
+            .begin("before", Source::Cli, SystemTime::now())
+            .unwrap();
         // Only the main file: its -wal and -shm, left behind, must not come back to life.
         fs::remove_file(&path).unwrap();
-        store.begin("after deletion", Source::Cli, SystemTime::now()).unwrap();
+        store
+            .begin("after deletion", Source::Cli, SystemTime::now())
+            .unwrap();
         let texts = |p: &Path| -> Vec<String> {
             let conn = Connection::open(p).unwrap();
             let mut stmt = conn.prepare("SELECT text FROM lines ORDER BY id").unwrap();
@@ -1108,10 +1120,14 @@ mod tests {
         // Replaced by a rename (a restored backup): the new file is the one written.
         let other = dir.path().join("backup.db");
         let (backup, _) = SqliteStore::open(&other).unwrap();
-        backup.begin("from the backup", Source::Cli, SystemTime::now()).unwrap();
+        backup
+            .begin("from the backup", Source::Cli, SystemTime::now())
+            .unwrap();
         drop(backup);
         fs::rename(&other, &path).unwrap();
-        store.begin("after the rename", Source::Cli, SystemTime::now()).unwrap();
+        store
+            .begin("after the rename", Source::Cli, SystemTime::now())
+            .unwrap();
         assert_eq!(texts(&path), ["from the backup", "after the rename"]);
     }
 

@@ -40,12 +40,7 @@ pub fn write(dir: &Path, binary: &Path) -> anyhow::Result<()> {
         (Shell::Fish, "yaku.fish"),
     ] {
         let mut out = Vec::new();
-        clap_complete::generate(
-            shell,
-            &mut Cli::command(),
-            "yaku",
-            &mut out,
-        );
+        clap_complete::generate(shell, &mut Cli::command(), "yaku", &mut out);
         write(name, &out)?;
     }
     let unit = crate::service::render_systemd_unit(binary);

@@ -62,7 +62,9 @@ pub fn run(path: &Path, as_json: bool, offline: bool) -> anyhow::Result<()> {
         service(&mut report, config);
     }
     daemon(&mut report);
-    report.json.insert("can_translate".into(), can_translate.into());
+    report
+        .json
+        .insert("can_translate".into(), can_translate.into());
     if as_json {
         println!("{}", Value::Object(report.json));
     } else {

@@ -29,7 +29,9 @@ pub fn pause(duration: Option<&str>) -> anyhow::Result<()> {
             let parsed = crate::adapters::provider::http::parse_duration(d)
                 .filter(|d| !d.is_zero())
                 .ok_or_else(|| {
-                    UsageError(format!("\"{d}\" is not a duration such as 10m, 90s or 1h30m"))
+                    UsageError(format!(
+                        "\"{d}\" is not a duration such as 10m, 90s or 1h30m"
+                    ))
                 })?;
             if parsed > protocol::MAX_PAUSE {
                 return Err(UsageError(format!(
@@ -74,10 +76,7 @@ pub fn status(as_json: bool) -> anyhow::Result<()> {
         println!("{v}");
         return Ok(());
     }
-    let secs = |v: &serde_json::Value| {
-        v.as_u64()
-            .map(|s| human_duration(Duration::from_secs(s)))
-    };
+    let secs = |v: &serde_json::Value| v.as_u64().map(|s| human_duration(Duration::from_secs(s)));
     println!(
         "yaku is running (pid {}, up {})",
         v["pid"],

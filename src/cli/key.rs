@@ -14,7 +14,8 @@ pub fn run(config: &Config, cmd: KeyCommand) -> anyhow::Result<()> {
     match cmd {
         KeyCommand::Set { name, no_test } => {
             super::known_provider(config, &name)?;
-            let key = read_secret(&format!("API key for {name}: ")).context("cannot read the key")?;
+            let key =
+                read_secret(&format!("API key for {name}: ")).context("cannot read the key")?;
             let key = key.trim();
             if key.is_empty() {
                 return Err(UsageError("no key given: nothing was stored".into()).into());

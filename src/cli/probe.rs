@@ -7,10 +7,10 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
+use crate::config::credentials::Credentials;
 use crate::config::{Config, KeyLookup, KeySource, ProviderConfig};
 use crate::core::prompt::{Prompt, TranslationRequest};
 use crate::core::provider::{FailureClass, Provider, ProviderFailure};
-use crate::config::credentials::Credentials;
 
 /// One provider's line in the diagnosis.
 #[derive(Debug, Clone, PartialEq)]

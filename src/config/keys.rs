@@ -7,7 +7,6 @@ use std::path::Path;
 use super::*;
 use crate::sys::private::check_private;
 
-
 /// Where a provider's key came from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum KeySource {

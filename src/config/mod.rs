@@ -5,11 +5,10 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-
 use crate::core::breaker::BreakerConfig;
 use crate::core::gates::GateConfig;
-use crate::sys::dirs::Dirs;
 use crate::core::memory::Glossary;
+use crate::sys::dirs::Dirs;
 
 /// The documented example; also what `yaku config init` writes.
 pub const EXAMPLE: &str = include_str!("../../config.example.toml");
@@ -46,18 +45,17 @@ pub fn config_path(cli: Option<&Path>) -> Result<PathBuf, ConfigError> {
         .map_err(|_| ConfigError::NoConfigDir)
 }
 
-
+pub mod credentials;
 mod keys;
 mod raw;
 mod validate;
-pub mod credentials;
 
 pub use keys::{KeyLookup, KeySource};
-pub use raw::{ProviderKind, Rotation};
 use raw::RawConfig;
-use validate::{friendly, key_at, key_by_header, key_of_syntax_error, line_of};
+pub use raw::{ProviderKind, Rotation};
 #[cfg(test)]
 use validate::check_base_url;
+use validate::{friendly, key_at, key_by_header, key_of_syntax_error, line_of};
 
 // ---------------------------------------------------------------- validated: what the code uses
 
@@ -245,17 +243,13 @@ impl Config {
 
     /// The history store's file: `[store] path`, else the platform data dir.
     pub fn store_path(&self, dirs: &Dirs) -> PathBuf {
-        self.store
-            .path
-            .clone()
-            .unwrap_or_else(|| dirs.store_file())
+        self.store.path.clone().unwrap_or_else(|| dirs.store_file())
     }
 
     /// The defaults, as if no file existed.
     pub fn defaults() -> Result<Config, ConfigError> {
         Config::from_raw(RawConfig::default(), "", Path::new("(defaults)"), false)
     }
-
 }
 
 #[cfg(test)]

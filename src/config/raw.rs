@@ -2,7 +2,6 @@
 
 use serde::Deserialize;
 
-
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub(super) struct RawConfig {
@@ -275,4 +274,3 @@ pub(super) fn default_providers() -> Vec<RawProvider> {
 }
 
 pub(super) const GEMINI_BASE_URL: &str = "https://generativelanguage.googleapis.com/v1beta";
-

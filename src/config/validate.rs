@@ -282,8 +282,7 @@ fn context(v: &Validator<'_>, raw: &RawConfig) -> Result<ContextConfig, ConfigEr
 
 /// `[cache]`, `[history]` and `[store]`.
 fn store(v: &Validator<'_>, raw: &RawConfig) -> Result<StoreConfig, ConfigError> {
-    let max_rows =
-        v.int_range(raw.history.max_rows, 0, i64::MAX, &["history", "max_rows"])? as u64;
+    let max_rows = v.int_range(raw.history.max_rows, 0, i64::MAX, &["history", "max_rows"])? as u64;
     let max_days = v.int_range(raw.history.max_days, 0, 100_000, &["history", "max_days"])? as u64;
     Ok(StoreConfig {
         cache_enabled: raw.cache.enabled,
@@ -322,10 +321,7 @@ fn inline_glossary(
 }
 
 /// `[translation] glossary_file`, relative to the config's directory.
-fn glossary_file(
-    v: &Validator<'_>,
-    t: &RawTranslation,
-) -> Result<Vec<GlossaryEntry>, ConfigError> {
+fn glossary_file(v: &Validator<'_>, t: &RawTranslation) -> Result<Vec<GlossaryEntry>, ConfigError> {
     let name = t.glossary_file.trim();
     if name.is_empty() {
         return Ok(Vec::new());
@@ -379,7 +375,6 @@ pub(super) fn check_base_url(url: &str) -> Result<(), String> {
         _ => Err(format!("\"{url}\" must start with https://")),
     }
 }
-
 
 // ---------------------------------------------------------------- locating keys and lines
 
@@ -625,4 +620,3 @@ fn search_value(value: &Spanned<DeValue<'_>>, offset: usize) -> Option<Vec<Strin
         _ => None,
     }
 }
-

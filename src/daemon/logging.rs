@@ -14,10 +14,7 @@ use crate::sys::dirs::Dirs;
 use crate::sys::private::create_private_dir;
 
 /// Log files (and stderr when it is a terminal). The guard flushes the file writer on drop.
-pub fn init(
-    config: &LogConfig,
-    dir: &Path,
-) -> Option<tracing_appender::non_blocking::WorkerGuard> {
+pub fn init(config: &LogConfig, dir: &Path) -> Option<tracing_appender::non_blocking::WorkerGuard> {
     let filter = || {
         tracing_subscriber::EnvFilter::try_from_env("YAKU_LOG")
             .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&config.level))
@@ -265,5 +262,4 @@ mod tests {
             (6..=15).map(|i| format!("old {i}\n")).collect::<String>() + "appended\nnew day\n";
         assert_eq!(text, expected);
     }
-
 }

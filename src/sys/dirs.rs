@@ -10,7 +10,9 @@ pub struct NoHome;
 
 /// Neither runtime dir candidate is a private directory of this user.
 #[derive(Debug, thiserror::Error)]
-#[error("no private runtime directory: {0}; remove it (or set $XDG_RUNTIME_DIR to a directory of yours)")]
+#[error(
+    "no private runtime directory: {0}; remove it (or set $XDG_RUNTIME_DIR to a directory of yours)"
+)]
 pub struct UntrustedRuntime(String);
 
 /// The platform's directories for yaku.

@@ -116,7 +116,11 @@ impl Skipped {
 
     /// Each provider's reason, `; `-separated: what a failed line's history row says.
     pub fn reasons(skipped: &[Skipped]) -> String {
-        skipped.iter().map(Skipped::line).collect::<Vec<_>>().join("; ")
+        skipped
+            .iter()
+            .map(Skipped::line)
+            .collect::<Vec<_>>()
+            .join("; ")
     }
 }
 
@@ -432,14 +436,7 @@ impl Chain {
                 a.sent += 1;
                 tracing::debug!(provider = %entry.name, attempt = a.sent, probe, "sending");
                 let outcome = self
-                    .call(
-                        entry,
-                        provider.as_ref(),
-                        &ask,
-                        probe,
-                        deadline,
-                        &mut sent,
-                    )
+                    .call(entry, provider.as_ref(), &ask, probe, deadline, &mut sent)
                     .await;
                 let now = self.clock.now();
                 match outcome {

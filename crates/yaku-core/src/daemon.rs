@@ -456,7 +456,11 @@ impl Daemon {
         if self.settings.include_text {
             tracing::info!(line_id = line.id, chars = line.text.chars().count(), text = %line.text, "line accepted");
         } else {
-            tracing::info!(line_id = line.id, chars = line.text.chars().count(), "line accepted");
+            tracing::info!(
+                line_id = line.id,
+                chars = line.text.chars().count(),
+                "line accepted"
+            );
         }
         match accepted {
             Accepted::Pending(entry) => {
@@ -939,7 +943,8 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn superseded_lines_are_recorded_superseded_and_shutdown_marks_the_line_in_flight_interrupted() {
+    async fn superseded_lines_are_recorded_superseded_and_shutdown_marks_the_line_in_flight_interrupted()
+     {
         let r = rig(
             vec![],
             Scripted {

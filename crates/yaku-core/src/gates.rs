@@ -745,7 +745,11 @@ mod tests {
         ];
         for (rejection, name) in cases {
             assert_eq!(rejection.gate_name(), name);
-            assert_eq!(rejection.to_string(), rejection.explain(), "one description");
+            assert_eq!(
+                rejection.to_string(),
+                rejection.explain(),
+                "one description"
+            );
         }
     }
 

@@ -53,11 +53,7 @@ pub fn translation(
 
 /// The notification for a line no provider could translate.
 pub fn outage(f: &ChainFailure) -> Notice {
-    let parts: Vec<String> = f
-        .skipped
-        .iter()
-        .map(|s| escape(&s.line()))
-        .collect();
+    let parts: Vec<String> = f.skipped.iter().map(|s| escape(&s.line())).collect();
     Notice {
         summary: "yaku could not translate".into(),
         body: format!("{} — run `yaku check`", parts.join(" · ")),

@@ -204,7 +204,8 @@ impl StoreHandle {
 
     /// The store of a one-shot command: after a failure it is not opened again.
     pub fn once(store: Arc<dyn Store>, clock: Arc<dyn Clock>) -> Self {
-        let opener: Opener = Box::new(|| Err(StoreError::Refused("not reopened by a command".into())));
+        let opener: Opener =
+            Box::new(|| Err(StoreError::Refused("not reopened by a command".into())));
         Self::new(Some(store), opener, clock, STORE_RETRY)
     }
 

@@ -351,7 +351,6 @@ fn nth_sunday(year: i64, month: u32, n: u32) -> u32 {
     1 + (7 - weekday) % 7 + 7 * (n - 1)
 }
 
-
 /// The shortest piece of a key that is redacted on its own: an API echoing the key cut in
 /// two, reordered or encoded still never gets a run of this many of its characters through.
 pub const MIN_KEY_FRAGMENT: usize = 8;

@@ -48,7 +48,6 @@ pub fn rfc3339_ms(ms: i64) -> String {
     format!("{y:04}-{m:02}-{d:02}T{hh:02}:{mm:02}:{ss:02}.{milli:03}Z")
 }
 
-
 /// Appends `field` to `out` as one CSV field (RFC 4180): quoted, with quotes doubled, when it
 /// holds a comma, a quote, CR or LF, or is empty (so that an empty string differs from an
 /// absent value, which `csv_absent` writes as nothing).
@@ -82,7 +81,6 @@ pub fn csv_num(out: &mut String, n: impl std::fmt::Display) {
 #[cfg(test)]
 mod tests {
     use super::*;
-
 
     #[test]
     fn rfc3339_formats_known_instants() {

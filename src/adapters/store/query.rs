@@ -446,42 +446,42 @@ fn line_totals(
 ) -> Result<bool, StoreError> {
     let read = sql("reading the statistics");
     let mut odd_lines = false;
-        let mut stmt = match from {
-            Some(_) => conn.prepare_cached(LINE_TOTALS),
-            None => conn.prepare_cached(LINE_TOTALS_ALL),
-        }
-        .map_err(&read)?;
-        let mut found = match from {
-            Some(from) => stmt.query([from]),
-            None => stmt.query([]),
-        }
-        .map_err(&read)?;
-        while let Some(r) = found.next().map_err(&read)? {
-            let mut c = Cells::new(r);
-            let status: Stored<Status> = c.word(0).map_err(&read)?;
-            let provider = c.text(1, true).map_err(&read)?;
-            let count = c.count(2, false).map_err(&read)?.unwrap_or(0);
-            // A REAL sum means a row holds something other than an integer.
-            let fallback = c.count(3, true).map_err(&read)?.unwrap_or(0).min(count);
-            odd_lines |= c.odd;
-            match status.known() {
-                Some(Status::Pending) => continue,
-                Some(Status::Translated) => {
-                    stats.translated += count;
-                    if let Some(p) = provider {
-                        let p = provider_entry(providers, &p);
-                        p.lines_served += count;
-                        p.lines_fallback += fallback;
-                    }
+    let mut stmt = match from {
+        Some(_) => conn.prepare_cached(LINE_TOTALS),
+        None => conn.prepare_cached(LINE_TOTALS_ALL),
+    }
+    .map_err(&read)?;
+    let mut found = match from {
+        Some(from) => stmt.query([from]),
+        None => stmt.query([]),
+    }
+    .map_err(&read)?;
+    while let Some(r) = found.next().map_err(&read)? {
+        let mut c = Cells::new(r);
+        let status: Stored<Status> = c.word(0).map_err(&read)?;
+        let provider = c.text(1, true).map_err(&read)?;
+        let count = c.count(2, false).map_err(&read)?.unwrap_or(0);
+        // A REAL sum means a row holds something other than an integer.
+        let fallback = c.count(3, true).map_err(&read)?.unwrap_or(0).min(count);
+        odd_lines |= c.odd;
+        match status.known() {
+            Some(Status::Pending) => continue,
+            Some(Status::Translated) => {
+                stats.translated += count;
+                if let Some(p) = provider {
+                    let p = provider_entry(providers, &p);
+                    p.lines_served += count;
+                    p.lines_fallback += fallback;
                 }
-                Some(Status::Cached) => stats.cached += count,
-                Some(Status::Failed) => stats.failed += count,
-                Some(Status::Superseded) => stats.skipped += count,
-                Some(Status::Interrupted) => stats.interrupted += count,
-                None => {}
             }
-            stats.lines += count;
+            Some(Status::Cached) => stats.cached += count,
+            Some(Status::Failed) => stats.failed += count,
+            Some(Status::Superseded) => stats.skipped += count,
+            Some(Status::Interrupted) => stats.interrupted += count,
+            None => {}
         }
+        stats.lines += count;
+    }
     Ok(odd_lines)
 }
 
@@ -493,55 +493,55 @@ fn attempt_totals(
 ) -> Result<bool, StoreError> {
     let read = sql("reading the statistics");
     let mut odd_attempts = false;
-        let mut stmt = match from {
-            Some(_) => conn.prepare_cached(ATTEMPT_TOTALS),
-            None => conn.prepare_cached(ATTEMPT_TOTALS_ALL),
-        }
-        .map_err(&read)?;
-        let mut found = match from {
-            Some(from) => stmt.query([from]),
-            None => stmt.query([]),
-        }
-        .map_err(&read)?;
-        // Per provider: (latency, count) of ok requests.
-        let mut ok_latencies: BTreeMap<String, Vec<(u64, u64)>> = BTreeMap::new();
-        while let Some(r) = found.next().map_err(&read)? {
-            let mut c = Cells::new(r);
-            let name = c.text(0, false).map_err(&read)?;
-            let outcome = c.text(1, false).map_err(&read)?;
-            let latency = c.count(2, false).map_err(&read)?;
-            let count = c.count(3, false).map_err(&read)?.unwrap_or(0);
-            let opened = c.count(4, true).map_err(&read)?.unwrap_or(0).min(count);
-            odd_attempts |= c.odd;
-            let Some(name) = name else { continue };
-            let p = provider_entry(providers, &name);
-            p.requests += count;
-            p.breaker_opens += opened;
-            match outcome.as_deref().unwrap_or_default() {
-                "ok" => {
-                    p.ok += count;
-                    if let Some(latency) = latency {
-                        ok_latencies.entry(name).or_default().push((latency, count));
-                    }
+    let mut stmt = match from {
+        Some(_) => conn.prepare_cached(ATTEMPT_TOTALS),
+        None => conn.prepare_cached(ATTEMPT_TOTALS_ALL),
+    }
+    .map_err(&read)?;
+    let mut found = match from {
+        Some(from) => stmt.query([from]),
+        None => stmt.query([]),
+    }
+    .map_err(&read)?;
+    // Per provider: (latency, count) of ok requests.
+    let mut ok_latencies: BTreeMap<String, Vec<(u64, u64)>> = BTreeMap::new();
+    while let Some(r) = found.next().map_err(&read)? {
+        let mut c = Cells::new(r);
+        let name = c.text(0, false).map_err(&read)?;
+        let outcome = c.text(1, false).map_err(&read)?;
+        let latency = c.count(2, false).map_err(&read)?;
+        let count = c.count(3, false).map_err(&read)?.unwrap_or(0);
+        let opened = c.count(4, true).map_err(&read)?.unwrap_or(0).min(count);
+        odd_attempts |= c.odd;
+        let Some(name) = name else { continue };
+        let p = provider_entry(providers, &name);
+        p.requests += count;
+        p.breaker_opens += opened;
+        match outcome.as_deref().unwrap_or_default() {
+            "ok" => {
+                p.ok += count;
+                if let Some(latency) = latency {
+                    ok_latencies.entry(name).or_default().push((latency, count));
                 }
-                "rate_limited" => p.rate_limited += count,
-                "transient" => p.transient += count,
-                "refused" => p.refused += count,
-                "unauthorized" => p.unauthorized += count,
-                "model_unavailable" => p.model_unavailable += count,
-                "bad_request" => p.bad_request += count,
-                // A class added later, or a hand edit: counted in `requests` only.
-                _ => odd_attempts = true,
             }
+            "rate_limited" => p.rate_limited += count,
+            "transient" => p.transient += count,
+            "refused" => p.refused += count,
+            "unauthorized" => p.unauthorized += count,
+            "model_unavailable" => p.model_unavailable += count,
+            "bad_request" => p.bad_request += count,
+            // A class added later, or a hand edit: counted in `requests` only.
+            _ => odd_attempts = true,
         }
-        for (name, histogram) in &mut ok_latencies {
-            // SQLite orders text after numbers, so a latency read from text or rounded
-            // from a REAL can be out of place; the groups are few, and sorting is cheap.
-            histogram.sort_by_key(|&(latency, _)| latency);
-            let p = provider_entry(providers, name);
-            p.p50_ms = nearest_rank(histogram, 50);
-            p.p95_ms = nearest_rank(histogram, 95);
-        }
+    }
+    for (name, histogram) in &mut ok_latencies {
+        // SQLite orders text after numbers, so a latency read from text or rounded
+        // from a REAL can be out of place; the groups are few, and sorting is cheap.
+        histogram.sort_by_key(|&(latency, _)| latency);
+        let p = provider_entry(providers, name);
+        p.p50_ms = nearest_rank(histogram, 50);
+        p.p95_ms = nearest_rank(histogram, 95);
+    }
     Ok(odd_attempts)
 }
 

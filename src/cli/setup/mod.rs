@@ -29,9 +29,10 @@ use std::time::Duration;
 use anyhow::Context;
 use tokio::sync::{mpsc, oneshot};
 
+use super::probe::{ProviderCheck, check_provider};
 use crate::adapters::clipboard::SystemClipboard;
 use crate::adapters::notify::DesktopNotifier;
-use super::probe::{ProviderCheck, check_provider};
+use crate::config::credentials::Credentials;
 use crate::config::{self, Config, ConfigError, KeyLookup, ProviderConfig};
 use crate::core::chain::{Chain, ChainFailure, Translation};
 use crate::core::clock::TokioClock;
@@ -42,7 +43,6 @@ use crate::core::intake::{
 };
 use crate::core::line::{Accepted, CacheUse, Lines};
 use crate::core::store::Source;
-use crate::config::credentials::Credentials;
 use crate::sys::terminal::{NoEcho, stdin_ready};
 
 /// How long step 6 waits for a newly copied line.
