@@ -427,15 +427,11 @@ impl SqliteStore {
         if max_rows > 0 {
             let offset = i64::try_from(max_rows).unwrap_or(i64::MAX);
             // The id of the newest row that must go; everything at or below it goes too.
-            let cutoff: Option<i64> = self
-                .conn()
-                .query_row(
-                    "SELECT id FROM lines ORDER BY id DESC LIMIT 1 OFFSET ?1",
-                    [offset],
-                    |r| r.get(0),
-                )
-                .optional()
-                .map_err(sql("pruning surplus lines"))?;
+            let cutoff = self.nth_newest(
+                "pruning surplus lines",
+                "SELECT id FROM lines ORDER BY id DESC LIMIT 1 OFFSET ?1",
+                offset,
+            )?;
             if let Some(cutoff) = cutoff {
                 deleted += self.delete_in_batches(
                     "pruning surplus lines",
@@ -446,15 +442,11 @@ impl SqliteStore {
                 )?;
             }
             // The cache follows the same bound, oldest answers first, so it cannot grow for ever.
-            let cutoff: Option<i64> = self
-                .conn()
-                .query_row(
-                    "SELECT created_ms FROM cache ORDER BY created_ms DESC LIMIT 1 OFFSET ?1",
-                    [offset],
-                    |r| r.get(0),
-                )
-                .optional()
-                .map_err(sql("pruning the cache"))?;
+            let cutoff = self.nth_newest(
+                "pruning the cache",
+                "SELECT created_ms FROM cache ORDER BY created_ms DESC LIMIT 1 OFFSET ?1",
+                offset,
+            )?;
             if let Some(cutoff) = cutoff {
                 self.delete_in_batches(
                     "pruning the cache",
@@ -466,6 +458,20 @@ impl SqliteStore {
             }
         }
         Ok(deleted)
+    }
+
+    /// The value `query` (ordered newest first, `OFFSET ?1`) finds `offset` rows down: the
+    /// newest that retention removes. None when there are no more rows than that.
+    fn nth_newest(
+        &self,
+        doing: &'static str,
+        query: &str,
+        offset: i64,
+    ) -> Result<Option<i64>, StoreError> {
+        self.conn()
+            .query_row(query, [offset], |r| r.get(0))
+            .optional()
+            .map_err(sql(doing))
     }
 
     /// Runs `delete` (with `?1` = `arg`, `?2` = the batch size) in committed transactions until
