@@ -149,6 +149,9 @@ pub struct Translation {
     pub latency: Duration,
     /// Every request sent for the line, in order (for the statistics).
     pub attempts: Vec<AttemptRecord>,
+    /// The model's rendering of the line's speaker, when the line named one and the reply
+    /// gave it (`{"speaker": ...}`); not cached, so a cached answer has none.
+    pub speaker: Option<String>,
 }
 
 impl Translation {
@@ -172,6 +175,7 @@ impl From<super::store::CachedAnswer> for Translation {
             skipped: Vec::new(),
             latency: Duration::ZERO,
             attempts: Vec::new(),
+            speaker: None,
         }
     }
 }
@@ -303,6 +307,8 @@ pub struct Chain {
 struct Ask {
     prompt: Prompt,
     checks: ReplyChecks,
+    /// The line names a speaker: a reply may give its rendering.
+    speaks: bool,
 }
 
 /// What one provider can still do for the line being translated.
@@ -393,6 +399,7 @@ impl Chain {
         let ask = Ask {
             prompt: Prompt::build(req),
             checks: ReplyChecks::new(req, self.cfg.reply_checks),
+            speaks: crate::speaker::split(&req.text).speaker.is_some(),
         };
         let start = self.clock.now();
         let deadline = crate::clock::later(start, self.cfg.deadline);
@@ -440,7 +447,7 @@ impl Chain {
                     .await;
                 let now = self.clock.now();
                 match outcome {
-                    Some(Ok(options)) => {
+                    Some(Ok((options, speaker))) => {
                         let skipped = skipped_before(&attempts, slot);
                         let latency = now.saturating_duration_since(start);
                         return Ok(Translation {
@@ -450,6 +457,7 @@ impl Chain {
                             skipped,
                             latency,
                             attempts: sent,
+                            speaker,
                         });
                     }
                     Some(Err(failure)) => {
@@ -607,7 +615,7 @@ impl Chain {
         probe: bool,
         deadline: Instant,
         log: &mut Vec<AttemptRecord>,
-    ) -> Option<Result<Vec<String>, ProviderFailure>> {
+    ) -> Option<Result<(Vec<String>, Option<String>), ProviderFailure>> {
         let prompt = &ask.prompt;
         let sent_at = self.clock.now();
         let mut record = |outcome: &'static str, opened_breaker: bool, at: Instant| {
@@ -644,7 +652,12 @@ impl Chain {
                 let dropped: Vec<&str> = checked.dropped.iter().map(|p| p.as_str()).collect();
                 tracing::info!(provider = %entry.name, ?dropped, "reply checks dropped options");
             }
-            Ok(checked.options)
+            let speaker = if ask.speaks {
+                crate::reply::parse_speaker(&text)
+            } else {
+                None
+            };
+            Ok((checked.options, speaker))
         });
         let jitter = self.jitter();
         pending.armed = false;

@@ -538,7 +538,15 @@ impl Daemon {
             .first()
             .map(|e| e.name.as_str())
             .unwrap_or_default();
-        let n = notice::translation(&line.text, t, self.settings.show_original, first);
+        let speaker =
+            crate::speaker::shown_name(&line.text, &self.settings.glossary, t.speaker.as_deref());
+        let n = notice::translation(
+            &line.text,
+            speaker.as_deref(),
+            t,
+            self.settings.show_original,
+            first,
+        );
         self.notices.send_replace(Some(n));
     }
 
@@ -938,6 +946,62 @@ mod tests {
             "the name in the context keeps its rendering; 魔法 appears nowhere"
         );
         assert!(sent_object(&r, 0).get("context").is_none());
+        let _ = r.stop.send(());
+        r.done.await.unwrap();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_notice_names_the_speaker_in_the_glossarys_rendering_and_a_known_name_shares_the_cache()
+     {
+        use crate::memory::GlossaryEntry;
+        let glossary = Glossary::new(vec![GlossaryEntry {
+            source: "春香".into(),
+            target: "Haruka".into(),
+            note: String::new(),
+        }]);
+        let reply = |speaker: &str, option: &str| Scripted {
+            latency: Duration::ZERO,
+            result: Ok(serde_json::json!({ "speaker": speaker, "options": [option] }).to_string()),
+        };
+        let r = rig_with(
+            vec![
+                reply("Harukaa", "Hey, are you listening?"),
+                reply("Misaki", "Yeah."),
+            ],
+            fake::ok("unused"),
+            glossary,
+        );
+        let mut summaries = Vec::new();
+        for line in [
+            "【春香】「ねえ、聞いてる？」",
+            "美咲「うん」",
+            "春香「ねえ、聞いてる？」",
+        ] {
+            r.tx.send(copy(line)).await.unwrap();
+            settle().await;
+            summaries.push(r.shown.last().unwrap().summary);
+        }
+        assert_eq!(
+            summaries,
+            [
+                "Haruka: Hey, are you listening?",
+                "Misaki: Yeah.",
+                "Haruka: Hey, are you listening?"
+            ],
+            "the glossary's rendering, else the reply's"
+        );
+        assert_eq!(
+            calls(&r),
+            2,
+            "the known name's other form came from the cache"
+        );
+        let first = sent_object(&r, 0);
+        assert_eq!(first["speaker"], "春香");
+        assert_eq!(first["line"], "「ねえ、聞いてる？」");
+        assert_eq!(
+            sent_object(&r, 1)["context"],
+            serde_json::json!(["1. 春香: 「ねえ、聞いてる？」"])
+        );
         let _ = r.stop.send(());
         r.done.await.unwrap();
     }

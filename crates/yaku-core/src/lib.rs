@@ -19,6 +19,7 @@ pub mod provider;
 pub mod queue;
 pub mod ratelimit;
 pub mod reply;
+pub mod speaker;
 pub mod store;
 
 /// In-memory fakes of the ports, for tests here and in the shell (`test-support`).

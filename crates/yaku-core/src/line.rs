@@ -162,15 +162,17 @@ impl Lines {
     }
 }
 
-/// The cache key of `request`'s line with its own glossary entries.
+/// The cache key of `request`'s line with its own glossary entries; a speaker the glossary
+/// knows is left out of both (`speaker::cache_line`).
 fn key_for(request: &TranslationRequest, own: &[GlossaryEntry]) -> String {
+    let (line, own) = crate::speaker::cache_line(&request.text, own);
     cache_key(
-        &request.text,
+        line,
         &request.source_language,
         &request.target_language,
         request.options,
         &request.instructions,
-        own,
+        &own,
     )
 }
 
@@ -256,6 +258,40 @@ mod tests {
             Some(0),
             "a cached row says it took no time"
         );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_speaker_in_the_glossary_never_splits_the_cache_and_an_unknown_one_does() {
+        use crate::memory::Glossary;
+        let r = rig(vec![], fake::ok("Yeah."));
+        let glossary = Glossary::new(vec![crate::memory::GlossaryEntry {
+            source: "春香".into(),
+            target: "Haruka".into(),
+            note: String::new(),
+        }]);
+        let mut answered = Vec::new();
+        for text in [
+            "【春香】「うん」",
+            "春香「うん」",
+            "美咲「うん」",
+            "【美咲】「うん」",
+        ] {
+            let req = request(text);
+            let own = glossary.applicable(text, &[]);
+            answered.push(
+                match r.lines.accept(&req, &own, Source::Cli, CacheUse::On) {
+                    Accepted::Cached(..) => "cached",
+                    Accepted::Pending(entry) => {
+                        r.lines
+                            .translate(&r.chain, &req, None, &entry)
+                            .await
+                            .unwrap();
+                        "asked"
+                    }
+                },
+            );
+        }
+        assert_eq!(answered, ["asked", "cached", "asked", "asked"]);
     }
 
     #[tokio::test(start_paused = true)]

@@ -34,6 +34,14 @@ impl Glossary {
         self.entries.is_empty()
     }
 
+    /// The rendering of a term that is exactly an entry's (a speaker's name).
+    pub fn rendering(&self, term: &str) -> Option<&str> {
+        self.entries
+            .iter()
+            .find(|e| e.source == term)
+            .map(|e| e.target.as_str())
+    }
+
     /// Entries whose term appears in the line or in any of the context lines, in glossary order.
     pub fn applicable(&self, line: &str, context: &[String]) -> Vec<GlossaryEntry> {
         self.entries

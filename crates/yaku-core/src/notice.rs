@@ -23,15 +23,21 @@ pub fn escape(text: &str) -> String {
     out
 }
 
-/// The notification for a translated line. `first_provider` is the chain's first provider:
-/// an answer from another one says "via NAME".
+/// The notification for a translated line. `speaker` is the name to show before the best
+/// option (`Haruka: Hey, are you listening?`; see `speaker::shown_name`). `first_provider` is
+/// the chain's first provider: an answer from another one says "via NAME".
 pub fn translation(
     original: &str,
+    speaker: Option<&str>,
     t: &Translation,
     show_original: bool,
     first_provider: &str,
 ) -> Notice {
-    let summary = escape(t.options.first().map(String::as_str).unwrap_or_default());
+    let best = t.options.first().map(String::as_str).unwrap_or_default();
+    let summary = match speaker {
+        Some(name) => escape(&format!("{name}: {best}")),
+        None => escape(best),
+    };
     let mut body: Vec<String> = t
         .options
         .iter()
@@ -94,6 +100,7 @@ mod tests {
             skipped: vec![],
             latency: Duration::from_millis(5),
             attempts: vec![],
+            speaker: None,
         }
     }
 
@@ -101,14 +108,28 @@ mod tests {
     fn summary_is_the_best_option_and_body_the_rest_then_the_original() {
         let n = translation(
             "先輩<3",
+            None,
             &t("gemini", &["Senpai <3 & me", "B", "C"]),
             true,
             "gemini",
         );
         assert_eq!(n.summary, "Senpai &lt;3 &amp; me");
         assert_eq!(n.body, "2. B\n3. C\n先輩&lt;3");
-        let n = translation("先輩", &t("groq", &["A"]), false, "gemini");
+        let n = translation("先輩", None, &t("groq", &["A"]), false, "gemini");
         assert_eq!(n.body, "via groq");
+    }
+
+    #[test]
+    fn a_speaker_is_named_before_the_best_option_only() {
+        let n = translation(
+            "【春香】「ねえ、聞いてる？」",
+            Some("Haruka<"),
+            &t("gemini", &["Hey, are you listening?", "Hey, listening?"]),
+            true,
+            "gemini",
+        );
+        assert_eq!(n.summary, "Haruka&lt;: Hey, are you listening?");
+        assert_eq!(n.body, "2. Hey, listening?\n【春香】「ねえ、聞いてる？」");
     }
 
     #[test]

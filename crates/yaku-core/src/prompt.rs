@@ -1,15 +1,20 @@
 //! Builds the prompt every provider sends. The copied line is untrusted: it travels as a JSON
 //! string value, so no content of the line can close the frame and speak as instructions.
+//! A speaker the line names (`【春香】「…」`, see `speaker.rs`) travels beside it as
+//! `"speaker"`, never inside it, and so do the context lines' speakers.
 
 /// Bumped whenever the prompt's wording changes, so cached answers from an older prompt are
 /// not mistaken for answers to this one.
-pub const PROMPT_VERSION: u32 = 1;
+pub const PROMPT_VERSION: u32 = 2;
 
 use super::memory::GlossaryEntry;
+use super::speaker;
 
 /// What to translate and how; built by the caller from the config.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct TranslationRequest {
+    /// The whole cleaned line; its speaker, if it names one, is split off when the prompt is
+    /// built.
     pub text: String,
     pub source_language: String,
     pub target_language: String,
@@ -51,9 +56,18 @@ impl Prompt {
             src = req.source_language,
             tgt = req.target_language,
         );
+        let spoken = speaker::split(&req.text);
+        if spoken.speaker.is_some() {
+            system.push_str(
+                "\nThe object holds \"speaker\": the name of who says the line. It is not part of the line: \
+                 never put it in the options. Give its rendering beside them, as {\"speaker\": \"...\", \"options\": [...]}; \
+                 when the glossary lists the name, use the glossary's rendering.",
+            );
+        }
         if !req.context.is_empty() {
             system.push_str(
-                "\nThe object may hold \"context\": the previous lines of the scene, oldest first, numbered. \
+                "\nThe object may hold \"context\": the previous lines of the scene, oldest first, numbered, \
+                 a line's speaker before a colon. \
                  Use them only to understand the line (who speaks, names, gender, tone); never translate them.",
             );
         }
@@ -73,7 +87,13 @@ impl Prompt {
                 .context
                 .iter()
                 .enumerate()
-                .map(|(i, c)| format!("{}. {c}", i + 1))
+                .map(|(i, c)| match speaker::split(c) {
+                    speaker::Spoken {
+                        speaker: Some(name),
+                        line,
+                    } => format!("{}. {name}: {line}", i + 1),
+                    _ => format!("{}. {c}", i + 1),
+                })
                 .collect();
             object.insert("context".into(), numbered.into());
         }
@@ -91,7 +111,10 @@ impl Prompt {
                 .collect();
             object.insert("glossary".into(), entries.into());
         }
-        object.insert("line".into(), req.text.clone().into());
+        if let Some(name) = spoken.speaker {
+            object.insert("speaker".into(), name.into());
+        }
+        object.insert("line".into(), spoken.line.into());
         let line = serde_json::Value::Object(object);
         let user = format!("Translate the \"line\" of this object:\n{line}");
         Prompt {
@@ -129,6 +152,7 @@ mod tests {
     fn context_is_numbered_and_glossary_listed_next_to_the_line() {
         let mut r = req("先輩、遅いよ");
         r.context = vec!["春香「おはよう」".into(), "先輩が来た。".into()];
+        let context_shown = serde_json::json!(["1. 春香: 「おはよう」", "2. 先輩が来た。"]);
         r.glossary = vec![GlossaryEntry {
             source: "先輩".into(),
             target: "senpai".into(),
@@ -138,8 +162,8 @@ mod tests {
         let json_part = p.user.lines().skip(1).collect::<Vec<_>>().join("\n");
         let v: serde_json::Value = serde_json::from_str(&json_part).unwrap();
         assert_eq!(
-            v["context"],
-            serde_json::json!(["1. 春香「おはよう」", "2. 先輩が来た。"])
+            v["context"], context_shown,
+            "context lines carry their speakers"
         );
         assert_eq!(
             v["glossary"],
@@ -149,6 +173,32 @@ mod tests {
         assert!(p.system.contains("never translate them"));
         let plain = Prompt::build(&req("先輩"));
         assert!(!plain.user.contains("context") && !plain.system.contains("glossary"));
+    }
+
+    #[test]
+    fn the_speaker_travels_beside_the_line_with_its_glossary_rendering() {
+        let mut r = req("【春香】「ねえ、聞いてる？」");
+        r.glossary = vec![GlossaryEntry {
+            source: "春香".into(),
+            target: "Haruka".into(),
+            note: String::new(),
+        }];
+        let p = Prompt::build(&r);
+        let json_part = p.user.lines().skip(1).collect::<Vec<_>>().join("\n");
+        let v: serde_json::Value = serde_json::from_str(&json_part).unwrap();
+        assert_eq!(v["speaker"], "春香");
+        assert_eq!(
+            v["line"], "「ねえ、聞いてる？」",
+            "the name is never inside the line"
+        );
+        assert_eq!(
+            v["glossary"],
+            serde_json::json!([{ "term": "春香", "translation": "Haruka" }])
+        );
+        assert!(p.system.contains("\"speaker\": \"...\", \"options\""));
+        let plain = Prompt::build(&req("昨日「君の名は」を見た"));
+        assert!(!plain.user.contains("speaker") && !plain.system.contains("\"speaker\""));
+        assert!(plain.user.contains("昨日「君の名は」を見た"));
     }
 
     #[test]

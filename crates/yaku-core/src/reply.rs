@@ -49,6 +49,22 @@ pub fn parse_options(text: &str, max: usize) -> Result<Vec<String>, InvalidReply
     }
 }
 
+/// The longest speaker rendering taken from a reply; a longer one is prose, not a name.
+const MAX_SPEAKER_CHARS: usize = 40;
+
+/// The speaker's rendering a reply may give beside its options (`{"speaker": "Haruka",
+/// "options": [...]}`), on one line and trimmed. Never required: a reply without one, or with
+/// one that is not a short string, gives None and its options stand.
+pub fn parse_speaker(text: &str) -> Option<String> {
+    let text = strip_think(text);
+    let body = strip_fences(text.trim());
+    let v = serde_json::from_str::<Value>(body)
+        .ok()
+        .or_else(|| embedded_json(body))?;
+    let name = one_line(v.get("speaker")?.as_str()?).trim().to_string();
+    (!name.is_empty() && name.chars().count() <= MAX_SPEAKER_CHARS).then_some(name)
+}
+
 /// Removes `<think>…</think>` blocks (and an unclosed trailing one), where some models put
 /// their reasoning.
 pub fn strip_think(text: &str) -> String {
@@ -291,6 +307,41 @@ mod tests {
                 .unwrap_err()
                 .is_empty()
         );
+    }
+
+    #[test]
+    fn a_speaker_rendering_is_taken_when_given_and_never_required() {
+        let cases: &[(&str, Option<&str>)] = &[
+            (
+                r#"{"speaker": "Haruka", "options": ["Hey."]}"#,
+                Some("Haruka"),
+            ),
+            (
+                "```json\n{\"speaker\": \" Haruka\\n\", \"options\": [\"Hey.\"]}\n```",
+                Some("Haruka"),
+            ),
+            (
+                r#"Sure: {"options": ["Hey."], "speaker": "Haruka"}"#,
+                Some("Haruka"),
+            ),
+            (r#"{"options": ["Hey."]}"#, None),
+            (r#"{"speaker": "", "options": ["Hey."]}"#, None),
+            (r#"{"speaker": 3, "options": ["Hey."]}"#, None),
+            (r#"{"speaker": ["Haruka"], "options": ["Hey."]}"#, None),
+            ("Hey, are you listening?", None),
+            ("}}}{{{ not json", None),
+        ];
+        for (input, want) in cases {
+            assert_eq!(parse_speaker(input).as_deref(), *want, "input: {input:?}");
+            if input.contains("options") {
+                assert_eq!(ok(input), ["Hey."], "the options stand: {input:?}");
+            }
+        }
+        let long = format!(
+            r#"{{"speaker": "{}", "options": ["Hey."]}}"#,
+            "a".repeat(41)
+        );
+        assert_eq!(parse_speaker(&long), None);
     }
 
     #[test]

@@ -840,7 +840,15 @@ async fn notify<I: Io>(io: &mut I, config: &Config, text: &str, t: &Translation)
         .first()
         .map(|p| p.name.as_str())
         .unwrap_or_default();
-    let notice = crate::core::notice::translation(text, t, config.notify.show_original, first);
+    let speaker =
+        crate::core::speaker::shown_name(text, &config.context.glossary, t.speaker.as_deref());
+    let notice = crate::core::notice::translation(
+        text,
+        speaker.as_deref(),
+        t,
+        config.notify.show_original,
+        first,
+    );
     let notifier = DesktopNotifier::new(config.notify.timeout_ms);
     match tokio::time::timeout(QUICK, notifier.show(&notice)).await {
         Ok(Ok(())) => say(io, "(also shown as a desktop notification)"),
