@@ -235,7 +235,7 @@ fn parse_csv(s: &str) -> Vec<Vec<Option<String>>> {
 }
 
 fn row_from_csv(rec: &[Option<String>]) -> HistoryRow {
-    assert_eq!(rec.len(), 11, "{rec:?}");
+    assert_eq!(rec.len(), 12, "{rec:?}");
     let req = |i: usize| {
         rec[i]
             .clone()
@@ -257,6 +257,7 @@ fn row_from_csv(rec: &[Option<String>]) -> HistoryRow {
         options: Some(serde_json::from_str(&req(8)).unwrap()),
         latency_ms: rec[9].as_ref().map(|l| l.parse().unwrap()),
         error: rec[10].clone(),
+        speaker: rec[11].clone(),
     }
 }
 
@@ -272,6 +273,7 @@ struct JsonRow {
     options: Vec<String>,
     latency_ms: Option<u64>,
     error: Option<String>,
+    speaker: Option<String>,
 }
 
 fn json_row_from(v: &Value) -> JsonRow {
@@ -285,6 +287,7 @@ fn json_row_from(v: &Value) -> JsonRow {
         "options",
         "latency_ms",
         "error",
+        "speaker",
     ] {
         assert!(
             v.as_object().unwrap().contains_key(key),
@@ -302,6 +305,7 @@ fn json_row_from(v: &Value) -> JsonRow {
         options: serde_json::from_value(v["options"].clone()).unwrap(),
         latency_ms: v["latency_ms"].as_u64(),
         error: opt_str("error"),
+        speaker: opt_str("speaker"),
     }
 }
 
@@ -316,6 +320,7 @@ fn json_row_of(r: &HistoryRow) -> JsonRow {
         options: r.options.clone().unwrap(),
         latency_ms: r.latency_ms,
         error: r.error.clone(),
+        speaker: r.speaker.clone(),
     }
 }
 
@@ -331,7 +336,7 @@ fn awkward_history(store: &SqliteStore) {
             ),
         ),
         (
-            "「え、\"本当\"？」",
+            "春香「え、\"本当\"？」",
             translated("groq", &["\"Really?\"", "say \"hi\", then \\leave\\"], 95),
         ),
         (
@@ -796,6 +801,56 @@ fn a_database_at_version_0_without_tables_is_migrated() {
     assert_eq!(user_version(&path), i64::from(SCHEMA_VERSION));
     assert_fresh_store_works(&store);
     assert_eq!(count(&path, "cache"), 0);
+}
+
+#[test]
+fn a_version_1_file_gains_the_speaker_column_with_null_for_its_old_rows() {
+    let (_dir, path) = tmp();
+    {
+        let (store, _) = open(&path);
+        let id = store
+            .begin("【春香】「前から」", Source::Clipboard, t(0))
+            .unwrap();
+        store.finish(id, &skipped(), &[]).unwrap();
+    }
+    {
+        // What version 1 wrote: the same tables without the column.
+        let conn = Connection::open(&path).unwrap();
+        conn.execute_batch("ALTER TABLE lines DROP COLUMN speaker; PRAGMA user_version = 1;")
+            .unwrap();
+    }
+    let (store, report) = open(&path);
+    assert_eq!(report.migrated_from, Some(1));
+    assert_eq!(user_version(&path), i64::from(SCHEMA_VERSION));
+    for text in ["【春香】「ねえ、聞いてる？」", "美咲：うん", "おはよう"] {
+        store.begin(text, Source::Clipboard, t(1)).unwrap();
+    }
+    let speakers: Vec<Option<String>> = store
+        .history(10, None)
+        .unwrap()
+        .iter()
+        .map(|r| r.speaker.clone())
+        .collect();
+    assert_eq!(
+        speakers,
+        [None, Some("春香".into()), Some("美咲".into()), None],
+        "the old row stays NULL; new rows name their speaker"
+    );
+    let json = store.history(10, None).unwrap()[1].to_json();
+    assert_eq!(json["speaker"], "春香");
+    assert_eq!(
+        json["text"], "【春香】「ねえ、聞いてる？」",
+        "the text is kept whole"
+    );
+    // A hand edit that left a number there is shown as its text, as in every text column.
+    Connection::open(&path)
+        .unwrap()
+        .execute_batch("UPDATE lines SET speaker = 42 WHERE text = 'おはよう';")
+        .unwrap();
+    assert_eq!(
+        store.history(10, None).unwrap()[3].speaker.as_deref(),
+        Some("42")
+    );
 }
 
 #[test]
@@ -1311,6 +1366,7 @@ fn history_json_has_exactly_the_documented_keys_and_an_rfc3339_time() {
         "options",
         "latency_ms",
         "error",
+        "speaker",
     ]
     .into();
     assert_eq!(keys, want);
@@ -1326,6 +1382,7 @@ fn history_json_has_exactly_the_documented_keys_and_an_rfc3339_time() {
     );
     assert_eq!(done["latency_ms"], 812);
     assert!(done["error"].is_null());
+    assert!(done["speaker"].is_null(), "おはよう names no speaker");
 
     let pending = rows[1].to_json();
     assert_eq!(pending.as_object().unwrap().len(), want.len());
@@ -1374,11 +1431,9 @@ fn csv_export_parses_back_to_the_same_rows() {
     let n = store.export(ExportFormat::Csv, &mut out).unwrap();
     let text = String::from_utf8(out).unwrap();
     assert_eq!(n, 7);
-    assert!(
-        text.starts_with(
-            "id,at,text,source,status,provider,model,best,options,latency_ms,error\r\n"
-        )
-    );
+    assert!(text.starts_with(
+        "id,at,text,source,status,provider,model,best,options,latency_ms,error,speaker\r\n"
+    ));
     let records = parse_csv(&text);
     assert_eq!(
         records[0]

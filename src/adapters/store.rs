@@ -5,7 +5,7 @@
 //! and a `yaku history` / `yaku stats` command can use it at the same time. Times are unix
 //! milliseconds, UTC.
 //!
-//! # Schema (version 1, kept in `PRAGMA user_version`)
+//! # Schema (version 2, kept in `PRAGMA user_version`)
 //!
 //! ```sql
 //! -- One row per accepted line. `status` starts as 'pending' and is replaced exactly once by
@@ -53,6 +53,10 @@
 //!     created_ms INTEGER NOT NULL,     -- when this answer was stored (a replacement resets it)
 //!     hits       INTEGER NOT NULL DEFAULT 0
 //! );
+//!
+//! -- Version 2: who says the line, as the text names it ('春香' for 【春香】「…」); NULL when
+//! -- the line names no speaker, and for lines recorded before version 2.
+//! ALTER TABLE lines ADD COLUMN speaker TEXT;
 //! ```
 //!
 //! The covering indexes `lines_status` and `attempts_stats` are what keep `yaku stats` fast
@@ -93,7 +97,7 @@ pub const SCHEMA_VERSION: u32 = MIGRATIONS.len() as u32;
 
 /// Forward migrations; step `i` takes the file from version `i` to `i + 1`. Never edit a
 /// released step: append a new one.
-const MIGRATIONS: &[&str] = &[V1];
+const MIGRATIONS: &[&str] = &[V1, V2];
 
 /// Version 1, the initial schema. Kept identical to the module doc (a unit test checks it),
 /// comments included, so `sqlite3 yaku.db .schema` shows them.
@@ -143,6 +147,13 @@ CREATE TABLE cache (
     created_ms INTEGER NOT NULL,     -- when this answer was stored (a replacement resets it)
     hits       INTEGER NOT NULL DEFAULT 0
 );
+";
+
+/// Version 2: the speaker column. Kept identical to the module doc, as V1 is.
+const V2: &str = "\
+-- Version 2: who says the line, as the text names it ('春香' for 【春香】「…」); NULL when
+-- the line names no speaker, and for lines recorded before version 2.
+ALTER TABLE lines ADD COLUMN speaker TEXT;
 ";
 
 /// How to open the store. `Options::default()` is what the daemon uses.
@@ -600,10 +611,13 @@ impl Store for SqliteStore {
         let conn = self.conn();
         let mut stmt = conn
             .prepare_cached(
-                "INSERT INTO lines (at_ms, source, text, status) VALUES (?1, ?2, ?3, 'pending')",
+                "INSERT INTO lines (at_ms, source, text, status, speaker)
+                 VALUES (?1, ?2, ?3, 'pending', ?4)",
             )
             .map_err(sql("recording a line"))?;
-        stmt.execute(params![unix_ms(at), source.as_str(), text])
+        // The speaker is what the text names, split as the prompt splits it.
+        let speaker = crate::core::speaker::split(text).speaker;
+        stmt.execute(params![unix_ms(at), source.as_str(), text, speaker])
             .map_err(sql("recording a line"))?;
         Ok(conn.last_insert_rowid())
     }
@@ -1068,7 +1082,7 @@ mod tests {
             .pragma_query_value(None, "user_version", |r| r.get(0))
             .unwrap();
         assert_eq!(v, SCHEMA_VERSION);
-        assert_eq!(SCHEMA_VERSION, 1);
+        assert_eq!(SCHEMA_VERSION, 2);
     }
 
     fn count(store: &SqliteStore, sql: &str) -> i64 {

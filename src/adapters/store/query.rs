@@ -51,11 +51,15 @@ pub struct HistoryRow {
     pub options: Option<Vec<String>>,
     pub latency_ms: Option<u64>,
     pub error: Option<String>,
+    /// Who says the line, as its text names it; None when it names none (and for rows from
+    /// before the column, or unreadable).
+    pub speaker: Option<String>,
 }
 
 impl HistoryRow {
     /// The `--json` / JSONL shape: exactly `id`, `at` (RFC 3339 UTC), `text`, `status`,
-    /// `provider`, `best`, `options`, `latency_ms`, `error`; null where absent or unreadable.
+    /// `provider`, `best`, `options`, `latency_ms`, `error`, `speaker`; null where absent or
+    /// unreadable.
     /// `source` and `model` are not part of it.
     pub fn to_json(&self) -> Value {
         json!({
@@ -68,6 +72,7 @@ impl HistoryRow {
             "options": self.options,
             "latency_ms": self.latency_ms,
             "error": self.error,
+            "speaker": self.speaker,
         })
     }
 }
@@ -78,7 +83,7 @@ pub enum ExportFormat {
     /// One `HistoryRow::to_json` object per line.
     Jsonl,
     /// RFC 4180 CSV (CRLF line ends) with the header
-    /// `id,at,text,source,status,provider,model,best,options,latency_ms,error`. `at` is
+    /// `id,at,text,source,status,provider,model,best,options,latency_ms,error,speaker`. `at` is
     /// RFC 3339; `options` is a JSON array of strings (lossless, unlike a joined list); an
     /// absent or unreadable value (see [`HistoryRow`]) is an empty unquoted field and an
     /// empty string is `""`.
@@ -98,7 +103,7 @@ impl ExportFormat {
 
 /// The CSV header line `export` writes.
 pub const CSV_HEADER: &str =
-    "id,at,text,source,status,provider,model,best,options,latency_ms,error";
+    "id,at,text,source,status,provider,model,best,options,latency_ms,error,speaker";
 
 /// One provider's figures over the selected lines.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -228,7 +233,7 @@ const ODD_ATTEMPTS: &str = "SELECT id FROM attempts WHERE (?1 IS NULL OR at_ms >
     ) LIMIT ?2";
 
 const ROW_COLUMNS: &str =
-    "id, at_ms, text, source, status, provider, model, best, options, latency_ms, error";
+    "id, at_ms, text, source, status, provider, model, best, options, latency_ms, error, speaker";
 
 impl SqliteStore {
     /// The last `limit` lines (by id), oldest first.
@@ -429,6 +434,7 @@ impl SqliteStore {
             options: c.options(8)?,
             latency_ms: c.count(9, true)?,
             error: c.text(10, true)?,
+            speaker: c.text(11, true)?,
         };
         if c.odd {
             self.report_odd("lines", row.id, "shown as best it can be");
@@ -646,6 +652,8 @@ fn csv_row(out: &mut String, row: &HistoryRow) -> Result<(), StoreError> {
     }
     out.push(',');
     csv_opt(out, row.error.as_deref());
+    out.push(',');
+    csv_opt(out, row.speaker.as_deref());
     Ok(())
 }
 
