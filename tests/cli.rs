@@ -152,9 +152,11 @@ async fn gemini_rate_limited_falls_back_to_groq_and_json_says_why() {
             "options",
             "provider",
             "skipped",
+            "speaker",
             "text"
         ]
     );
+    assert!(v["speaker"].is_null(), "the line names no speaker");
     assert_eq!(v["text"], "おはよう、先輩。");
     assert_eq!(v["best"], "Good morning, senpai.");
     assert_eq!(

@@ -62,7 +62,15 @@ pub fn run(config: &Config, args: TranslateArgs) -> anyhow::Result<()> {
             runtime.block_on(lines.translate(&chain, &request, args.provider.as_deref(), &entry))
         }
     };
-    print(text, result, args.json)
+    let speaker = |t: Option<&Translation>| {
+        crate::core::speaker::shown_name(
+            text,
+            &config.context.glossary,
+            t.and_then(|t| t.speaker.as_deref()),
+        )
+    };
+    let speaker = speaker(result.as_ref().ok());
+    print(text, speaker.as_deref(), result, args.json)
 }
 
 /// The line: the argument, else standard input; trimmed, within `max_chars`, not empty.
@@ -96,12 +104,18 @@ fn read_text(config: &Config, arg: Option<&str>) -> anyhow::Result<String> {
 }
 
 /// Prints the answer (or the failure, as JSON too with `--json`) and says who answered.
-fn print(text: &str, result: Result<Translation, ChainFailure>, json: bool) -> anyhow::Result<()> {
+/// `speaker` is the line's speaker as shown (`speaker::shown_name`).
+fn print(
+    text: &str,
+    speaker: Option<&str>,
+    result: Result<Translation, ChainFailure>,
+    json: bool,
+) -> anyhow::Result<()> {
     let mut out = std::io::stdout().lock();
     match result {
         Ok(t) => {
             if json {
-                writeln!(out, "{}", translation_json(text, &t))?;
+                writeln!(out, "{}", translation_json(text, speaker, &t))?;
             } else {
                 write_plain(&mut out, &t)?;
                 if !t.attempts.is_empty() {
@@ -112,7 +126,7 @@ fn print(text: &str, result: Result<Translation, ChainFailure>, json: bool) -> a
         }
         Err(failure) => {
             if json {
-                writeln!(out, "{}", failure_json(text, &failure))?;
+                writeln!(out, "{}", failure_json(text, speaker, &failure))?;
             }
             eprintln!("yaku: no provider could translate this line:");
             for s in &failure.skipped {
@@ -155,9 +169,10 @@ fn skipped_json(skipped: &[Skipped]) -> serde_json::Value {
         .collect()
 }
 
-pub fn translation_json(text: &str, t: &Translation) -> serde_json::Value {
+pub fn translation_json(text: &str, speaker: Option<&str>, t: &Translation) -> serde_json::Value {
     json!({
         "text": text,
+        "speaker": speaker,
         "best": t.options.first(),
         "options": t.options,
         "provider": t.provider,
@@ -166,9 +181,10 @@ pub fn translation_json(text: &str, t: &Translation) -> serde_json::Value {
     })
 }
 
-pub fn failure_json(text: &str, f: &ChainFailure) -> serde_json::Value {
+pub fn failure_json(text: &str, speaker: Option<&str>, f: &ChainFailure) -> serde_json::Value {
     json!({
         "text": text,
+        "speaker": speaker,
         "best": null,
         "options": [],
         "provider": null,

@@ -53,7 +53,12 @@ impl Gemini {
             "responseMimeType": "application/json",
             "responseSchema": {
                 "type": "OBJECT",
-                "properties": { "options": { "type": "ARRAY", "items": { "type": "STRING" } } },
+                // `speaker` is optional: the prompt asks for it only when the line names one,
+                // and a schema without it would forbid it.
+                "properties": {
+                    "options": { "type": "ARRAY", "items": { "type": "STRING" } },
+                    "speaker": { "type": "STRING" }
+                },
                 "required": ["options"]
             }
         });
