@@ -899,6 +899,7 @@ async fn a_cached_line_makes_no_request_fresh_makes_one_and_history_records_ever
             "latency_ms",
             "options",
             "provider",
+            "speaker",
             "status",
             "text"
         ]
