@@ -345,6 +345,27 @@ fn copied_japanese_line_is_shown_as_a_notification_and_logged() {
 }
 
 #[test]
+fn a_line_naming_its_speaker_is_sent_without_the_name_and_notified_as_name_colon_translation() {
+    let env = DesktopEnv::start();
+    let yaku = start_yaku(&env, &YakuConfig::new(&env.provider.url()));
+
+    env.set_clipboard("春香「ねえ、聞いてる？」");
+    let shown = format!("春香: {}", best_option("「ねえ、聞いてる？」"));
+    await_state(
+        &env,
+        &yaku,
+        secs(5),
+        "a notification naming the speaker before the best option",
+        || notified(&env, &shown),
+    );
+    assert_eq!(
+        env.provider.lines(),
+        vec!["「ねえ、聞いてる？」".to_owned()],
+        "the provider's line holds no name"
+    );
+}
+
+#[test]
 fn notification_escapes_markup_numbers_the_other_options_and_replaces_the_previous_one() {
     let env = DesktopEnv::start();
     env.provider.translate_with(|line| {
