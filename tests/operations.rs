@@ -23,10 +23,11 @@ use desktop::wait::secs;
 use desktop::{DesktopEnv, YakuConfig};
 use desktop_ext::{await_polling, await_state, history};
 
-const LINE1: &str = "一行目：おはよう、先輩。";
-const LINE2: &str = "二行目：今日も早いですね。";
-const LINE3: &str = "三行目：待ってください！";
-const LINE4: &str = "四行目：また明日。";
+// No `名前：` shape: such a line would be sent without its speaker (see core speaker.rs).
+const LINE1: &str = "一行目、おはよう、先輩。";
+const LINE2: &str = "二行目、今日も早いですね。";
+const LINE3: &str = "三行目、待ってください！";
+const LINE4: &str = "四行目、また明日。";
 
 fn config(env: &DesktopEnv) -> YakuConfig {
     YakuConfig::new(&env.provider.url()).poll_interval_ms(50)
