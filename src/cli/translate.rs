@@ -62,14 +62,8 @@ pub fn run(config: &Config, args: TranslateArgs) -> anyhow::Result<()> {
             runtime.block_on(lines.translate(&chain, &request, args.provider.as_deref(), &entry))
         }
     };
-    let speaker = |t: Option<&Translation>| {
-        crate::core::speaker::shown_name(
-            text,
-            &config.context.glossary,
-            t.and_then(|t| t.speaker.as_deref()),
-        )
-    };
-    let speaker = speaker(result.as_ref().ok());
+    let rendered = result.as_ref().ok().and_then(|t| t.speaker.as_deref());
+    let speaker = crate::core::speaker::shown_name(text, &config.context.glossary, rendered);
     print(text, speaker.as_deref(), result, args.json)
 }
 
