@@ -1,4 +1,4 @@
-//! The control protocol between `yaku status|pause|resume|reload` and the running daemon: one
+//! The control protocol between `yaku status|pause|resume|reload|stop` and the running daemon: one
 //! JSON request line, one JSON reply line. Requests are a typed enum, validated here, so the
 //! server never does arithmetic on a value it has not checked.
 
@@ -27,6 +27,8 @@ pub enum Request {
     },
     Resume,
     Reload,
+    /// Stop the daemon as SIGTERM does.
+    Stop,
 }
 
 /// Why a request line was refused.
@@ -35,7 +37,7 @@ pub enum ProtocolError {
     #[error("the request is not UTF-8 text")]
     NotUtf8,
     #[error(
-        "not a valid request ({0}); send {{\"cmd\": \"status\" | \"pause\" | \"resume\" | \"reload\"}}"
+        "not a valid request ({0}); send {{\"cmd\": \"status\" | \"pause\" | \"resume\" | \"reload\" | \"stop\"}}"
     )]
     Malformed(String),
     #[error("for_secs must be a number of seconds from 0 to {max}, not {got}")]
@@ -146,6 +148,7 @@ mod tests {
             ),
             (br#"{"cmd":"resume"}"#, Ok(Request::Resume)),
             (br#"{"cmd":"reload"}"#, Ok(Request::Reload)),
+            (br#"{"cmd":"stop"}"#, Ok(Request::Stop)),
             (br#"{"cmd":"pause","for_secs":1e19}"#, Err("for_secs")),
             (br#"{"cmd":"pause","for_secs":-1}"#, Err("for_secs")),
             (br#"{"cmd":"pause","for_secs":2592001}"#, Err("for_secs")),

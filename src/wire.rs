@@ -11,6 +11,7 @@ use crate::adapters::provider::{Settings, gemini::Gemini, openai::OpenAi};
 use crate::adapters::store::SqliteStore;
 use crate::config::credentials::Credentials;
 use crate::config::{Config, ConfigError, KeyLookup, ProviderConfig, ProviderKind};
+use crate::core::calendar::DailyReset;
 use crate::core::chain::{Chain, ChainConfig, ChainEntry, SkipReason, Skipped};
 use crate::core::clock::Clock;
 use crate::core::daemon::DaemonSettings;
@@ -88,9 +89,10 @@ fn settings_id(p: &ProviderConfig, api_key: Option<&str>, config: &Config) -> u6
     h.finish()
 }
 
-/// Takes the requests each provider made in the last 24 hours (the history's attempts, as
-/// `yaku stats --since 24h` counts them) from its daily budget, so a restart or a reload never
-/// gives spent requests back. Without a readable history nothing is taken.
+/// Takes the requests each provider made since the start of its current budget day (the
+/// history's attempts, as `yaku stats --since` counts them) from its daily budget, so a
+/// restart, a reload or `yaku translate` never gives spent requests back. Without a readable
+/// history nothing is taken.
 pub fn seed_daily_budgets(config: &Config, chain: &crate::core::chain::Chain) {
     if config.providers.iter().all(|p| p.requests_per_day == 0) {
         return;
@@ -98,25 +100,60 @@ pub fn seed_daily_budgets(config: &Config, chain: &crate::core::chain::Chain) {
     if !store_path(config).is_ok_and(|p| p.exists()) {
         return;
     }
-    let since = std::time::SystemTime::now() - Duration::from_secs(86_400);
     // Beside a running daemon (a reload, `translate`): its pending line is not ours to end.
-    let stats = match open_store_for_command(config).and_then(|s| Ok(s.stats(Some(since))?)) {
-        Ok(stats) => stats,
+    let store = match open_store_for_command(config) {
+        Ok(store) => store,
         Err(e) => {
             tracing::warn!(error = %format!("{e:#}"), "daily budgets not read from the history: they start full");
             return;
         }
     };
-    for p in config.providers.iter().filter(|p| p.requests_per_day > 0) {
+    let now = std::time::SystemTime::now();
+    let budgeted: Vec<(&ProviderConfig, std::time::SystemTime)> = config
+        .providers
+        .iter()
+        .filter(|p| p.requests_per_day > 0)
+        .map(|p| (p, daily_reset(p.kind).day_start(now)))
+        .collect();
+    // One count per distinct day start: the providers of one zone share it.
+    let mut counted: Vec<(std::time::SystemTime, crate::adapters::store::Stats)> = Vec::new();
+    for (_, since) in &budgeted {
+        if counted.iter().any(|(at, _)| at == since) {
+            continue;
+        }
+        match store.stats(Some(*since)) {
+            Ok(stats) => counted.push((*since, stats)),
+            Err(e) => {
+                tracing::warn!(error = %e, "daily budgets not read from the history: they start full");
+                return;
+            }
+        }
+    }
+    for (p, since) in budgeted {
+        let (Some(entry), Some((_, stats))) = (
+            chain.entry(&p.name),
+            counted.iter().find(|(at, _)| *at == since),
+        ) else {
+            continue;
+        };
         let made = stats
             .providers
             .iter()
             .find(|s| s.provider == p.name)
             .map_or(0, |s| s.requests);
-        if let (Some(entry), true) = (chain.entry(&p.name), made > 0) {
+        if made > 0 {
             entry.spend_day(u32::try_from(made).unwrap_or(u32::MAX));
-            tracing::info!(provider = %p.name, requests = made, "daily budget: requests made in the last 24 h are spent");
+            tracing::info!(provider = %p.name, requests = made, "daily budget: requests made since the budget day began are spent");
         }
+    }
+}
+
+/// When a provider's daily budget resets: Gemini's at midnight Pacific time, every other's at
+/// midnight UTC (the fallback the OpenAI-compatible adapter also waits for on a daily 429).
+pub fn daily_reset(kind: ProviderKind) -> DailyReset {
+    match kind {
+        ProviderKind::Gemini => DailyReset::PacificMidnight,
+        ProviderKind::Openai => DailyReset::UtcMidnight,
     }
 }
 

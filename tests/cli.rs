@@ -1027,3 +1027,87 @@ async fn a_failed_line_is_in_the_history_with_its_latency_and_each_providers_rea
     assert!(rows[0]["latency_ms"].is_u64(), "{}", rows[0]);
     assert_eq!(rows[0]["error"], "gemini: key rejected; groq: key rejected");
 }
+
+/// Puts `n` finished lines at `at` into the store at `db`, each with one request to `provider`.
+fn store_requests(db: &std::path::Path, provider: &str, at: std::time::SystemTime, n: usize) {
+    let at_ms = at
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    let conn = rusqlite::Connection::open(db).unwrap();
+    for i in 0..n {
+        conn.execute(
+            "INSERT INTO lines (at_ms, source, text, status, provider, model, best, options,
+                                latency_ms, finished_ms)
+             VALUES (?1, 'cli', ?2, 'translated', ?3, 'm', 'ok', '[\"ok\"]', 5, ?1)",
+            rusqlite::params![at_ms, format!("行{provider}{at_ms}{i}"), provider],
+        )
+        .unwrap();
+        conn.execute(
+            "INSERT INTO attempts (line_id, seq, provider, outcome, latency_ms, opened_breaker, at_ms)
+             VALUES (last_insert_rowid(), 0, ?1, 'ok', 5, 0, ?2)",
+            rusqlite::params![provider, at_ms],
+        )
+        .unwrap();
+    }
+}
+
+#[tokio::test]
+async fn translate_counts_only_the_requests_of_each_providers_budget_day() {
+    use std::time::{Duration, SystemTime};
+    use yaku::core::calendar::DailyReset;
+    let s = Servers::start().await;
+    s.gemini_replies(200, gemini_ok(&["From gemini."])).await;
+    s.groq_replies(200, openai_ok(&["From groq."])).await;
+    let db = s.dir.path().join("history.db");
+    let toml = two_provider_config(&s.gemini.uri(), &s.groq.uri())
+        .replace(
+            "requests_per_minute = 600\n",
+            "requests_per_minute = 600\nrequests_per_day = 3\n",
+        )
+        .replace(
+            "[translation]",
+            &format!(
+                "[store]\npath = {:?}\n\n[translation]",
+                db.to_str().unwrap()
+            ),
+        );
+    let cfg = write_config(s.dir.path(), &toml, 0o600);
+    let cfg = cfg.to_str().unwrap();
+    drop(yaku::adapters::store::SqliteStore::open(&db).unwrap());
+    let now = SystemTime::now();
+    // Gemini's day began at midnight in California, Groq's at midnight UTC. A second before
+    // that is still within the last 24 hours: the requests of yesterday's budget day.
+    let pacific = DailyReset::PacificMidnight.day_start(now);
+    let utc = DailyReset::UtcMidnight.day_start(now);
+    store_requests(&db, "gemini", pacific - Duration::from_secs(1), 5);
+    store_requests(
+        &db,
+        "gemini",
+        pacific + (now.duration_since(pacific).unwrap() / 2),
+        3,
+    );
+    store_requests(&db, "groq", utc - Duration::from_secs(1), 5);
+    store_requests(&db, "groq", utc + (now.duration_since(utc).unwrap() / 2), 2);
+
+    // Gemini's three for today are spent; Groq has one left.
+    let out = yaku(
+        &["translate", "--config", cfg, "一行目です。"],
+        &keys(),
+        None,
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(0), "stderr: {}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "From groq.\n");
+    let out = yaku(
+        &["translate", "--config", cfg, "二行目です。"],
+        &keys(),
+        None,
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(3), "stdout: {}", text(&out.stdout));
+    let err = text(&out.stderr);
+    assert!(err.contains("gemini") && err.contains("groq"), "{err}");
+    assert!(s.gemini.received_requests().await.unwrap().is_empty());
+    assert_eq!(s.groq.received_requests().await.unwrap().len(), 1);
+}

@@ -1,9 +1,11 @@
 //! Controlling a running `yaku run` on a real (virtual) desktop: `yaku status`, `pause`,
-//! `resume` and `reload` over the control socket (see tests/desktop/ for the harness).
+//! `resume`, `reload` and `stop` over the control socket (see tests/desktop/ for the harness).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 #[path = "desktop/mod.rs"]
 mod desktop;
+#[path = "hardening/desktop_ext.rs"]
+mod desktop_ext;
 
 use std::time::Duration;
 
@@ -240,4 +242,50 @@ fn a_broken_reload_keeps_the_old_config_and_a_reload_that_fixes_the_key_reenable
         "a key reached the log"
     );
     drop(yaku);
+}
+
+#[test]
+fn stop_ends_the_line_in_flight_exits_0_and_frees_the_lock_for_a_restart() {
+    const LINE: &str = "止める前の台詞です。";
+    let env = DesktopEnv::start();
+    env.provider.hang();
+    let config = YakuConfig::new(&env.provider.url()).poll_interval_ms(100);
+    let yaku = start(&env, env.spawn_yaku(&config));
+    env.set_clipboard(LINE);
+    let db = desktop_ext::default_db(&env);
+    desktop_ext::await_state(
+        &env,
+        &yaku,
+        secs(10),
+        "the (hanging) request's pending row",
+        || {
+            env.provider.lines().iter().any(|l| l == LINE)
+                && desktop_ext::history(&db) == [(LINE.to_string(), "pending".to_string())]
+        },
+    );
+
+    let (st, out, err) = env.yaku_command(&["stop"]);
+    assert_eq!(st.code(), Some(0), "{out}{err}\n{}", env.report());
+    assert_eq!(out.trim(), format!("yaku stopped (pid {})", yaku.pid()));
+    // `yaku stop` returns once the lock is free: the daemon has exited by then.
+    let exit = yaku
+        .wait_exit(secs(2))
+        .unwrap_or_else(|| panic!("yaku still running after `yaku stop`\n{}", env.report()));
+    assert_eq!(exit.code(), Some(0), "{}", yaku.stderr());
+    assert_eq!(
+        desktop_ext::history(&db),
+        [(LINE.to_string(), "interrupted".to_string())],
+        "the line in flight is committed as interrupted, never left pending"
+    );
+
+    let (st, out, err) = env.yaku_command(&["stop"]);
+    assert_eq!(
+        (st.code(), err.trim()),
+        (Some(1), "yaku is not running"),
+        "{out}"
+    );
+
+    // Started again right after, it takes the lock and answers.
+    let again = start(&env, env.spawn_yaku(&config));
+    assert_eq!(status(&env)["pid"].as_u64(), Some(u64::from(again.pid())));
 }

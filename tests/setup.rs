@@ -229,6 +229,8 @@ async fn without_a_config_it_writes_the_example_with_the_chosen_languages() {
         t.send_line("Korean");
         t.expect("Target language (yours) [English]:", STEP);
         t.send_line("French");
+        t.expect("Choice [1]:", STEP);
+        t.send_line("");
         t.expect(
             "gemini: get a key at https://aistudio.google.com/apikey",
             STEP,
@@ -354,6 +356,8 @@ async fn yes_to_the_service_installs_and_starts_the_systemd_user_unit() {
         t.send_line("");
         t.expect("Target language", STEP);
         t.send_line("");
+        t.expect("Choice [1]:", STEP);
+        t.send_line("1");
         t.expect("API key for gemini", STEP);
         t.send_line("");
         t.expect("API key for groq", STEP);
@@ -578,6 +582,8 @@ async fn ctrl_c_at_the_key_prompt_leaves_the_terminal_echoing() {
         t.send_line("");
         t.expect("Target language", STEP);
         t.send_line("");
+        t.expect("Choice [1]:", STEP);
+        t.send_line("");
         t.expect("API key for gemini", STEP);
         let echo_at_prompt = t.echoes();
         t.send_raw(b"\x03");
@@ -599,4 +605,78 @@ async fn ctrl_c_at_the_key_prompt_leaves_the_terminal_echoing() {
         "Ctrl-C left the terminal without echo:\n{transcript}"
     );
     assert!(!config.exists());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_local_server_instead_of_keys_is_written_without_a_key_or_limits_and_tested() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/v1/chat/completions"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(openai_ok(&["Test."])))
+        .mount(&server)
+        .await;
+    let home = Home::new();
+    let config = home.root().join("cfg/config.toml");
+    let cmd = home.command(&config);
+    let url = format!("{}/v1", server.uri());
+    let (status, transcript) = session(move || {
+        let mut t = Pty::spawn(cmd);
+        t.expect("Continue? [y/N]", STEP);
+        t.send_line("y");
+        t.expect("Source language", STEP);
+        t.send_line("");
+        t.expect("Target language", STEP);
+        t.send_line("");
+        t.expect("2) a local or custom OpenAI-compatible server", STEP);
+        t.expect("Choice [1]:", STEP);
+        t.send_line("2");
+        t.expect("Server URL [http://127.0.0.1:11434/v1]:", STEP);
+        // The config's rule: plain http only on loopback.
+        t.send_line("http://example.com/v1");
+        t.expect("must use https://", STEP);
+        t.expect("Server URL", STEP);
+        t.send_line(&url);
+        t.expect("Model", STEP);
+        t.send_line("qwen3:8b");
+        t.expect("local: needs no key; testing", STEP);
+        t.expect("local: ", STEP);
+        t.expect("Wrote", STEP);
+        t.expect("login service", STEP);
+        t.send_line("n");
+        t.expect("Next time", STEP);
+        (t.wait(STEP), t.transcript())
+    })
+    .await;
+    assert!(status.success(), "{status:?}\n{transcript}");
+    assert!(!transcript.contains("API key for"), "{transcript}");
+    assert!(
+        !transcript.contains("No provider can translate"),
+        "{transcript}"
+    );
+
+    let requests = server.received_requests().await.unwrap();
+    assert!(!requests.is_empty(), "the server was not probed");
+    let body: serde_json::Value = serde_json::from_slice(&requests[0].body).unwrap();
+    assert_eq!(body["model"], "qwen3:8b");
+    assert!(requests[0].headers.get("authorization").is_none());
+
+    let loaded = yaku::config::Config::load(&config).unwrap();
+    assert_eq!(loaded.providers.len(), 1, "{:?}", loaded.providers);
+    let p = &loaded.providers[0];
+    assert_eq!(
+        (
+            p.name.as_str(),
+            p.kind,
+            p.model.as_str(),
+            p.base_url.as_str()
+        ),
+        (
+            "local",
+            yaku::config::ProviderKind::Openai,
+            "qwen3:8b",
+            format!("{}/v1", server.uri()).as_str()
+        )
+    );
+    assert_eq!((p.requests_per_minute, p.requests_per_day), (0, 0));
+    assert!(!config.parent().unwrap().join("credentials.toml").exists());
 }

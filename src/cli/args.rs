@@ -58,6 +58,9 @@ pub enum Command {
     Resume,
     /// Make the running daemon re-read its config (as SIGHUP does); a broken config is refused
     Reload,
+    /// Stop the running daemon as SIGTERM does (the line in flight finishes or is recorded as
+    /// interrupted) and wait until it has exited; exit 1 if yaku is not running
+    Stop,
     /// The last translated lines, oldest first; or export or clear the history
     #[command(args_conflicts_with_subcommands = true)]
     History(HistoryArgs),

@@ -1,4 +1,4 @@
-//! `yaku status|pause|resume|reload`: requests to the running daemon over its control channel.
+//! `yaku status|pause|resume|reload|stop`: requests to the running daemon over its control channel.
 
 use std::time::Duration;
 
@@ -10,12 +10,19 @@ use crate::sys::dirs::Dirs;
 
 /// Sends `req` to the running daemon; "not running" becomes [`NotRunning`] (exit 1).
 pub fn request(req: Request) -> anyhow::Result<serde_json::Value> {
-    let dirs = Dirs::resolve()?;
+    request_in(&runtime_dir()?, req)
+}
+
+/// The runtime dir the daemon's socket and lock are in.
+fn runtime_dir() -> anyhow::Result<std::path::PathBuf> {
     // A socket in a dir others could have planted it in is not yaku's: nothing to talk to.
-    let Some(runtime) = dirs.runtime_for_client() else {
-        return Err(NotRunning.into());
-    };
-    match control::request(&control::socket_path(&runtime), &req) {
+    Dirs::resolve()?
+        .runtime_for_client()
+        .ok_or_else(|| NotRunning.into())
+}
+
+fn request_in(runtime: &std::path::Path, req: Request) -> anyhow::Result<serde_json::Value> {
+    match control::request(&control::socket_path(runtime), &req) {
         Ok(v) => Ok(v),
         Err(ControlError::NotRunning) => Err(NotRunning.into()),
         Err(e) => Err(e.into()),
@@ -63,6 +70,33 @@ pub fn resume() -> anyhow::Result<()> {
 pub fn reload() -> anyhow::Result<()> {
     request(Request::Reload)?;
     println!("reloaded the config");
+    Ok(())
+}
+
+/// How long `yaku stop` waits for the daemon to let go of its lock: the line in flight may
+/// take up to its deadline to finish.
+const STOP_WAIT: Duration = Duration::from_secs(60);
+
+/// `yaku stop`: asks the daemon to stop as SIGTERM does, then waits until it has released
+/// its lock, so a script can start yaku again right after.
+pub fn stop() -> anyhow::Result<()> {
+    let runtime = runtime_dir()?;
+    let v = request_in(&runtime, Request::Stop)?;
+    let pid = v["pid"]
+        .as_u64()
+        .map(|p| format!(" (pid {p})"))
+        .unwrap_or_default();
+    let asked = std::time::Instant::now();
+    while crate::daemon::lock::is_held(&runtime) {
+        if asked.elapsed() >= STOP_WAIT {
+            anyhow::bail!(
+                "yaku{pid} was asked to stop but is still running after {}",
+                human_duration(STOP_WAIT)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    println!("yaku stopped{pid}");
     Ok(())
 }
 

@@ -134,6 +134,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Pause { duration } => control::pause(duration.as_deref()),
         Command::Resume => control::resume(),
         Command::Reload => control::reload(),
+        Command::Stop => control::stop(),
         Command::History(args) => history::run(&load_for_reading(&path)?, args),
         Command::Stats { json, since } => stats::run(&load_for_reading(&path)?, json, &since),
         Command::Logs { follow } => logs::run(&load_for_reading(&path)?, follow),

@@ -35,6 +35,9 @@ pub fn run(config: &Config, args: TranslateArgs) -> anyhow::Result<()> {
         let _entered = runtime.enter();
         wire::build_chain(config, &credentials, clock.clone())?
     };
+    // As the daemon does: today's requests are spent, so a budget the history shows as used
+    // up is not walked into a 429.
+    wire::seed_daily_budgets(config, &chain);
     let request = wire::request_for(config, text);
     // History and cache are a convenience here: without the store the line is still translated.
     let store = match wire::open_store_for_command(config) {

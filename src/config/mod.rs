@@ -53,8 +53,7 @@ mod validate;
 pub use keys::{KeyLookup, KeySource};
 use raw::RawConfig;
 pub use raw::{ProviderKind, Rotation};
-#[cfg(test)]
-use validate::check_base_url;
+pub use validate::check_base_url;
 use validate::{friendly, key_at, key_by_header, key_of_syntax_error, line_of};
 
 // ---------------------------------------------------------------- validated: what the code uses

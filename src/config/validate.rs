@@ -348,7 +348,7 @@ fn glossary_file(v: &Validator<'_>, t: &RawTranslation) -> Result<Vec<GlossaryEn
 const LOG_LEVELS: [&str; 5] = ["error", "warn", "info", "debug", "trace"];
 
 /// `https` required unless the host is loopback (a local Ollama or LM Studio).
-pub(super) fn check_base_url(url: &str) -> Result<(), String> {
+pub fn check_base_url(url: &str) -> Result<(), String> {
     let (scheme, rest) = url
         .split_once("://")
         .ok_or_else(|| format!("\"{url}\" is not a URL (expected https://host/path)"))?;

@@ -1,5 +1,5 @@
 //! The control channel: a Unix domain socket (0600) in yaku's runtime dir that the daemon
-//! serves and `yaku status`, `pause`, `resume` and `reload` use (the protocol is in
+//! serves and `yaku status`, `pause`, `resume`, `reload` and `stop` use (the protocol is in
 //! `crate::protocol`). Whether yaku runs is judged by an answer on it, never by a PID file.
 //!
 //! The server bounds itself: at most [`MAX_CONNECTIONS`] at once (more are closed at once),
@@ -42,22 +42,19 @@ pub fn socket_path(runtime_dir: &Path) -> PathBuf {
 /// Asks a reload of the composition root; the reply says whether the new config was taken.
 pub type ReloadRequest = oneshot::Sender<Result<(), String>>;
 
-/// What a connection needs to answer.
+/// What a connection needs to answer, whatever transport carried the request.
 #[derive(Clone)]
-struct Handles {
-    commands: mpsc::Sender<DaemonCommand>,
-    reloads: mpsc::Sender<ReloadRequest>,
-    started: Instant,
+pub struct Handles {
+    pub commands: mpsc::Sender<DaemonCommand>,
+    pub reloads: mpsc::Sender<ReloadRequest>,
+    /// Asks the daemon to stop as on SIGTERM (capacity 1: a second stop adds nothing).
+    pub stop: mpsc::Sender<()>,
+    pub started: Instant,
 }
 
 /// Serves the socket until the task is dropped.
 #[cfg(unix)]
-pub async fn serve(
-    path: PathBuf,
-    commands: mpsc::Sender<DaemonCommand>,
-    reloads: mpsc::Sender<ReloadRequest>,
-    started: Instant,
-) -> std::io::Result<()> {
+pub async fn serve(path: PathBuf, handles: Handles) -> std::io::Result<()> {
     use std::os::unix::fs::PermissionsExt;
     // We hold the instance lock, so a socket left here is from a yaku that died.
     let _ = std::fs::remove_file(&path);
@@ -70,11 +67,6 @@ pub async fn serve(
         }
     }
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
-    let handles = Handles {
-        commands,
-        reloads,
-        started,
-    };
     let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     let mut last_warning: Option<Instant> = None;
     loop {
@@ -130,7 +122,8 @@ async fn handle(stream: tokio::net::UnixStream, handles: &Handles) -> std::io::R
     Ok(())
 }
 
-async fn answer(req: Request, h: &Handles) -> Value {
+/// Acts on one validated request and returns the reply: the same for every transport.
+pub async fn answer(req: Request, h: &Handles) -> Value {
     let gone = || protocol::error_reply("the daemon is shutting down");
     let status = |st: DaemonStatus| {
         let mut v = protocol::status_json(&st, h.started.elapsed());
@@ -148,6 +141,11 @@ async fn answer(req: Request, h: &Handles) -> Value {
             Err(e) => return protocol::error_reply(&e.to_string()),
         },
         Request::Resume => DaemonCommand::Resume(tx),
+        Request::Stop => {
+            // Full means a stop is already asked for; closed means the daemon is stopping.
+            let _ = h.stop.try_send(());
+            return serde_json::json!({ "ok": true, "pid": std::process::id() });
+        }
         Request::Reload => {
             let (tx, rx) = oneshot::channel();
             if h.reloads.send(tx).await.is_err() {

@@ -52,6 +52,19 @@ pub fn acquire_lock(dir: &Path) -> anyhow::Result<Result<InstanceLock, Option<u3
     }
 }
 
+/// Whether a process holds the lock in `dir` now. Only opens an existing file (never
+/// creates, truncates or follows a symlink); a lock we can take is let go at once.
+pub fn is_held(dir: &Path) -> bool {
+    let mut opts = std::fs::OpenOptions::new();
+    opts.read(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::custom_flags(&mut opts, libc::O_NOFOLLOW);
+    let Ok(file) = opts.open(dir.join("yaku.lock")) else {
+        return false;
+    };
+    matches!(file.try_lock(), Err(std::fs::TryLockError::WouldBlock))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -67,6 +80,20 @@ mod tests {
         );
         drop(first);
         assert!(acquire_lock(dir.path()).unwrap().is_ok());
+    }
+
+    #[test]
+    fn the_lock_is_held_while_its_owner_keeps_it_and_free_after() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(!is_held(dir.path()), "no lock file");
+        let lock = acquire_lock(dir.path()).unwrap();
+        assert!(is_held(dir.path()));
+        drop(lock);
+        assert!(!is_held(dir.path()));
+        assert!(
+            acquire_lock(dir.path()).unwrap().is_ok(),
+            "probing left no lock behind"
+        );
     }
 
     #[test]

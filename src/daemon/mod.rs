@@ -1,6 +1,6 @@
 //! `yaku run`: the daemon's composition — single instance, log files, the clipboard thread,
 //! the notifier worker, the pipeline, the control socket, reloads, and shutdown on
-//! SIGINT/SIGTERM.
+//! SIGINT/SIGTERM or `yaku stop`.
 
 pub mod control;
 pub mod lock;
@@ -164,11 +164,15 @@ async fn serve(
     let (control, events_rx) = watch_clipboard(config, &mut daemon)?;
     let (reload_tx, reloader) = spawn_reloader(config, clock.clone(), &commands, &control);
     let socket = control::socket_path(&dirs.runtime);
+    let (stop_tx, mut stop_rx) = tokio::sync::mpsc::channel(1);
     let control_task = tokio::spawn(serve_control(
         socket.clone(),
-        commands.clone(),
-        reload_tx.clone(),
-        started,
+        control::Handles {
+            commands: commands.clone(),
+            reloads: reload_tx.clone(),
+            stop: stop_tx,
+            started,
+        },
     ));
     #[cfg(unix)]
     let hangup = tokio::spawn(reload_on_sighup(signals.hangup.take(), reload_tx));
@@ -186,7 +190,14 @@ async fn serve(
         poll_ms = config.clipboard.poll_interval.as_millis() as u64,
         "watching the clipboard"
     );
-    let counts = daemon.run(events_rx, shutdown_signal(signals)).await;
+    let shutdown = async {
+        tokio::select! {
+            () = shutdown_signal(signals) => {}
+            // No sender left (no control socket) disables this branch; it never stops us.
+            Some(()) = stop_rx.recv() => tracing::info!("yaku stop: stopping"),
+        }
+    };
+    let counts = daemon.run(events_rx, shutdown).await;
     control.stop.store(true, Ordering::Relaxed);
     for task in [control_task, hangup, retention, reloader] {
         task.abort();
@@ -255,16 +266,11 @@ fn spawn_reloader(
 }
 
 /// The control socket; without it the daemon still translates, and says so once.
-async fn serve_control(
-    socket: std::path::PathBuf,
-    commands: tokio::sync::mpsc::Sender<DaemonCommand>,
-    reload_tx: tokio::sync::mpsc::Sender<ReloadRequest>,
-    started: std::time::Instant,
-) {
+async fn serve_control(socket: std::path::PathBuf, handles: control::Handles) {
     #[cfg(unix)]
-    if let Err(e) = control::serve(socket.clone(), commands, reload_tx, started).await {
+    if let Err(e) = control::serve(socket.clone(), handles).await {
         tracing::warn!(path = %socket.display(), error = %e, "no control socket: `yaku status`, `pause` and `reload` will not reach this daemon");
     }
     #[cfg(not(unix))]
-    drop((socket, commands, reload_tx, started));
+    drop((socket, handles));
 }

@@ -1,12 +1,12 @@
 //! What both HTTP providers share: the client, reading a bounded body, classifying status
 //! codes, and reading how long a 429 asks us to wait.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 use reqwest::header::HeaderMap;
 use serde_json::Value;
 
-use crate::core::calendar::{civil_from_days, days_from_civil};
+use crate::core::calendar::DailyReset;
 use crate::core::provider::{FailureClass, ProviderFailure, QuotaScope};
 
 /// Replies larger than this are not read further: no translation reply comes near it.
@@ -317,38 +317,12 @@ pub fn retry_in_message(message: &str) -> Option<Duration> {
 
 /// The next midnight in US Pacific time after `now`, when Gemini's daily quotas reset.
 pub fn until_pacific_midnight(now: SystemTime) -> Duration {
-    let secs = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()) as i64;
-    let offset = if pacific_daylight_time(secs) {
-        -7 * 3600
-    } else {
-        -8 * 3600
-    };
-    let local = secs + offset;
-    let next_midnight_local = (local.div_euclid(86_400) + 1) * 86_400;
-    Duration::from_secs((next_midnight_local - local) as u64)
+    DailyReset::PacificMidnight.until_next(now)
 }
 
 /// The next midnight UTC after `now`, the fallback reset time of a daily quota.
 pub fn until_utc_midnight(now: SystemTime) -> Duration {
-    let secs = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
-    Duration::from_secs(86_400 - secs % 86_400)
-}
-
-/// US daylight saving time: from 2:00 local on the second Sunday of March to 2:00 local on the
-/// first Sunday of November.
-fn pacific_daylight_time(utc_secs: i64) -> bool {
-    let days = utc_secs.div_euclid(86_400);
-    let (year, _, _) = civil_from_days(days);
-    let start = days_from_civil(year, 3, nth_sunday(year, 3, 2)) * 86_400 + 10 * 3600; // 02:00 PST
-    let end = days_from_civil(year, 11, nth_sunday(year, 11, 1)) * 86_400 + 9 * 3600; // 02:00 PDT
-    (start..end).contains(&utc_secs)
-}
-
-fn nth_sunday(year: i64, month: u32, n: u32) -> u32 {
-    let first = days_from_civil(year, month, 1);
-    // 1970-01-01 was a Thursday (weekday 4, Sunday = 0).
-    let weekday = (first + 4).rem_euclid(7) as u32;
-    1 + (7 - weekday) % 7 + 7 * (n - 1)
+    DailyReset::UtcMidnight.until_next(now)
 }
 
 /// The shortest piece of a key that is redacted on its own: an API echoing the key cut in
@@ -481,6 +455,8 @@ pub fn rate_limited(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::core::calendar::days_from_civil;
+    use std::time::UNIX_EPOCH;
 
     #[test]
     fn no_piece_of_a_key_of_eight_characters_survives_redaction() {
@@ -623,9 +599,6 @@ mod tests {
         let winter = UNIX_EPOCH
             + Duration::from_secs(days_from_civil(2026, 1, 15) as u64 * 86_400 + 7 * 3600);
         assert_eq!(until_pacific_midnight(winter), Duration::from_secs(3600));
-        assert_eq!(nth_sunday(2026, 3, 2), 8);
-        assert_eq!(nth_sunday(2026, 11, 1), 1);
-        assert_eq!(civil_from_days(days_from_civil(2024, 2, 29)), (2024, 2, 29));
     }
 
     #[test]

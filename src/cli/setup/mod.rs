@@ -106,6 +106,7 @@ pub fn run_with<I: Io>(io: &mut I, config_path: &Path) -> anyhow::Result<()> {
     let mut chosen = languages(io, config_path, existing_ok)?;
     let example = chosen.example.take();
     let plan = plan(io, config_path, existing, example, &chosen.source)?;
+    let plan = choose_providers(io, config_path, plan)?;
     let config: &Config = match &plan {
         Plan::Write { config, .. } | Plan::Keep { config } => config,
     };
@@ -338,6 +339,93 @@ fn plan<I: Io>(
             Err(e.into())
         }
     }
+}
+
+/// For a config about to be written: the example's Gemini and Groq (keys asked next), or one
+/// local or custom OpenAI-compatible server that needs no key and has no limits (a `[[providers]]`
+/// entry of kind openai, as README describes for local servers), tested in step 3.
+fn choose_providers<I: Io>(io: &mut I, config_path: &Path, plan: Plan) -> anyhow::Result<Plan> {
+    let Plan::Write {
+        text, overwrite, ..
+    } = &plan
+    else {
+        return Ok(plan);
+    };
+    say(io, "")?;
+    say(io, "Which providers translate?")?;
+    say(
+        io,
+        "  1) Gemini, then Groq if Gemini cannot: free API keys, asked next",
+    )?;
+    say(
+        io,
+        "  2) a local or custom OpenAI-compatible server (Ollama, LM Studio, llama.cpp, vLLM): no key",
+    )?;
+    loop {
+        match ask_default(io, "Choice", "1")?.as_str() {
+            "1" => return Ok(plan),
+            "2" => break,
+            _ => say(io, "  Type 1 or 2.")?,
+        }
+    }
+    let base_url = loop {
+        let url = ask_default(io, "Server URL", "http://127.0.0.1:11434/v1")?;
+        match config::check_base_url(&url) {
+            Ok(()) => break url,
+            Err(why) => say(io, &format!("  {why}"))?,
+        }
+    };
+    let model = loop {
+        let answer = io.read_line("Model (as the server names it, such as qwen3:8b): ")?;
+        match answer.as_deref().map(str::trim) {
+            Some(m) if !m.is_empty() => break m.to_string(),
+            Some(_) => say(io, "  The server needs a model name.")?,
+            None => anyhow::bail!("no model given; nothing was changed"),
+        }
+    };
+    let text = with_local_provider(text, &base_url, &model)?;
+    let config = Config::parse(&text, config_path)?;
+    Ok(Plan::Write {
+        text,
+        config: Box::new(config),
+        overwrite: *overwrite,
+    })
+}
+
+/// The example's provider list replaced by one keyless OpenAI-compatible server at
+/// `base_url` serving `model`, with no request limits.
+pub fn with_local_provider(example: &str, base_url: &str, model: &str) -> anyhow::Result<String> {
+    let quoted = |v: &str| toml::Value::String(v.to_string()).to_string();
+    let entry = format!(
+        "[[providers]]\n\
+         name = \"local\"\n\
+         kind = \"openai\"\n\
+         model = {}\n\
+         base_url = {}\n\
+         requests_per_minute = 0   # a local server: no limits, and no key\n\
+         requests_per_day = 0\n\n",
+        quoted(model),
+        quoted(base_url)
+    );
+    // The list runs from the first `[[providers]]` to the next section or section comment.
+    let start = example
+        .find("\n[[providers]]")
+        .map(|i| i + 1)
+        .ok_or_else(|| {
+            anyhow::anyhow!("the example config has no [[providers]] (a bug in yaku)")
+        })?;
+    let end = example[start..]
+        .match_indices('\n')
+        .map(|(i, _)| start + i + 1)
+        .find(|&i| {
+            let line = &example[i..];
+            (line.starts_with('[') && !line.starts_with("[[providers]]"))
+                || line.starts_with("# ----")
+        })
+        .ok_or_else(|| {
+            anyhow::anyhow!("the example config ends with [[providers]] (a bug in yaku)")
+        })?;
+    Ok(format!("{}{entry}{}", &example[..start], &example[end..]))
 }
 
 // ---------------------------------------------------------------- step 4: the config file
@@ -1120,6 +1208,32 @@ mod tests {
         let err = anyhow::Error::from(Config::parse(&text, Path::new("x.toml")).unwrap_err());
         let why = source_language_problem("French", &err);
         assert!(why.contains("Japanese, Chinese, Korean"), "{why}");
+    }
+
+    #[test]
+    fn a_local_server_replaces_the_example_providers_and_nothing_else() {
+        let text =
+            with_local_provider(config::EXAMPLE, "http://127.0.0.1:8080/v1", "qwen3:8b").unwrap();
+        let config = Config::parse(&text, Path::new("config.toml")).unwrap();
+        assert_eq!(config.providers.len(), 1);
+        let p = &config.providers[0];
+        assert_eq!((p.name.as_str(), p.model.as_str()), ("local", "qwen3:8b"));
+        assert_eq!(p.base_url, "http://127.0.0.1:8080/v1");
+        assert_eq!((p.requests_per_minute, p.requests_per_day), (0, 0));
+        assert!(!needs_key(p));
+        let defaults = Config::parse(config::EXAMPLE, Path::new("config.toml")).unwrap();
+        assert_eq!(
+            config.clipboard.poll_interval,
+            defaults.clipboard.poll_interval
+        );
+        assert_eq!(
+            config.translation.source_language,
+            defaults.translation.source_language
+        );
+        assert!(
+            text.contains("\n# ---- the daemon (`yaku run`) ----\n"),
+            "{text}"
+        );
     }
 
     #[test]
