@@ -15,6 +15,7 @@ use anyhow::Context;
 
 use crate::adapters::clipboard::SystemClipboard;
 use crate::adapters::notify::DesktopNotifier;
+use crate::adapters::window::SystemActiveWindow;
 use crate::config::Config;
 use crate::core::clock::{Clock, TokioClock};
 use crate::core::daemon::{Daemon, DaemonCommand, notify_worker};
@@ -156,6 +157,8 @@ async fn serve(
         notices_tx,
         Some(store.clone()),
     );
+    // Asked only while the config has [[games]], so a reload that adds some takes effect.
+    daemon.watch_window(Arc::new(SystemActiveWindow::new()));
     let commands = daemon.commands();
     if let Some(n) = store_notice {
         let _ = commands.send(DaemonCommand::Notify(n)).await;
