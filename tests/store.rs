@@ -1313,6 +1313,7 @@ fn history_json_has_exactly_the_documented_keys_and_an_rfc3339_time() {
         "options",
         "latency_ms",
         "error",
+        "game",
     ]
     .into();
     assert_eq!(keys, want);

@@ -100,7 +100,9 @@ mod x11 {
     }
 
     fn text(bytes: &[u8]) -> Option<String> {
-        let s = String::from_utf8_lossy(bytes).trim_matches('\0').to_string();
+        let s = String::from_utf8_lossy(bytes)
+            .trim_matches('\0')
+            .to_string();
         (!s.is_empty()).then_some(s)
     }
 
@@ -109,20 +111,24 @@ mod x11 {
             let Some(reply) = property(self, self.root, self.active, AtomEnum::WINDOW)? else {
                 return Ok(None);
             };
-            let Some(window) = reply.value32().and_then(|mut v| v.next()).filter(|w| *w != 0)
+            let Some(window) = reply
+                .value32()
+                .and_then(|mut v| v.next())
+                .filter(|w| *w != 0)
             else {
                 return Ok(None);
             };
             // WM_CLASS is "instance\0class\0": shown as "instance class".
-            let class = property(self, window, AtomEnum::WM_CLASS, AtomEnum::STRING)?.and_then(|r| {
-                let parts: Vec<String> = r
-                    .value
-                    .split(|b| *b == 0)
-                    .filter(|p| !p.is_empty())
-                    .map(|p| String::from_utf8_lossy(p).into_owned())
-                    .collect();
-                (!parts.is_empty()).then(|| parts.join(" "))
-            });
+            let class =
+                property(self, window, AtomEnum::WM_CLASS, AtomEnum::STRING)?.and_then(|r| {
+                    let parts: Vec<String> = r
+                        .value
+                        .split(|b| *b == 0)
+                        .filter(|p| !p.is_empty())
+                        .map(|p| String::from_utf8_lossy(p).into_owned())
+                        .collect();
+                    (!parts.is_empty()).then(|| parts.join(" "))
+                });
             let title = match property(self, window, self.net_name, self.utf8)? {
                 Some(r) => text(&r.value),
                 None => property(self, window, AtomEnum::WM_NAME, AtomEnum::ANY)?

@@ -6,6 +6,7 @@ pub mod control;
 pub mod lock;
 pub mod logging;
 mod reload;
+mod watch;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -173,6 +174,10 @@ async fn serve(
         reload_tx.clone(),
         started,
     ));
+    let watcher = tokio::spawn(watch::watch_config(
+        config.path.clone(),
+        reload_tx.clone(),
+    ));
     #[cfg(unix)]
     let hangup = tokio::spawn(reload_on_sighup(signals.hangup.take(), reload_tx));
     #[cfg(not(unix))]
@@ -191,7 +196,7 @@ async fn serve(
     );
     let counts = daemon.run(events_rx, shutdown_signal(signals)).await;
     control.stop.store(true, Ordering::Relaxed);
-    for task in [control_task, hangup, retention, reloader] {
+    for task in [control_task, hangup, retention, reloader, watcher] {
         task.abort();
     }
     if let Some(task) = notifier {

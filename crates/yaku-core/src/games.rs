@@ -122,8 +122,14 @@ mod tests {
         ]);
         let chosen = |w: Option<WindowInfo>| games.choose(w.as_ref()).map(|p| p.name.clone());
         for (w, want) in [
-            (Some(window(Some("sakura.exe Wine"), None, None)), Some("sakura")),
-            (Some(window(None, Some("Sakura no Uta"), None)), Some("sakura")),
+            (
+                Some(window(Some("sakura.exe Wine"), None, None)),
+                Some("sakura"),
+            ),
+            (
+                Some(window(None, Some("Sakura no Uta"), None)),
+                Some("sakura"),
+            ),
             (Some(window(None, None, Some("steins.exe"))), Some("steins")),
             (Some(window(Some("xterm XTerm"), None, None)), Some("any")),
             (Some(window(None, None, None)), None),
