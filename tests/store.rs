@@ -1697,13 +1697,17 @@ fn history_and_stats_filter_by_game_and_json_names_each_lines_game() {
         ("ただの行", None, "gemini"),
         ("桜がまた", Some("sakura"), "groq"),
     ] {
-        let id = store.begin_game(text, Source::Clipboard, t(1), game).unwrap();
+        let id = store
+            .begin_game(text, Source::Clipboard, t(1), game)
+            .unwrap();
         store
             .finish(id, &translated(provider, &["x"], 10), &[ok(provider, 10)])
             .unwrap();
     }
     let texts = |rows: Vec<HistoryRow>| -> Vec<String> {
-        rows.into_iter().map(|r| r.text.as_deref().unwrap().to_string()).collect()
+        rows.into_iter()
+            .map(|r| r.text.as_deref().unwrap().to_string())
+            .collect()
     };
     assert_eq!(
         texts(store.history_of(10, None, Some("sakura")).unwrap()),
@@ -1718,7 +1722,12 @@ fn history_and_stats_filter_by_game_and_json_names_each_lines_game() {
         texts(store.history_of(10, Some("また"), Some("sakura")).unwrap()),
         ["桜がまた"]
     );
-    assert!(store.history_of(10, Some("岡部"), Some("sakura")).unwrap().is_empty());
+    assert!(
+        store
+            .history_of(10, Some("岡部"), Some("sakura"))
+            .unwrap()
+            .is_empty()
+    );
     assert_eq!(store.history(10, None).unwrap().len(), 4);
     assert!(store.history_of(10, None, Some("nope")).unwrap().is_empty());
 
@@ -1745,7 +1754,10 @@ fn history_and_stats_filter_by_game_and_json_names_each_lines_game() {
         .iter()
         .map(|p| (p.provider.clone(), p.requests))
         .collect();
-    assert_eq!(requests, [("gemini".to_string(), 1), ("groq".to_string(), 1)]);
+    assert_eq!(
+        requests,
+        [("gemini".to_string(), 1), ("groq".to_string(), 1)]
+    );
     let later = store.stats_of(Some(t(2)), Some("sakura")).unwrap();
     assert_eq!(later.lines, 0, "--since applies with --game");
     assert_eq!(store.stats_of(None, None).unwrap().lines, 4);
@@ -1757,7 +1769,9 @@ fn a_version_1_store_is_migrated_keeping_its_lines_with_no_game() {
     {
         let (store, _) = open(&path);
         let id = store.begin("古い行", Source::Cli, t(0)).unwrap();
-        store.finish(id, &translated("gemini", &["old"], 5), &[]).unwrap();
+        store
+            .finish(id, &translated("gemini", &["old"], 5), &[])
+            .unwrap();
     }
     {
         // What a file written by the previous yaku holds.
@@ -1774,7 +1788,9 @@ fn a_version_1_store_is_migrated_keeping_its_lines_with_no_game() {
     let rows = store.history(10, None).unwrap();
     assert_eq!(rows.len(), 1);
     assert_eq!(rows[0].game, None);
-    let id = store.begin_game("新しい行", Source::Cli, t(1), Some("sakura")).unwrap();
+    let id = store
+        .begin_game("新しい行", Source::Cli, t(1), Some("sakura"))
+        .unwrap();
     assert!(id > 0);
     store
         .cache_put_game(

@@ -224,17 +224,15 @@ fn game(report: &mut Report, config: &Config) {
             names.join(", ")
         ),
     };
-    report.add(
-        "game",
-        json!({ "active": active, "profiles": names }),
-        line,
-    );
+    report.add("game", json!({ "active": active, "profiles": names }), line);
 }
 
 /// Whether a daemon answers on the control socket.
 fn daemon(report: &mut Report) {
     let daemon = match super::control::request(crate::protocol::Request::Status) {
-        Ok(v) => json!({ "running": true, "pid": v["pid"], "paused": v["paused"], "game": v["game"] }),
+        Ok(v) => {
+            json!({ "running": true, "pid": v["pid"], "paused": v["paused"], "game": v["game"] })
+        }
         Err(_) => json!({ "running": false, "pid": null, "paused": null, "game": null }),
     };
     let line = match daemon["pid"].as_u64() {

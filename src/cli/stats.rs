@@ -4,12 +4,7 @@ use super::UsageError;
 use crate::config::Config;
 use crate::wire;
 
-pub fn run(
-    config: &Config,
-    as_json: bool,
-    since: &str,
-    game: Option<&str>,
-) -> anyhow::Result<()> {
+pub fn run(config: &Config, as_json: bool, since: &str, game: Option<&str>) -> anyhow::Result<()> {
     let since = match since {
         "all" => None,
         s => {

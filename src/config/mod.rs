@@ -336,7 +336,10 @@ mod tests {
             .collect();
         assert_eq!(
             terms,
-            [("先輩".into(), "Okabe".into()), ("桜".into(), "Sakura".into())],
+            [
+                ("先輩".into(), "Okabe".into()),
+                ("桜".into(), "Sakura".into())
+            ],
             "the game's glossary replaces the global one"
         );
         assert_eq!(sakura.instructions.as_deref(), Some("Keep -san."));
@@ -353,19 +356,70 @@ mod tests {
         for (body, key, line, says) in [
             ("match = \"x\"\n", "games", Some(4), "missing field `name`"),
             ("name = \"a\"\n", "games", Some(4), "missing field `match`"),
-            ("name = \"a\"\nmatch = \"(unclosed\"\n", "games[0].match", Some(6), "not a valid regular expression"),
-            ("name = \"a\"\nmatch = \"  \"\n", "games[0].match", Some(6), "must be a regular expression"),
-            ("name = \" \"\nmatch = \"x\"\n", "games[0].name", Some(5), "must name the game"),
-            ("name = \"a\"\nmatch = \"x\"\n[[games]]\nname = \"a\"\nmatch = \"y\"\n", "games[1].name", Some(8), "names must be unique"),
-            ("name = \"a\"\nmatch = \"x\"\ncontext_lines = 51\n", "games[0].context_lines", Some(7), "out of range"),
-            ("name = \"a\"\nmatch = \"x\"\nsource_language = \"Klingon\"\n", "games[0].source_language", Some(7), "Klingon"),
-            ("name = \"a\"\nmatch = \"x\"\nglossary_file = \"missing.tsv\"\n", "games[0].glossary_file", Some(7), "cannot read"),
-            ("name = \"a\"\nmatch = \"x\"\ncolour = \"red\"\n", "games", None, "unknown field `colour`"),
-            ("name = \"a\"\nmatch = \"x\"\n[games.glossary]\n\"先輩\" = 1\n", "games[0].glossary", Some(7), "non-empty string"),
+            (
+                "name = \"a\"\nmatch = \"(unclosed\"\n",
+                "games[0].match",
+                Some(6),
+                "not a valid regular expression",
+            ),
+            (
+                "name = \"a\"\nmatch = \"  \"\n",
+                "games[0].match",
+                Some(6),
+                "must be a regular expression",
+            ),
+            (
+                "name = \" \"\nmatch = \"x\"\n",
+                "games[0].name",
+                Some(5),
+                "must name the game",
+            ),
+            (
+                "name = \"a\"\nmatch = \"x\"\n[[games]]\nname = \"a\"\nmatch = \"y\"\n",
+                "games[1].name",
+                Some(8),
+                "names must be unique",
+            ),
+            (
+                "name = \"a\"\nmatch = \"x\"\ncontext_lines = 51\n",
+                "games[0].context_lines",
+                Some(7),
+                "out of range",
+            ),
+            (
+                "name = \"a\"\nmatch = \"x\"\nsource_language = \"Klingon\"\n",
+                "games[0].source_language",
+                Some(7),
+                "Klingon",
+            ),
+            (
+                "name = \"a\"\nmatch = \"x\"\nglossary_file = \"missing.tsv\"\n",
+                "games[0].glossary_file",
+                Some(7),
+                "cannot read",
+            ),
+            (
+                "name = \"a\"\nmatch = \"x\"\ncolour = \"red\"\n",
+                "games",
+                None,
+                "unknown field `colour`",
+            ),
+            (
+                "name = \"a\"\nmatch = \"x\"\n[games.glossary]\n\"先輩\" = 1\n",
+                "games[0].glossary",
+                Some(7),
+                "non-empty string",
+            ),
         ] {
             let text = game(body);
             let err = Config::parse(&text, Path::new("/nonexistent/c.toml")).unwrap_err();
-            let ConfigError::Invalid { key: k, line: l, message, .. } = &err else {
+            let ConfigError::Invalid {
+                key: k,
+                line: l,
+                message,
+                ..
+            } = &err
+            else {
                 panic!("{body}: {err}");
             };
             assert!(k.starts_with(key), "{body}: key {k}, want {key}");

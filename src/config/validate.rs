@@ -429,9 +429,8 @@ fn glossary_file(
         .parent()
         .map_or_else(|| PathBuf::from(name), |dir| dir.join(name));
     files.push(file.clone());
-    let text = std::fs::read_to_string(&file).map_err(|e| {
-        v.err_at(key, &format!("cannot read {}: {e}", file.display()))
-    })?;
+    let text = std::fs::read_to_string(&file)
+        .map_err(|e| v.err_at(key, &format!("cannot read {}: {e}", file.display())))?;
     parse_glossary_tsv(&text).map_err(|(line, message)| ConfigError::Invalid {
         path: file.clone(),
         line: Some(line),

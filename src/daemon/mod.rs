@@ -174,10 +174,7 @@ async fn serve(
         reload_tx.clone(),
         started,
     ));
-    let watcher = tokio::spawn(watch::watch_config(
-        config.path.clone(),
-        reload_tx.clone(),
-    ));
+    let watcher = tokio::spawn(watch::watch_config(config.path.clone(), reload_tx.clone()));
     #[cfg(unix)]
     let hangup = tokio::spawn(reload_on_sighup(signals.hangup.take(), reload_tx));
     #[cfg(not(unix))]

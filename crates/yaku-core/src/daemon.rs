@@ -470,7 +470,10 @@ impl Daemon {
                 .and_then(|p| p.context_lines)
                 .unwrap_or(self.settings.context_lines);
             self.context = ContextWindow::new(lines, self.settings.context_reset);
-            tracing::info!(game = game.as_deref().unwrap_or("(none)"), "game profile changed");
+            tracing::info!(
+                game = game.as_deref().unwrap_or("(none)"),
+                "game profile changed"
+            );
             self.game = game.clone();
         }
         let glossary = profile
@@ -529,7 +532,11 @@ impl Daemon {
     /// applied), its text and memory.
     fn request(&self, line: &Line) -> TranslationRequest {
         let mut request = self.settings.request.clone();
-        if let Some(p) = line.game.as_deref().and_then(|g| self.settings.games.get(g)) {
+        if let Some(p) = line
+            .game
+            .as_deref()
+            .and_then(|g| self.settings.games.get(g))
+        {
             p.apply(&mut request);
         }
         request.text = line.text.clone();
@@ -1005,7 +1012,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn each_line_takes_the_profile_of_the_active_window_and_a_new_game_starts_a_new_context()
-     {
+    {
         use crate::games::GameProfile;
         use crate::memory::GlossaryEntry;
         let profile = |name: &str, re: &str, term: &str, target: &str| GameProfile {
@@ -1038,7 +1045,10 @@ mod tests {
         }
         assert_eq!(sent_glossary(1), "senpai");
         assert!(system(1).ends_with("sakura style"));
-        assert_eq!(sent_object(&r, 1)["context"], serde_json::json!(["1. おはよう。"]));
+        assert_eq!(
+            sent_object(&r, 1)["context"],
+            serde_json::json!(["1. おはよう。"])
+        );
 
         window.set_class("steins Steins");
         r.tx.send(copy("先輩、またね。")).await.unwrap();
@@ -1053,7 +1063,10 @@ mod tests {
         *window.0.lock().unwrap() = None;
         r.tx.send(copy("先輩、さよなら。")).await.unwrap();
         settle().await;
-        assert!(sent_object(&r, 3).get("glossary").is_none(), "no window: no profile");
+        assert!(
+            sent_object(&r, 3).get("glossary").is_none(),
+            "no window: no profile"
+        );
         assert_eq!(status(&r).await.game, None);
         assert_eq!(
             *r.store.games.lock().unwrap(),
@@ -1095,8 +1108,14 @@ mod tests {
         assert_eq!(
             statuses,
             [
-                "translated", "translated", "translated", "translated", "cached", "cached",
-                "cached", "cached"
+                "translated",
+                "translated",
+                "translated",
+                "translated",
+                "cached",
+                "cached",
+                "cached",
+                "cached"
             ]
         );
         let _ = r.stop.send(());

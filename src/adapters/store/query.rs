@@ -879,7 +879,10 @@ mod tests {
         assert_eq!(store.grep(100, "0% s", true, None).unwrap().len(), 1);
         // The Kelvin sign is its own letter for a simple needle, and folds for a needle with it.
         assert_eq!(store.grep(100, "kelvin", true, None).unwrap().len(), 0);
-        assert_eq!(store.grep(100, "\u{212A}ELVIN", true, None).unwrap().len(), 1);
+        assert_eq!(
+            store.grep(100, "\u{212A}ELVIN", true, None).unwrap().len(),
+            1
+        );
     }
 
     #[test]
