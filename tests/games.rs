@@ -326,3 +326,71 @@ fn saved_glossary_edits_apply_to_the_next_line_and_a_broken_config_is_refused() 
     assert_eq!(refused.len(), 1, "one notification for one save");
     assert!(yaku.is_running());
 }
+
+#[test]
+fn the_x11_adapter_reads_the_active_windows_class_title_and_process_and_nothing_without_one() {
+    use ::yaku::adapters::window::SystemActiveWindow;
+    use ::yaku::core::games::{ActiveWindow, WindowInfo};
+    let env = DesktopEnv::start();
+    let x = Windows::open(&env.display());
+    let adapter = SystemActiveWindow::on_display(&env.display());
+    assert_eq!(adapter.active(), None, "no _NET_ACTIVE_WINDOW on the root");
+
+    let w = x.window("vn", "VisualNovel");
+    let atom = |name: &[u8]| {
+        x.conn
+            .intern_atom(false, name)
+            .unwrap()
+            .reply()
+            .unwrap()
+            .atom
+    };
+    let (net_name, utf8, pid) = (
+        atom(b"_NET_WM_NAME"),
+        atom(b"UTF8_STRING"),
+        atom(b"_NET_WM_PID"),
+    );
+    x.conn
+        .change_property8(PropMode::REPLACE, w, net_name, utf8, "桜の詩".as_bytes())
+        .unwrap();
+    x.conn
+        .change_property32(
+            PropMode::REPLACE,
+            w,
+            pid,
+            AtomEnum::CARDINAL,
+            &[std::process::id()],
+        )
+        .unwrap();
+    x.activate(w);
+    let exe = std::env::current_exe().unwrap();
+    assert_eq!(
+        adapter.active(),
+        Some(WindowInfo {
+            class: Some("vn VisualNovel".into()),
+            title: Some("桜の詩".into()),
+            process: Some(exe.file_name().unwrap().to_string_lossy().into_owned()),
+        })
+    );
+
+    // A window with only the old WM_NAME; then one that is gone.
+    let old = x.window("old", "Old");
+    x.conn
+        .change_property8(
+            PropMode::REPLACE,
+            old,
+            AtomEnum::WM_NAME,
+            AtomEnum::STRING,
+            b"Legacy",
+        )
+        .unwrap();
+    x.activate(old);
+    let info = adapter.active().unwrap();
+    assert_eq!(info.title.as_deref(), Some("Legacy"));
+    assert_eq!(info.process, None);
+    x.conn.destroy_window(old).unwrap();
+    x.conn.sync().unwrap();
+    assert_eq!(adapter.active(), None, "the active window no longer exists");
+    x.activate(0);
+    assert_eq!(adapter.active(), None);
+}
