@@ -267,6 +267,7 @@ fn saved_glossary_edits_apply_to_the_next_line_and_a_broken_config_is_refused() 
 
     // Saved in place.
     let before = reloads(&yaku);
+    let saved = std::time::Instant::now();
     save(&sakura_tsv, "先輩\tSAKURA_TWO\n");
     wait_until(
         secs(5),
@@ -274,6 +275,7 @@ fn saved_glossary_edits_apply_to_the_next_line_and_a_broken_config_is_refused() 
         || reloads(&yaku) > before,
         || yaku.log(),
     );
+    eprintln!("a saved glossary was reloaded {:?} after the save", saved.elapsed());
     let body = translate(&env, &yaku, "先輩、二行目です。");
     assert!(body.contains("SAKURA_TWO"), "{body}");
 
