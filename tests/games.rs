@@ -215,6 +215,20 @@ fn each_line_carries_the_active_windows_game_glossary_and_history_keeps_its_game
     assert_eq!(status["game"], "steins");
     let (_, text, _) = env.yaku_command(&["status"]);
     assert!(text.contains("game profile: steins"), "{text}");
+    let (_, out, err) = env.yaku_command(&[
+        "check",
+        "--offline",
+        "--json",
+        "--config",
+        config.to_str().unwrap(),
+    ]);
+    let check: Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out} {err}"));
+    assert_eq!(check["game"]["active"], "steins", "{check}");
+    assert_eq!(
+        check["game"]["profiles"],
+        serde_json::json!(["sakura", "steins"])
+    );
+    assert_eq!(check["daemon"]["game"], "steins");
 
     // No active window: no profile, the global (empty) glossary.
     x.activate(0);
@@ -275,7 +289,10 @@ fn saved_glossary_edits_apply_to_the_next_line_and_a_broken_config_is_refused() 
         || reloads(&yaku) > before,
         || yaku.log(),
     );
-    eprintln!("a saved glossary was reloaded {:?} after the save", saved.elapsed());
+    eprintln!(
+        "a saved glossary was reloaded {:?} after the save",
+        saved.elapsed()
+    );
     let body = translate(&env, &yaku, "先輩、二行目です。");
     assert!(body.contains("SAKURA_TWO"), "{body}");
 
