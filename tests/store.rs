@@ -1761,6 +1761,18 @@ fn history_and_stats_filter_by_game_and_json_names_each_lines_game() {
     let later = store.stats_of(Some(t(2)), Some("sakura")).unwrap();
     assert_eq!(later.lines, 0, "--since applies with --game");
     assert_eq!(store.stats_of(None, None).unwrap().lines, 4);
+
+    // A hand edit that leaves a blob or a number in `game` is read as best it can be.
+    let conn = Connection::open(&path).unwrap();
+    conn.execute_batch(
+        "UPDATE lines SET game = X'FF00' WHERE text = 'ただの行';
+         UPDATE lines SET game = 7 WHERE text = '岡部です';",
+    )
+    .unwrap();
+    let rows = store.history(10, None).unwrap();
+    assert_eq!(rows.len(), 4);
+    assert_eq!(rows[1].game.as_deref(), Some("7"));
+    assert_eq!(store.history_of(10, None, Some("sakura")).unwrap().len(), 2);
 }
 
 #[test]
