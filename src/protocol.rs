@@ -100,6 +100,7 @@ pub fn status_json(st: &DaemonStatus, uptime: Duration) -> Value {
         "paused": st.paused,
         "paused_for_secs": st.paused_for.map(|d| d.as_secs()),
         "queue": st.queue,
+        "game": st.game,
         "last_latency_ms": st.last_latency_ms,
         "cache_hit_rate": (served > 0).then(|| c.cached as f64 / served as f64),
         "lines": {

@@ -246,6 +246,7 @@ pub fn build_parts(config: &Config, clock: Arc<dyn Clock>) -> anyhow::Result<Par
         context_reset: config.context.reset,
         glossary: config.context.glossary.clone(),
         cache_enabled: config.store.cache_enabled,
+        games: config.games.clone(),
     };
     Ok(Parts {
         chain,

@@ -66,6 +66,7 @@ fn status_json_then_pause_reads_nothing_and_after_resume_only_a_new_copy_is_tran
         keys,
         [
             "cache_hit_rate",
+            "game",
             "last_latency_ms",
             "lines",
             "paused",

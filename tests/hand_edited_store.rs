@@ -244,6 +244,7 @@ fn assert_row_keys(rows: &[Value]) {
                 "at",
                 "best",
                 "error",
+                "game",
                 "id",
                 "latency_ms",
                 "options",

@@ -258,6 +258,8 @@ fn row_from_csv(rec: &[Option<String>]) -> HistoryRow {
         latency_ms: rec[9].as_ref().map(|l| l.parse().unwrap()),
         error: rec[10].clone(),
         speaker: rec[11].clone(),
+        // The CSV export has no game column.
+        game: None,
     }
 }
 
@@ -816,8 +818,12 @@ fn a_version_1_file_gains_the_speaker_column_with_null_for_its_old_rows() {
     {
         // What version 1 wrote: the same tables without the column.
         let conn = Connection::open(&path).unwrap();
-        conn.execute_batch("ALTER TABLE lines DROP COLUMN speaker; PRAGMA user_version = 1;")
-            .unwrap();
+        conn.execute_batch(
+            "DROP INDEX lines_game; ALTER TABLE lines DROP COLUMN game;
+             ALTER TABLE cache DROP COLUMN game; ALTER TABLE lines DROP COLUMN speaker;
+             PRAGMA user_version = 1;",
+        )
+        .unwrap();
     }
     let (store, report) = open(&path);
     assert_eq!(report.migrated_from, Some(1));
@@ -1367,6 +1373,7 @@ fn history_json_has_exactly_the_documented_keys_and_an_rfc3339_time() {
         "latency_ms",
         "error",
         "speaker",
+        "game",
     ]
     .into();
     assert_eq!(keys, want);
@@ -1733,4 +1740,143 @@ fn prune_bounds_the_cache_by_max_rows_keeping_the_newest_answers() {
             false, false, false, false, false, false, true, true, true, true
         ]
     );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Game profiles
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn history_and_stats_filter_by_game_and_json_names_each_lines_game() {
+    let (_dir, path) = tmp();
+    let (store, _) = open(&path);
+    for (text, game, provider) in [
+        ("桜です", Some("sakura"), "gemini"),
+        ("岡部です", Some("steins"), "groq"),
+        ("ただの行", None, "gemini"),
+        ("桜がまた", Some("sakura"), "groq"),
+    ] {
+        let id = store
+            .begin_game(text, Source::Clipboard, t(1), game)
+            .unwrap();
+        store
+            .finish(id, &translated(provider, &["x"], 10), &[ok(provider, 10)])
+            .unwrap();
+    }
+    let texts = |rows: Vec<HistoryRow>| -> Vec<String> {
+        rows.into_iter()
+            .map(|r| r.text.as_deref().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(
+        texts(store.history_of(10, None, Some("sakura")).unwrap()),
+        ["桜です", "桜がまた"]
+    );
+    assert_eq!(
+        texts(store.history_of(1, None, Some("sakura")).unwrap()),
+        ["桜がまた"],
+        "the limit counts the game's lines"
+    );
+    assert_eq!(
+        texts(store.history_of(10, Some("また"), Some("sakura")).unwrap()),
+        ["桜がまた"]
+    );
+    assert!(
+        store
+            .history_of(10, Some("岡部"), Some("sakura"))
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(store.history(10, None).unwrap().len(), 4);
+    assert!(store.history_of(10, None, Some("nope")).unwrap().is_empty());
+
+    let games: Vec<Value> = store
+        .history(10, None)
+        .unwrap()
+        .iter()
+        .map(|r| r.to_json()["game"].clone())
+        .collect();
+    assert_eq!(
+        games,
+        [
+            Value::from("sakura"),
+            Value::from("steins"),
+            Value::Null,
+            Value::from("sakura")
+        ]
+    );
+
+    let sakura = store.stats_of(None, Some("sakura")).unwrap();
+    assert_eq!((sakura.lines, sakura.translated), (2, 2));
+    let requests: Vec<(String, u64)> = sakura
+        .providers
+        .iter()
+        .map(|p| (p.provider.clone(), p.requests))
+        .collect();
+    assert_eq!(
+        requests,
+        [("gemini".to_string(), 1), ("groq".to_string(), 1)]
+    );
+    let later = store.stats_of(Some(t(2)), Some("sakura")).unwrap();
+    assert_eq!(later.lines, 0, "--since applies with --game");
+    assert_eq!(store.stats_of(None, None).unwrap().lines, 4);
+
+    // A hand edit that leaves a blob or a number in `game` is read as best it can be.
+    let conn = Connection::open(&path).unwrap();
+    conn.execute_batch(
+        "UPDATE lines SET game = X'FF00' WHERE text = 'ただの行';
+         UPDATE lines SET game = 7 WHERE text = '岡部です';",
+    )
+    .unwrap();
+    let rows = store.history(10, None).unwrap();
+    assert_eq!(rows.len(), 4);
+    assert_eq!(rows[1].game.as_deref(), Some("7"));
+    assert_eq!(store.history_of(10, None, Some("sakura")).unwrap().len(), 2);
+}
+
+#[test]
+fn a_version_2_store_is_migrated_keeping_its_lines_with_no_game() {
+    let (_dir, path) = tmp();
+    {
+        let (store, _) = open(&path);
+        let id = store.begin("古い行", Source::Cli, t(0)).unwrap();
+        store
+            .finish(id, &translated("gemini", &["old"], 5), &[])
+            .unwrap();
+    }
+    {
+        // What a file written by the previous yaku (version 2) holds.
+        let conn = Connection::open(&path).unwrap();
+        conn.execute_batch(
+            "DROP INDEX lines_game; ALTER TABLE lines DROP COLUMN game;
+             ALTER TABLE cache DROP COLUMN game; PRAGMA user_version = 2;",
+        )
+        .unwrap();
+    }
+    let (store, report) = open(&path);
+    assert_eq!(report.migrated_from, Some(2));
+    assert_eq!(user_version(&path), 3);
+    let rows = store.history(10, None).unwrap();
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].game, None);
+    let id = store
+        .begin_game("新しい行", Source::Cli, t(1), Some("sakura"))
+        .unwrap();
+    assert!(id > 0);
+    store
+        .cache_put_game(
+            "k",
+            &CachedAnswer {
+                options: vec!["x".into()],
+                provider: "gemini".into(),
+                model: "m".into(),
+            },
+            Some("sakura"),
+        )
+        .unwrap();
+    let conn = Connection::open(&path).unwrap();
+    let game: Option<String> = conn
+        .query_row("SELECT game FROM cache WHERE key = 'k'", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(game.as_deref(), Some("sakura"));
 }

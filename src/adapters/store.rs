@@ -5,7 +5,7 @@
 //! and a `yaku history` / `yaku stats` command can use it at the same time. Times are unix
 //! milliseconds, UTC.
 //!
-//! # Schema (version 2, kept in `PRAGMA user_version`)
+//! # Schema (version 3, kept in `PRAGMA user_version`)
 //!
 //! ```sql
 //! -- One row per accepted line. `status` starts as 'pending' and is replaced exactly once by
@@ -57,6 +57,11 @@
 //! -- Version 2: who says the line, as the text names it ('春香' for 【春香】「…」); NULL when
 //! -- the line names no speaker, and for lines recorded before version 2.
 //! ALTER TABLE lines ADD COLUMN speaker TEXT;
+//!
+//! -- Version 3: the `[[games]]` profile of each line and cache entry; NULL: no profile.
+//! ALTER TABLE lines ADD COLUMN game TEXT;
+//! ALTER TABLE cache ADD COLUMN game TEXT;
+//! CREATE INDEX lines_game ON lines(game, id);
 //! ```
 //!
 //! The covering indexes `lines_status` and `attempts_stats` are what keep `yaku stats` fast
@@ -97,7 +102,16 @@ pub const SCHEMA_VERSION: u32 = MIGRATIONS.len() as u32;
 
 /// Forward migrations; step `i` takes the file from version `i` to `i + 1`. Never edit a
 /// released step: append a new one.
-const MIGRATIONS: &[&str] = &[V1, V2];
+const MIGRATIONS: &[&str] = &[V1, V2, V3];
+
+/// Version 3: each line's and cache entry's game profile (NULL: none); `lines_game` serves
+/// `yaku history --game`. Kept identical to the module doc, as V1 is.
+const V3: &str = "\
+-- Version 3: the `[[games]]` profile of each line and cache entry; NULL: no profile.
+ALTER TABLE lines ADD COLUMN game TEXT;
+ALTER TABLE cache ADD COLUMN game TEXT;
+CREATE INDEX lines_game ON lines(game, id);
+";
 
 /// Version 1, the initial schema. Kept identical to the module doc (a unit test checks it),
 /// comments included, so `sqlite3 yaku.db .schema` shows them.
@@ -607,17 +621,27 @@ impl SqliteStore {
 
 impl Store for SqliteStore {
     fn begin(&self, text: &str, source: Source, at: SystemTime) -> Result<i64, StoreError> {
+        self.begin_game(text, source, at, None)
+    }
+
+    fn begin_game(
+        &self,
+        text: &str,
+        source: Source,
+        at: SystemTime,
+        game: Option<&str>,
+    ) -> Result<i64, StoreError> {
         self.follow_file()?;
         let conn = self.conn();
         let mut stmt = conn
             .prepare_cached(
-                "INSERT INTO lines (at_ms, source, text, status, speaker)
-                 VALUES (?1, ?2, ?3, 'pending', ?4)",
+                "INSERT INTO lines (at_ms, source, text, status, speaker, game)
+                 VALUES (?1, ?2, ?3, 'pending', ?4, ?5)",
             )
             .map_err(sql("recording a line"))?;
         // The speaker is what the text names, split as the prompt splits it.
         let speaker = crate::core::speaker::split(text).speaker;
-        stmt.execute(params![unix_ms(at), source.as_str(), text, speaker])
+        stmt.execute(params![unix_ms(at), source.as_str(), text, speaker, game])
             .map_err(sql("recording a line"))?;
         Ok(conn.last_insert_rowid())
     }
@@ -740,14 +764,23 @@ impl Store for SqliteStore {
 
     /// Replacing an entry resets its `created_ms` and `hits`: it is a different answer.
     fn cache_put(&self, key: &str, answer: &CachedAnswer) -> Result<(), StoreError> {
+        self.cache_put_game(key, answer, None)
+    }
+
+    fn cache_put_game(
+        &self,
+        key: &str,
+        answer: &CachedAnswer,
+        game: Option<&str>,
+    ) -> Result<(), StoreError> {
         let options = serde_json::to_string(&answer.options)
             .map_err(|e| StoreError::Encoding(format!("encoding options: {e}")))?;
         let conn = self.conn();
         let mut stmt = conn
             .prepare_cached(
-                "INSERT INTO cache (key, options, provider, model, created_ms, hits) VALUES (?1, ?2, ?3, ?4, ?5, 0)
+                "INSERT INTO cache (key, options, provider, model, created_ms, hits, game) VALUES (?1, ?2, ?3, ?4, ?5, 0, ?6)
                  ON CONFLICT (key) DO UPDATE SET options = excluded.options, provider = excluded.provider,
-                     model = excluded.model, created_ms = excluded.created_ms, hits = 0",
+                     model = excluded.model, created_ms = excluded.created_ms, hits = 0, game = excluded.game",
             )
             .map_err(sql("writing the cache"))?;
         stmt.execute(params![
@@ -755,7 +788,8 @@ impl Store for SqliteStore {
             options,
             answer.provider,
             answer.model,
-            unix_ms(SystemTime::now())
+            unix_ms(SystemTime::now()),
+            game
         ])
         .map_err(sql("writing the cache"))?;
         Ok(())

@@ -72,6 +72,9 @@ pub enum Command {
         /// How far back: 24h, 7d, 30m, ... or all
         #[arg(long, default_value = "all", value_name = "24h|7d|all")]
         since: String,
+        /// Only the lines of the [[games]] profile NAME
+        #[arg(long, value_name = "NAME")]
+        game: Option<String>,
     },
     /// Print the current log file's path, or follow it across rotations
     Logs {
@@ -138,6 +141,9 @@ pub struct HistoryArgs {
     /// Only lines whose text or translation contains TEXT (ignoring case)
     #[arg(long, value_name = "TEXT")]
     pub grep: Option<String>,
+    /// Only lines of the [[games]] profile NAME
+    #[arg(long, value_name = "NAME")]
+    pub game: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]

@@ -61,6 +61,9 @@ pub fn run(path: &Path, as_json: bool, offline: bool) -> anyhow::Result<()> {
     if let Some(config) = files {
         service(&mut report, config);
     }
+    if let Ok(config) = &config {
+        game(&mut report, config);
+    }
     daemon(&mut report);
     report
         .json
@@ -203,11 +206,34 @@ fn service(report: &mut Report, config: &Config) {
     }
 }
 
+/// The `[[games]]` profiles and the one the active window has now.
+fn game(report: &mut Report, config: &Config) {
+    use crate::core::games::ActiveWindow;
+    let names: Vec<&str> = config.games.names().collect();
+    let active = if names.is_empty() {
+        None
+    } else {
+        let window = crate::adapters::window::SystemActiveWindow::new().active();
+        config.games.choose(window.as_ref()).map(|p| p.name.clone())
+    };
+    let line = match (&active, names.is_empty()) {
+        (_, true) => "game: no [[games]] profiles".to_string(),
+        (Some(name), false) => format!("game: {name} (the active window's profile)"),
+        (None, false) => format!(
+            "game: none for the active window (profiles: {})",
+            names.join(", ")
+        ),
+    };
+    report.add("game", json!({ "active": active, "profiles": names }), line);
+}
+
 /// Whether a daemon answers on the control socket.
 fn daemon(report: &mut Report) {
     let daemon = match super::control::request(crate::protocol::Request::Status) {
-        Ok(v) => json!({ "running": true, "pid": v["pid"], "paused": v["paused"] }),
-        Err(_) => json!({ "running": false, "pid": null, "paused": null }),
+        Ok(v) => {
+            json!({ "running": true, "pid": v["pid"], "paused": v["paused"], "game": v["game"] })
+        }
+        Err(_) => json!({ "running": false, "pid": null, "paused": null, "game": null }),
     };
     let line = match daemon["pid"].as_u64() {
         Some(pid) => format!("daemon: running (pid {pid})"),

@@ -121,6 +121,9 @@ pub fn status(as_json: bool) -> anyhow::Result<()> {
         (Some(true), None) => println!("paused: the clipboard is not read until `yaku resume`"),
         _ => println!("watching the clipboard"),
     }
+    if let Some(game) = v["game"].as_str() {
+        println!("game profile: {game} (the active window's)");
+    }
     let l = &v["lines"];
     println!(
         "lines: {} accepted, {} translated, {} from the cache, {} failed, {} skipped; queue {}",

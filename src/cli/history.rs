@@ -48,7 +48,7 @@ pub fn run(config: &Config, args: HistoryArgs) -> anyhow::Result<()> {
             Ok(())
         }
         None => {
-            let rows = store.history(args.n, args.grep.as_deref())?;
+            let rows = store.history_of(args.n, args.grep.as_deref(), args.game.as_deref())?;
             let mut out = std::io::stdout().lock();
             for row in rows {
                 if args.json {

@@ -136,7 +136,9 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Reload => control::reload(),
         Command::Stop => control::stop(),
         Command::History(args) => history::run(&load_for_reading(&path)?, args),
-        Command::Stats { json, since } => stats::run(&load_for_reading(&path)?, json, &since),
+        Command::Stats { json, since, game } => {
+            stats::run(&load_for_reading(&path)?, json, &since, game.as_deref())
+        }
         Command::Logs { follow } => logs::run(&load_for_reading(&path)?, follow),
         Command::Run => crate::daemon::run(&load()?),
         Command::Translate(args) => translate::run(&load()?, args),

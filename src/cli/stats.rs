@@ -4,7 +4,7 @@ use super::UsageError;
 use crate::config::Config;
 use crate::wire;
 
-pub fn run(config: &Config, as_json: bool, since: &str) -> anyhow::Result<()> {
+pub fn run(config: &Config, as_json: bool, since: &str, game: Option<&str>) -> anyhow::Result<()> {
     let since = match since {
         "all" => None,
         s => {
@@ -21,7 +21,7 @@ pub fn run(config: &Config, as_json: bool, since: &str) -> anyhow::Result<()> {
         }
     };
     let store = wire::open_store_for_command(config)?;
-    let stats = store.stats(since)?;
+    let stats = store.stats_of(since, game)?;
     if as_json {
         println!("{}", stats.to_json());
     } else {

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::core::breaker::BreakerConfig;
+use crate::core::games::Games;
 use crate::core::gates::GateConfig;
 use crate::core::memory::Glossary;
 use crate::sys::dirs::Dirs;
@@ -74,6 +75,11 @@ pub struct Config {
     pub log: LogConfig,
     pub context: ContextConfig,
     pub store: StoreConfig,
+    /// `[[games]]`: per-game profiles, chosen by the active window.
+    pub games: Games,
+    /// Every glossary file the config names (global and per game), as read: a change to any
+    /// of them reloads the config.
+    pub glossary_files: Vec<PathBuf>,
 }
 
 /// What travels with each line besides its text: the context and the glossary.
@@ -267,6 +273,7 @@ mod tests {
         assert_eq!(example.context, defaults.context);
         assert_eq!(example.store, defaults.store);
         assert!(defaults.context.glossary.is_empty());
+        assert!(example.games.is_empty() && defaults.games.is_empty());
         assert_eq!(
             example.clipboard.poll_interval,
             defaults.clipboard.poll_interval
@@ -303,6 +310,123 @@ mod tests {
             defaults.providers[0].extra,
             serde_json::json!({"thinkingConfig": {"thinkingLevel": "minimal"}})
         );
+    }
+
+    #[test]
+    fn games_profiles_are_read_with_their_overrides_and_glossary_files() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("sakura.tsv"), "桜\tSakura\n").unwrap();
+        let text = "[glossary]\n\"先輩\" = \"senpai\"\n\n\
+            [[games]]\nname = \"sakura\"\nmatch = \"(?i)sakura\"\nglossary_file = \"sakura.tsv\"\n\
+            instructions = \" Keep -san. \"\nsource_language = \"Chinese\"\ncontext_lines = 2\n\
+            [games.glossary]\n\"先輩\" = \"Okabe\"\n\n\
+            [[games]]\nname = \"plain\"\nmatch = \"^plain$\"\n";
+        let path = dir.path().join("config.toml");
+        let c = Config::parse(text, &path).unwrap();
+        assert_eq!(c.games.names().collect::<Vec<_>>(), ["sakura", "plain"]);
+        let sakura = c.games.get("sakura").unwrap();
+        let terms: Vec<(String, String)> = sakura
+            .glossary
+            .as_ref()
+            .unwrap()
+            .applicable("先輩と桜", &[])
+            .into_iter()
+            .map(|e| (e.source, e.target))
+            .collect();
+        assert_eq!(
+            terms,
+            [
+                ("先輩".into(), "Okabe".into()),
+                ("桜".into(), "Sakura".into())
+            ],
+            "the game's glossary replaces the global one"
+        );
+        assert_eq!(sakura.instructions.as_deref(), Some("Keep -san."));
+        assert_eq!(sakura.source_language.as_deref(), Some("Chinese"));
+        assert_eq!(sakura.context_lines, Some(2));
+        let plain = c.games.get("plain").unwrap();
+        assert!(plain.glossary.is_none() && plain.instructions.is_none());
+        assert_eq!(c.glossary_files, vec![dir.path().join("sakura.tsv")]);
+    }
+
+    #[test]
+    fn bad_games_entries_are_refused_naming_the_key_and_line() {
+        let game = |body: &str| format!("[translation]\noptions = 3\n\n[[games]]\n{body}");
+        for (body, key, line, says) in [
+            ("match = \"x\"\n", "games", Some(4), "missing field `name`"),
+            ("name = \"a\"\n", "games", Some(4), "missing field `match`"),
+            (
+                "name = \"a\"\nmatch = \"(unclosed\"\n",
+                "games[0].match",
+                Some(6),
+                "not a valid regular expression",
+            ),
+            (
+                "name = \"a\"\nmatch = \"  \"\n",
+                "games[0].match",
+                Some(6),
+                "must be a regular expression",
+            ),
+            (
+                "name = \" \"\nmatch = \"x\"\n",
+                "games[0].name",
+                Some(5),
+                "must name the game",
+            ),
+            (
+                "name = \"a\"\nmatch = \"x\"\n[[games]]\nname = \"a\"\nmatch = \"y\"\n",
+                "games[1].name",
+                Some(8),
+                "names must be unique",
+            ),
+            (
+                "name = \"a\"\nmatch = \"x\"\ncontext_lines = 51\n",
+                "games[0].context_lines",
+                Some(7),
+                "out of range",
+            ),
+            (
+                "name = \"a\"\nmatch = \"x\"\nsource_language = \"Klingon\"\n",
+                "games[0].source_language",
+                Some(7),
+                "Klingon",
+            ),
+            (
+                "name = \"a\"\nmatch = \"x\"\nglossary_file = \"missing.tsv\"\n",
+                "games[0].glossary_file",
+                Some(7),
+                "cannot read",
+            ),
+            (
+                "name = \"a\"\nmatch = \"x\"\ncolour = \"red\"\n",
+                "games",
+                None,
+                "unknown field `colour`",
+            ),
+            (
+                "name = \"a\"\nmatch = \"x\"\n[games.glossary]\n\"先輩\" = 1\n",
+                "games[0].glossary",
+                Some(7),
+                "non-empty string",
+            ),
+        ] {
+            let text = game(body);
+            let err = Config::parse(&text, Path::new("/nonexistent/c.toml")).unwrap_err();
+            let ConfigError::Invalid {
+                key: k,
+                line: l,
+                message,
+                ..
+            } = &err
+            else {
+                panic!("{body}: {err}");
+            };
+            assert!(k.starts_with(key), "{body}: key {k}, want {key}");
+            if line.is_some() {
+                assert_eq!(*l, line, "{body}: {err}");
+            }
+            assert!(err.to_string().contains(says), "{body}: {err} ({message})");
+        }
     }
 
     #[test]

@@ -16,6 +16,7 @@ pub(super) struct RawConfig {
     pub(super) store: RawStore,
     #[serde(default = "default_providers")]
     pub(super) providers: Vec<RawProvider>,
+    pub(super) games: Vec<RawGame>,
 }
 
 impl Default for RawConfig {
@@ -31,6 +32,7 @@ impl Default for RawConfig {
             history: RawHistory::default(),
             store: RawStore::default(),
             providers: default_providers(),
+            games: Vec::new(),
         }
     }
 }
@@ -190,6 +192,26 @@ impl Default for RawBreaker {
             max_open_secs: 900.0,
         }
     }
+}
+
+/// One `[[games]]` profile: `name` and `match` are required, every other key overrides the
+/// global value for that game's lines.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawGame {
+    pub(super) name: String,
+    #[serde(rename = "match")]
+    pub(super) matcher: String,
+    #[serde(default)]
+    pub(super) glossary_file: Option<String>,
+    #[serde(default)]
+    pub(super) glossary: Option<toml::Table>,
+    #[serde(default)]
+    pub(super) instructions: Option<String>,
+    #[serde(default)]
+    pub(super) source_language: Option<String>,
+    #[serde(default)]
+    pub(super) context_lines: Option<i64>,
 }
 
 /// Which wire format a provider speaks.

@@ -9,6 +9,7 @@ use toml::de::{DeTable, DeValue};
 use super::raw::*;
 use super::*;
 use crate::core::breaker::BreakerConfig;
+use crate::core::games::{GameProfile, Games};
 use crate::core::gates::{GateConfig, GateConfigError, Gates};
 use crate::core::memory::{Glossary, GlossaryEntry, parse_glossary_tsv};
 
@@ -43,9 +44,13 @@ impl Config {
         let clipboard = clipboard(&v, &raw.clipboard, &raw.translation)?;
         let notify = notify(&v, &raw.notify)?;
         let log = log(&v, &raw.log)?;
-        let context = context(&v, &raw)?;
+        let mut glossary_files = Vec::new();
+        let context = context(&v, &raw, &mut glossary_files)?;
         let store = store(&v, &raw)?;
+        let games = games(&v, &raw, &clipboard.gates, &mut glossary_files)?;
         Ok(Config {
+            games,
+            glossary_files,
             source: exists.then(|| path.to_path_buf()),
             path: path.to_path_buf(),
             context,
@@ -261,8 +266,13 @@ fn log(v: &Validator<'_>, l: &RawLog) -> Result<LogConfig, ConfigError> {
     })
 }
 
-/// The context window and the glossary (inline and `glossary_file`).
-fn context(v: &Validator<'_>, raw: &RawConfig) -> Result<ContextConfig, ConfigError> {
+/// The context window and the glossary (inline and `glossary_file`); the file read is added
+/// to `files`.
+fn context(
+    v: &Validator<'_>,
+    raw: &RawConfig,
+    files: &mut Vec<PathBuf>,
+) -> Result<ContextConfig, ConfigError> {
     let t = &raw.translation;
     let lines = v.int_range(t.context_lines, 0, 50, &["translation", "context_lines"])? as usize;
     let reset = v.secs(
@@ -271,13 +281,95 @@ fn context(v: &Validator<'_>, raw: &RawConfig) -> Result<ContextConfig, ConfigEr
         86_400.0,
         &["translation", "context_reset_secs"],
     )?;
-    let mut glossary = inline_glossary(v, &raw.glossary)?;
-    glossary.extend(glossary_file(v, t)?);
+    let mut glossary = inline_glossary(v, &raw.glossary, &["glossary".into()])?;
+    glossary.extend(glossary_file(
+        v,
+        &t.glossary_file,
+        &["translation".into(), "glossary_file".into()],
+        files,
+    )?);
     Ok(ContextConfig {
         lines,
         reset,
         glossary: Glossary::new(glossary),
     })
+}
+
+/// `[[games]]`: names unique, `match` a valid regex, each override checked as its global
+/// key is. A game's glossary (inline and file) replaces the global one for its lines.
+fn games(
+    v: &Validator<'_>,
+    raw: &RawConfig,
+    gates: &GateConfig,
+    files: &mut Vec<PathBuf>,
+) -> Result<Games, ConfigError> {
+    let mut profiles: Vec<GameProfile> = Vec::with_capacity(raw.games.len());
+    for (i, g) in raw.games.iter().enumerate() {
+        let at = |key: &'static str| -> Vec<PathSeg> { vec!["games".into(), i.into(), key.into()] };
+        let name = g.name.trim().to_string();
+        if name.is_empty() {
+            return Err(v.err_at(&at("name"), "must name the game"));
+        }
+        if profiles.iter().any(|p| p.name == name) {
+            return Err(v.err_at(
+                &at("name"),
+                &format!("\"{name}\" is used by an earlier game; names must be unique"),
+            ));
+        }
+        if g.matcher.trim().is_empty() {
+            return Err(v.err_at(
+                &at("match"),
+                "must be a regular expression on the game window's class, title or process name",
+            ));
+        }
+        let matcher = regex::Regex::new(&g.matcher).map_err(|e| {
+            v.err_at(
+                &at("match"),
+                &format!("not a valid regular expression: {e}"),
+            )
+        })?;
+        let mut entries = match &g.glossary {
+            Some(table) => Some(inline_glossary(v, table, &at("glossary"))?),
+            None => None,
+        };
+        if let Some(file) = &g.glossary_file {
+            let read = glossary_file(v, file, &at("glossary_file"), files)?;
+            entries.get_or_insert_with(Vec::new).extend(read);
+        }
+        let source_language = match g.source_language.as_deref().map(str::trim) {
+            None => None,
+            Some("") => {
+                return Err(v.err_at(
+                    &at("source_language"),
+                    "must name a language, such as \"Japanese\"",
+                ));
+            }
+            Some(lang) => {
+                // Only a language yaku knows the script of: the same rule as the global key.
+                let check = GateConfig {
+                    source_language: lang.to_string(),
+                    ..gates.clone()
+                };
+                if let Err(e @ GateConfigError::UnsupportedLanguage { .. }) = Gates::new(check) {
+                    return Err(v.err_at(&at("source_language"), &e.to_string()));
+                }
+                Some(lang.to_string())
+            }
+        };
+        let context_lines = match g.context_lines {
+            Some(n) => Some(v.int_range_at(n, 0, 50, &at("context_lines"))? as usize),
+            None => None,
+        };
+        profiles.push(GameProfile {
+            name,
+            matcher,
+            glossary: entries.map(Glossary::new),
+            instructions: g.instructions.as_ref().map(|s| s.trim().to_string()),
+            source_language,
+            context_lines,
+        });
+    }
+    Ok(Games::new(profiles))
 }
 
 /// `[cache]`, `[history]` and `[store]`.
@@ -298,18 +390,18 @@ fn store(v: &Validator<'_>, raw: &RawConfig) -> Result<StoreConfig, ConfigError>
 fn inline_glossary(
     v: &Validator<'_>,
     table: &toml::Table,
+    segs: &[PathSeg],
 ) -> Result<Vec<GlossaryEntry>, ConfigError> {
     let mut glossary = Vec::new();
     for (term, rendering) in table {
         let Some(target) = rendering.as_str().map(str::trim).filter(|t| !t.is_empty()) else {
-            let segs: Vec<PathSeg> = vec!["glossary".into()];
             return Err(v.err_at(
-                &segs,
+                segs,
                 &format!("\"{term}\" must map to a non-empty string, as in \"先輩\" = \"senpai\""),
             ));
         };
         if term.trim().is_empty() {
-            return Err(v.err(&["glossary"], "a glossary term cannot be empty"));
+            return Err(v.err_at(segs, "a glossary term cannot be empty"));
         }
         glossary.push(GlossaryEntry {
             source: term.trim().to_string(),
@@ -320,9 +412,15 @@ fn inline_glossary(
     Ok(glossary)
 }
 
-/// `[translation] glossary_file`, relative to the config's directory.
-fn glossary_file(v: &Validator<'_>, t: &RawTranslation) -> Result<Vec<GlossaryEntry>, ConfigError> {
-    let name = t.glossary_file.trim();
+/// A `glossary_file` (at `key`), relative to the config's directory; its path is added to
+/// `files`, read or not, so that creating a missing file is noticed too.
+fn glossary_file(
+    v: &Validator<'_>,
+    name: &str,
+    key: &[PathSeg],
+    files: &mut Vec<PathBuf>,
+) -> Result<Vec<GlossaryEntry>, ConfigError> {
+    let name = name.trim();
     if name.is_empty() {
         return Ok(Vec::new());
     }
@@ -330,12 +428,9 @@ fn glossary_file(v: &Validator<'_>, t: &RawTranslation) -> Result<Vec<GlossaryEn
         .path
         .parent()
         .map_or_else(|| PathBuf::from(name), |dir| dir.join(name));
-    let text = std::fs::read_to_string(&file).map_err(|e| {
-        v.err(
-            &["translation", "glossary_file"],
-            &format!("cannot read {}: {e}", file.display()),
-        )
-    })?;
+    files.push(file.clone());
+    let text = std::fs::read_to_string(&file)
+        .map_err(|e| v.err_at(key, &format!("cannot read {}: {e}", file.display())))?;
     parse_glossary_tsv(&text).map_err(|(line, message)| ConfigError::Invalid {
         path: file.clone(),
         line: Some(line),

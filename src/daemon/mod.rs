@@ -6,6 +6,7 @@ pub mod control;
 pub mod lock;
 pub mod logging;
 mod reload;
+mod watch;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -15,6 +16,7 @@ use anyhow::Context;
 
 use crate::adapters::clipboard::SystemClipboard;
 use crate::adapters::notify::DesktopNotifier;
+use crate::adapters::window::SystemActiveWindow;
 use crate::config::Config;
 use crate::core::clock::{Clock, TokioClock};
 use crate::core::daemon::{Daemon, DaemonCommand, notify_worker};
@@ -156,6 +158,8 @@ async fn serve(
         notices_tx,
         Some(store.clone()),
     );
+    // Asked only while the config has [[games]], so a reload that adds some takes effect.
+    daemon.watch_window(Arc::new(SystemActiveWindow::new()));
     let commands = daemon.commands();
     if let Some(n) = store_notice {
         let _ = commands.send(DaemonCommand::Notify(n)).await;
@@ -174,6 +178,7 @@ async fn serve(
             started,
         },
     ));
+    let watcher = tokio::spawn(watch::watch_config(config.path.clone(), reload_tx.clone()));
     #[cfg(unix)]
     let hangup = tokio::spawn(reload_on_sighup(signals.hangup.take(), reload_tx));
     #[cfg(not(unix))]
@@ -199,7 +204,7 @@ async fn serve(
     };
     let counts = daemon.run(events_rx, shutdown).await;
     control.stop.store(true, Ordering::Relaxed);
-    for task in [control_task, hangup, retention, reloader] {
+    for task in [control_task, hangup, retention, reloader, watcher] {
         task.abort();
     }
     if let Some(task) = notifier {

@@ -152,6 +152,7 @@ pub fn settings(cache: bool, context_lines: usize) -> DaemonSettings {
         context_reset: Duration::from_secs(600),
         glossary: Glossary::default(),
         cache_enabled: cache,
+        games: Default::default(),
     }
 }
 

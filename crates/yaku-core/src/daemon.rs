@@ -14,6 +14,7 @@ use tracing::Instrument;
 use super::breaker::{OpenCause, State as BreakerState};
 use super::chain::{Chain, ChainFailure, Skipped, Translation};
 use super::clock::{BoxFuture, Clock};
+use super::games::{ActiveWindow, GameProfile, Games};
 use super::gates::Gates;
 use super::intake::{ClipEvent, Intake, WatchControl, intake};
 use super::line::{Accepted, CacheUse, Lines};
@@ -59,6 +60,8 @@ pub struct DaemonSettings {
     pub context_reset: Duration,
     pub glossary: Glossary,
     pub cache_enabled: bool,
+    /// The `[[games]]` profiles; empty: every line is of no game.
+    pub games: Games,
 }
 
 /// Counts for status output and tests.
@@ -125,6 +128,8 @@ pub struct DaemonStatus {
     pub providers: Vec<ProviderStatus>,
     pub last_latency_ms: Option<u64>,
     pub counts: DaemonCounts,
+    /// The game profile of the window active now; None without one (or without `[[games]]`).
+    pub game: Option<String>,
 }
 
 type Work =
@@ -156,6 +161,10 @@ pub struct Daemon {
     marks: Option<(WatchControl, watch::Receiver<u64>)>,
     /// `yaku resume` replies waiting for the mark they asked for.
     resumes: Vec<(u64, oneshot::Sender<DaemonStatus>)>,
+    /// Tells which window is active, so a line is given its game's profile.
+    window: Option<Arc<dyn ActiveWindow>>,
+    /// The game of the last accepted line: the context window is its game's.
+    game: Option<String>,
 }
 
 impl Daemon {
@@ -177,6 +186,8 @@ impl Daemon {
             last_latency_ms: None,
             marks: None,
             resumes: Vec::new(),
+            window: None,
+            game: None,
             lines: Lines::new(store),
             context,
             chain,
@@ -197,6 +208,20 @@ impl Daemon {
     /// clipboard as already seen, and `yaku resume` answers once it has.
     pub fn follow_marks(&mut self, control: &WatchControl) {
         self.marks = Some((control.clone(), control.marks_taken.subscribe()));
+    }
+
+    /// Chooses each line's game profile by the window `window` says is active.
+    pub fn watch_window(&mut self, window: Arc<dyn ActiveWindow>) {
+        self.window = Some(window);
+    }
+
+    /// The profile of the window active now.
+    fn active_profile(&self) -> Option<Arc<GameProfile>> {
+        if self.settings.games.is_empty() {
+            return None;
+        }
+        let window = self.window.as_ref()?.active();
+        self.settings.games.choose(window.as_ref())
     }
 
     /// Where commands (status, pause, reload) are sent.
@@ -328,6 +353,7 @@ impl Daemon {
                 self.chain = chain;
                 self.gates = gates;
                 self.context = ContextWindow::new(settings.context_lines, settings.context_reset);
+                self.game = None;
                 self.settings = settings;
                 tracing::info!("config reloaded: providers, gates and settings replaced");
             }
@@ -409,6 +435,7 @@ impl Daemon {
             providers,
             last_latency_ms: self.last_latency_ms,
             counts: self.counts.borrow().clone(),
+            game: self.active_profile().map(|p| p.name.clone()),
         }
     }
 
@@ -434,11 +461,31 @@ impl Daemon {
         };
         self.count(|c| c.accepted += 1);
         let now = self.clock.now();
+        let profile = self.active_profile();
+        let game = profile.as_ref().map(|p| p.name.clone());
+        if game != self.game {
+            // Another game's lines are no context for this one.
+            let lines = profile
+                .as_ref()
+                .and_then(|p| p.context_lines)
+                .unwrap_or(self.settings.context_lines);
+            self.context = ContextWindow::new(lines, self.settings.context_reset);
+            tracing::info!(
+                game = game.as_deref().unwrap_or("(none)"),
+                "game profile changed"
+            );
+            self.game = game.clone();
+        }
+        let glossary = profile
+            .as_ref()
+            .and_then(|p| p.glossary.as_ref())
+            .unwrap_or(&self.settings.glossary);
         let mut line = Line::new(self.next_id, text, now);
+        line.game = game;
         line.context = self.context.next(&line.text, now);
-        line.glossary = self.settings.glossary.applicable(&line.text, &line.context);
+        line.glossary = glossary.applicable(&line.text, &line.context);
+        let own = glossary.applicable(&line.text, &[]);
         let request = self.request(&line);
-        let own = self.settings.glossary.applicable(&line.text, &[]);
         let cache = if self.settings.cache_enabled {
             CacheUse::On
         } else {
@@ -481,9 +528,17 @@ impl Daemon {
         }
     }
 
-    /// The request for `line`: the settings' languages and options, its text and memory.
+    /// The request for `line`: the settings' languages and options (its game's overrides
+    /// applied), its text and memory.
     fn request(&self, line: &Line) -> TranslationRequest {
         let mut request = self.settings.request.clone();
+        if let Some(p) = line
+            .game
+            .as_deref()
+            .and_then(|g| self.settings.games.get(g))
+        {
+            p.apply(&mut request);
+        }
         request.text = line.text.clone();
         request.context = line.context.clone();
         request.glossary = line.glossary.clone();
@@ -683,6 +738,7 @@ mod tests {
             context_reset: Duration::from_secs(600),
             glossary: Glossary::default(),
             cache_enabled,
+            games: Games::default(),
         }
     }
 
@@ -697,6 +753,15 @@ mod tests {
     }
 
     fn rig_settings(script: Vec<Scripted>, then: Scripted, settings: DaemonSettings) -> Rig {
+        rig_window(script, then, settings, None)
+    }
+
+    fn rig_window(
+        script: Vec<Scripted>,
+        then: Scripted,
+        settings: DaemonSettings,
+        window: Option<Arc<fake::FakeWindow>>,
+    ) -> Rig {
         let clock: Arc<dyn Clock> = Arc::new(TokioClock);
         let provider = Arc::new(PromptLog {
             inner: FakeProvider::new("gemini", script, then),
@@ -714,7 +779,7 @@ mod tests {
             Duration::from_secs(600),
         ));
         let (notices_tx, notices_rx) = watch::channel(None);
-        let daemon = Daemon::new(
+        let mut daemon = Daemon::new(
             chain,
             clock,
             Gates::new(GateConfig::default()).unwrap(),
@@ -722,6 +787,9 @@ mod tests {
             notices_tx,
             Some(handle),
         );
+        if let Some(w) = window {
+            daemon.watch_window(w);
+        }
         let shown = Arc::new(FakeNotifier::new());
         tokio::spawn(notify_worker(
             shown.clone(),
@@ -1001,6 +1069,118 @@ mod tests {
         assert_eq!(
             sent_object(&r, 1)["context"],
             serde_json::json!(["1. 春香: 「ねえ、聞いてる？」"])
+        );
+        let _ = r.stop.send(());
+        r.done.await.unwrap();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn each_line_takes_the_profile_of_the_active_window_and_a_new_game_starts_a_new_context()
+    {
+        use crate::games::GameProfile;
+        use crate::memory::GlossaryEntry;
+        let profile = |name: &str, re: &str, term: &str, target: &str| GameProfile {
+            name: name.into(),
+            matcher: regex::Regex::new(re).unwrap(),
+            glossary: Some(Glossary::new(vec![GlossaryEntry {
+                source: term.into(),
+                target: target.into(),
+                note: String::new(),
+            }])),
+            instructions: Some(format!("{name} style")),
+            source_language: None,
+            context_lines: None,
+        };
+        let mut settings = settings(4, true);
+        settings.games = Games::new(vec![
+            profile("sakura", "^sakura", "先輩", "senpai"),
+            profile("steins", "^steins", "先輩", "Okabe"),
+        ]);
+        let window = Arc::new(fake::FakeWindow::default());
+        let r = rig_window(vec![], fake::ok("ok"), settings, Some(window.clone()));
+        let sent_glossary = |i: usize| sent_object(&r, i)["glossary"][0]["translation"].clone();
+        let system = |i: usize| r.provider.prompts.lock().unwrap()[i].system.clone();
+
+        window.set_class("sakura Sakura");
+        assert_eq!(status(&r).await.game.as_deref(), Some("sakura"));
+        for line in ["おはよう。", "先輩、遅いよ！"] {
+            r.tx.send(copy(line)).await.unwrap();
+            settle().await;
+        }
+        assert_eq!(sent_glossary(1), "senpai");
+        assert!(system(1).ends_with("sakura style"));
+        assert_eq!(
+            sent_object(&r, 1)["context"],
+            serde_json::json!(["1. おはよう。"])
+        );
+
+        window.set_class("steins Steins");
+        r.tx.send(copy("先輩、またね。")).await.unwrap();
+        settle().await;
+        assert_eq!(sent_glossary(2), "Okabe");
+        assert!(system(2).ends_with("steins style"));
+        assert!(
+            sent_object(&r, 2).get("context").is_none(),
+            "another game's lines are no context"
+        );
+
+        *window.0.lock().unwrap() = None;
+        r.tx.send(copy("先輩、さよなら。")).await.unwrap();
+        settle().await;
+        assert!(
+            sent_object(&r, 3).get("glossary").is_none(),
+            "no window: no profile"
+        );
+        assert_eq!(status(&r).await.game, None);
+        assert_eq!(
+            *r.store.games.lock().unwrap(),
+            vec![
+                Some("sakura".to_string()),
+                Some("sakura".to_string()),
+                Some("steins".to_string()),
+                None
+            ]
+        );
+        let _ = r.stop.send(());
+        r.done.await.unwrap();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_same_line_in_two_games_is_cached_per_game() {
+        use crate::games::GameProfile;
+        let profile = |name: &str| GameProfile {
+            name: name.into(),
+            matcher: regex::Regex::new(&format!("^{name}")).unwrap(),
+            glossary: None,
+            instructions: None,
+            source_language: None,
+            context_lines: None,
+        };
+        let mut settings = settings(0, true);
+        settings.games = Games::new(vec![profile("sakura"), profile("steins")]);
+        let window = Arc::new(fake::FakeWindow::default());
+        let r = rig_window(vec![], fake::ok("ok"), settings, Some(window.clone()));
+        for class in ["sakura", "steins", "sakura", "steins"] {
+            window.set_class(class);
+            r.tx.send(copy("おはよう。")).await.unwrap();
+            settle().await;
+            // The repeat gate would take the same copy for a repeat.
+            r.tx.send(copy("またね。")).await.unwrap();
+            settle().await;
+        }
+        let statuses: Vec<&str> = r.store.statuses().iter().map(|(_, s)| *s).collect();
+        assert_eq!(
+            statuses,
+            [
+                "translated",
+                "translated",
+                "translated",
+                "translated",
+                "cached",
+                "cached",
+                "cached",
+                "cached"
+            ]
         );
         let _ = r.stop.send(());
         r.done.await.unwrap();

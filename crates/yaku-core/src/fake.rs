@@ -117,6 +117,8 @@ pub struct MemStore {
     pub cache: Mutex<std::collections::HashMap<String, super::store::CachedAnswer>>,
     /// Every final state given, in order.
     pub finished: Mutex<Vec<super::store::Finished>>,
+    /// Each row's game profile, by row (index = id - 1).
+    pub games: Mutex<Vec<Option<String>>>,
 }
 
 impl MemStore {
@@ -140,6 +142,17 @@ impl super::store::Store for MemStore {
         let mut rows = self.rows.lock().unwrap();
         rows.push((text.to_string(), super::store::Status::Pending, Vec::new()));
         Ok(rows.len() as i64)
+    }
+    fn begin_game(
+        &self,
+        text: &str,
+        source: super::store::Source,
+        at: std::time::SystemTime,
+        game: Option<&str>,
+    ) -> Result<i64, super::store::StoreError> {
+        let id = self.begin(text, source, at)?;
+        self.games.lock().unwrap().push(game.map(str::to_string));
+        Ok(id)
     }
     fn finish(
         &self,
@@ -176,6 +189,26 @@ impl super::store::Store for MemStore {
             .unwrap()
             .insert(key.to_string(), answer.clone());
         Ok(())
+    }
+}
+
+/// An active window that a test sets.
+#[derive(Default)]
+pub struct FakeWindow(pub Mutex<Option<super::games::WindowInfo>>);
+
+impl FakeWindow {
+    /// Makes the window of class `class` the active one.
+    pub fn set_class(&self, class: &str) {
+        *self.0.lock().unwrap() = Some(super::games::WindowInfo {
+            class: Some(class.to_string()),
+            ..Default::default()
+        });
+    }
+}
+
+impl super::games::ActiveWindow for FakeWindow {
+    fn active(&self) -> Option<super::games::WindowInfo> {
+        self.0.lock().unwrap().clone()
     }
 }
 

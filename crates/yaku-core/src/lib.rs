@@ -1,6 +1,6 @@
 //! yaku's policy core. Architecture invariant: this crate depends on no HTTP, clipboard,
 //! desktop or SQLite crate (see its Cargo.toml); it talks to the world only through its
-//! ports (`Clock`, `Provider`, `ClipboardSource`, `Notifier`, `Store`).
+//! ports (`Clock`, `Provider`, `ClipboardSource`, `Notifier`, `Store`, `ActiveWindow`).
 
 pub mod breaker;
 pub mod calendar;
@@ -9,6 +9,7 @@ pub mod checks;
 pub mod clean;
 pub mod clock;
 pub mod daemon;
+pub mod games;
 pub mod gates;
 pub mod intake;
 pub mod line;

@@ -22,6 +22,8 @@ pub struct Entry {
     pub history_id: Option<i64>,
     /// Its cache key, when the cache is on: the answer is stored under it.
     pub cache_key: Option<String>,
+    /// The game profile of the line, kept with its row and its cache entry.
+    pub game: Option<String>,
 }
 
 /// What became of an accepted line.
@@ -74,11 +76,17 @@ impl Lines {
             _ => None,
         };
         let history_id = self.with("recorded a line", |st| {
-            st.begin(&request.text, source, SystemTime::now())
+            st.begin_game(
+                &request.text,
+                source,
+                SystemTime::now(),
+                request.game.as_deref(),
+            )
         });
         let entry = Entry {
             history_id,
             cache_key: key,
+            game: request.game.clone(),
         };
         match cached {
             Some(t) => {
@@ -121,7 +129,9 @@ impl Lines {
                         provider: t.provider.clone(),
                         model: t.model.clone(),
                     };
-                    self.with("stored a translation", |st| st.cache_put(key, &answer));
+                    self.with("stored a translation", |st| {
+                        st.cache_put_game(key, &answer, entry.game.as_deref())
+                    });
                 }
             }
             Err(f) => {
@@ -164,16 +174,21 @@ impl Lines {
 
 /// The cache key of `request`'s line with its own glossary entries; a speaker the glossary
 /// knows is left out of both (`speaker::cache_line`).
+/// A game's lines have keys of their own: its glossary and instructions change the answer.
 fn key_for(request: &TranslationRequest, own: &[GlossaryEntry]) -> String {
     let (line, own) = crate::speaker::cache_line(&request.text, own);
-    cache_key(
+    let key = cache_key(
         line,
         &request.source_language,
         &request.target_language,
         request.options,
         &request.instructions,
         &own,
-    )
+    );
+    match &request.game {
+        Some(game) => format!("game={game}|{key}"),
+        None => key,
+    }
 }
 
 #[cfg(test)]

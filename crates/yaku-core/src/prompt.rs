@@ -26,6 +26,9 @@ pub struct TranslationRequest {
     pub context: Vec<String>,
     /// The glossary entries that apply to the line or its context.
     pub glossary: Vec<GlossaryEntry>,
+    /// The game profile the line belongs to (not sent: it names the history row and the
+    /// cache entry).
+    pub game: Option<String>,
 }
 
 /// The two messages every provider sends, whatever its wire format.

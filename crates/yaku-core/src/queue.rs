@@ -21,6 +21,8 @@ pub struct Line {
     pub context: Vec<String>,
     /// The glossary entries that apply to it or its context.
     pub glossary: Vec<GlossaryEntry>,
+    /// The game profile it belongs to.
+    pub game: Option<String>,
 }
 
 impl Line {
@@ -33,6 +35,7 @@ impl Line {
             entry: Entry::default(),
             context: Vec::new(),
             glossary: Vec::new(),
+            game: None,
         }
     }
 }

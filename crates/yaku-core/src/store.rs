@@ -152,6 +152,28 @@ pub trait Store: Send + Sync {
     fn cache_get(&self, key: &str) -> Result<Option<CachedAnswer>, StoreError>;
     /// Stores (or replaces) the answer for `key`.
     fn cache_put(&self, key: &str, answer: &CachedAnswer) -> Result<(), StoreError>;
+    /// [`Store::begin`] for a line of game profile `game` (None: no profile). A store that
+    /// keeps no game records the line without it.
+    fn begin_game(
+        &self,
+        text: &str,
+        source: Source,
+        at: SystemTime,
+        game: Option<&str>,
+    ) -> Result<i64, StoreError> {
+        let _ = game;
+        self.begin(text, source, at)
+    }
+    /// [`Store::cache_put`] for an answer to a line of game profile `game`.
+    fn cache_put_game(
+        &self,
+        key: &str,
+        answer: &CachedAnswer,
+        game: Option<&str>,
+    ) -> Result<(), StoreError> {
+        let _ = game;
+        self.cache_put(key, answer)
+    }
     /// Applies the history retention: at most `max_rows` rows (0 = no limit), none older than
     /// `max_days` days (0 = keep for ever). Returns the rows deleted.
     fn prune(&self, _max_rows: u64, _max_days: u64, _now: SystemTime) -> Result<u64, StoreError> {

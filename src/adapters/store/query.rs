@@ -54,11 +54,13 @@ pub struct HistoryRow {
     /// Who says the line, as its text names it; None when it names none (and for rows from
     /// before the column, or unreadable).
     pub speaker: Option<String>,
+    /// The `[[games]]` profile the line was copied under; None: no profile.
+    pub game: Option<String>,
 }
 
 impl HistoryRow {
     /// The `--json` / JSONL shape: exactly `id`, `at` (RFC 3339 UTC), `text`, `status`,
-    /// `provider`, `best`, `options`, `latency_ms`, `error`, `speaker`; null where absent or
+    /// `provider`, `best`, `options`, `latency_ms`, `error`, `speaker`, `game`; null where absent or
     /// unreadable.
     /// `source` and `model` are not part of it.
     pub fn to_json(&self) -> Value {
@@ -73,6 +75,7 @@ impl HistoryRow {
             "latency_ms": self.latency_ms,
             "error": self.error,
             "speaker": self.speaker,
+            "game": self.game,
         })
     }
 }
@@ -233,7 +236,21 @@ const ODD_ATTEMPTS: &str = "SELECT id FROM attempts WHERE (?1 IS NULL OR at_ms >
     ) LIMIT ?2";
 
 const ROW_COLUMNS: &str =
-    "id, at_ms, text, source, status, provider, model, best, options, latency_ms, error, speaker";
+    "id, at_ms, text, source, status, provider, model, best, options, latency_ms, error, speaker, \
+     game";
+
+/// `LINE_TOTALS` for the lines of one game (`?2`); `?1` NULL: since the start.
+const LINE_TOTALS_GAME: &str = "SELECT status, provider, count(*), sum(fallback) FROM lines
+                            WHERE (?1 IS NULL OR at_ms >= ?1) AND game = ?2
+                            GROUP BY status, provider";
+
+/// `ATTEMPT_TOTALS` for the requests made for one game's lines.
+const ATTEMPT_TOTALS_GAME: &str =
+    "SELECT a.provider, a.outcome, a.latency_ms, count(*), sum(a.opened_breaker)
+       FROM attempts a JOIN lines l ON l.id = a.line_id
+      WHERE (?1 IS NULL OR a.at_ms >= ?1) AND l.game = ?2
+      GROUP BY a.provider, a.outcome, a.latency_ms
+      ORDER BY a.provider, a.outcome, a.latency_ms";
 
 impl SqliteStore {
     /// The last `limit` lines (by id), oldest first.
@@ -246,28 +263,46 @@ impl SqliteStore {
     /// lowercase forms, character by character, over every line (~110 ms). Either way a needle
     /// matches text that contains it verbatim.
     pub fn history(&self, limit: usize, grep: Option<&str>) -> Result<Vec<HistoryRow>, StoreError> {
+        self.history_of(limit, grep, None)
+    }
+
+    /// [`SqliteStore::history`] of the lines of game profile `game` only (all when None).
+    pub fn history_of(
+        &self,
+        limit: usize,
+        grep: Option<&str>,
+        game: Option<&str>,
+    ) -> Result<Vec<HistoryRow>, StoreError> {
         if limit == 0 {
             return Ok(Vec::new());
         }
         let mut rows = match grep {
-            Some(needle) => self.grep(limit, needle, true)?,
-            None => self.latest(limit)?,
+            Some(needle) => self.grep(limit, needle, true, game)?,
+            None => self.latest(limit, game)?,
         };
         rows.reverse();
         Ok(rows)
     }
 
-    /// The last `limit` lines, newest first: a walk down the primary key.
-    fn latest(&self, limit: usize) -> Result<Vec<HistoryRow>, StoreError> {
+    /// The last `limit` lines, newest first: a walk down the primary key (or, for one game,
+    /// down `lines_game`).
+    fn latest(&self, limit: usize, game: Option<&str>) -> Result<Vec<HistoryRow>, StoreError> {
         let conn = self.conn();
-        let mut stmt = conn
-            .prepare_cached(&format!(
+        let mut stmt = match game {
+            None => conn.prepare_cached(&format!(
                 "SELECT {ROW_COLUMNS} FROM lines ORDER BY id DESC LIMIT ?1"
-            ))
-            .map_err(sql("reading the history"))?;
-        let mut found = stmt
-            .query([to_i64(limit as u64)])
-            .map_err(sql("reading the history"))?;
+            )),
+            Some(_) => conn.prepare_cached(&format!(
+                "SELECT {ROW_COLUMNS} FROM lines WHERE game = ?2 ORDER BY id DESC LIMIT ?1"
+            )),
+        }
+        .map_err(sql("reading the history"))?;
+        let limit = to_i64(limit as u64);
+        let mut found = match game {
+            None => stmt.query(params![limit]),
+            Some(g) => stmt.query(params![limit, g]),
+        }
+        .map_err(sql("reading the history"))?;
         let mut rows = Vec::new();
         while let Some(r) = found.next().map_err(sql("reading the history"))? {
             rows.push(self.history_row(r).map_err(sql("reading the history"))?);
@@ -282,6 +317,7 @@ impl SqliteStore {
         limit: usize,
         needle: &str,
         prefilter: bool,
+        game: Option<&str>,
     ) -> Result<Vec<HistoryRow>, StoreError> {
         let simple = is_simple(needle);
         let folded = if simple {
@@ -301,18 +337,19 @@ impl SqliteStore {
             // that the check below finds.
             Some(_) => conn.prepare_cached(&format!(
                 "SELECT {ROW_COLUMNS} FROM lines
-                  WHERE text LIKE ?1 ESCAPE '\\' OR options LIKE ?2 ESCAPE '\\'
-                     OR best LIKE ?1 ESCAPE '\\'
+                  WHERE (text LIKE ?1 ESCAPE '\\' OR options LIKE ?2 ESCAPE '\\'
+                     OR best LIKE ?1 ESCAPE '\\')
+                    AND (?3 IS NULL OR game = ?3)
                   ORDER BY id DESC"
             )),
-            None => {
-                conn.prepare_cached(&format!("SELECT {ROW_COLUMNS} FROM lines ORDER BY id DESC"))
-            }
+            None => conn.prepare_cached(&format!(
+                "SELECT {ROW_COLUMNS} FROM lines WHERE (?1 IS NULL OR game = ?1) ORDER BY id DESC"
+            )),
         }
         .map_err(sql("searching the history"))?;
         let mut found = match &like {
-            Some((plain, json)) => stmt.query(params![plain, json]),
-            None => stmt.query([]),
+            Some((plain, json)) => stmt.query(params![plain, json, game]),
+            None => stmt.query(params![game]),
         }
         .map_err(sql("searching the history"))?;
         let matches = |s: &str| {
@@ -385,6 +422,15 @@ impl SqliteStore {
     /// SQLite's `sum()` adds them (text counts 0), rounded, and never count more than their
     /// rows. Odd rows are found from the totals, so this costs nothing on a clean history.
     pub fn stats(&self, since: Option<SystemTime>) -> Result<Stats, StoreError> {
+        self.stats_of(since, None)
+    }
+
+    /// [`SqliteStore::stats`] over the lines of game profile `game` only (all when None).
+    pub fn stats_of(
+        &self,
+        since: Option<SystemTime>,
+        game: Option<&str>,
+    ) -> Result<Stats, StoreError> {
         let from = since.map(unix_ms);
         let conn = self.conn();
         let mut stats = Stats {
@@ -392,8 +438,8 @@ impl SqliteStore {
             ..Stats::default()
         };
         let mut providers: BTreeMap<String, ProviderStats> = BTreeMap::new();
-        let odd_lines = line_totals(&conn, from, &mut stats, &mut providers)?;
-        let odd_attempts = attempt_totals(&conn, from, &mut providers)?;
+        let odd_lines = line_totals(&conn, from, game, &mut stats, &mut providers)?;
+        let odd_attempts = attempt_totals(&conn, from, game, &mut providers)?;
         let read = sql("reading the statistics");
         for (odd, table, query) in [
             (odd_lines, "lines", ODD_LINES),
@@ -435,6 +481,7 @@ impl SqliteStore {
             latency_ms: c.count(9, true)?,
             error: c.text(10, true)?,
             speaker: c.text(11, true)?,
+            game: c.text(12, true)?,
         };
         if c.odd {
             self.report_odd("lines", row.id, "shown as best it can be");
@@ -447,19 +494,22 @@ impl SqliteStore {
 fn line_totals(
     conn: &Connection,
     from: Option<i64>,
+    game: Option<&str>,
     stats: &mut Stats,
     providers: &mut BTreeMap<String, ProviderStats>,
 ) -> Result<bool, StoreError> {
     let read = sql("reading the statistics");
     let mut odd_lines = false;
-    let mut stmt = match from {
-        Some(_) => conn.prepare_cached(LINE_TOTALS),
-        None => conn.prepare_cached(LINE_TOTALS_ALL),
+    let mut stmt = match (from, game) {
+        (_, Some(_)) => conn.prepare_cached(LINE_TOTALS_GAME),
+        (Some(_), None) => conn.prepare_cached(LINE_TOTALS),
+        (None, None) => conn.prepare_cached(LINE_TOTALS_ALL),
     }
     .map_err(&read)?;
-    let mut found = match from {
-        Some(from) => stmt.query([from]),
-        None => stmt.query([]),
+    let mut found = match (from, game) {
+        (from, Some(g)) => stmt.query(params![from, g]),
+        (Some(from), None) => stmt.query([from]),
+        (None, None) => stmt.query([]),
     }
     .map_err(&read)?;
     while let Some(r) = found.next().map_err(&read)? {
@@ -495,18 +545,21 @@ fn line_totals(
 fn attempt_totals(
     conn: &Connection,
     from: Option<i64>,
+    game: Option<&str>,
     providers: &mut BTreeMap<String, ProviderStats>,
 ) -> Result<bool, StoreError> {
     let read = sql("reading the statistics");
     let mut odd_attempts = false;
-    let mut stmt = match from {
-        Some(_) => conn.prepare_cached(ATTEMPT_TOTALS),
-        None => conn.prepare_cached(ATTEMPT_TOTALS_ALL),
+    let mut stmt = match (from, game) {
+        (_, Some(_)) => conn.prepare_cached(ATTEMPT_TOTALS_GAME),
+        (Some(_), None) => conn.prepare_cached(ATTEMPT_TOTALS),
+        (None, None) => conn.prepare_cached(ATTEMPT_TOTALS_ALL),
     }
     .map_err(&read)?;
-    let mut found = match from {
-        Some(from) => stmt.query([from]),
-        None => stmt.query([]),
+    let mut found = match (from, game) {
+        (from, Some(g)) => stmt.query(params![from, g]),
+        (Some(from), None) => stmt.query([from]),
+        (None, None) => stmt.query([]),
     }
     .map_err(&read)?;
     // Per provider: (latency, count) of ok requests.
@@ -806,7 +859,7 @@ mod tests {
         for needle in needles {
             let ids = |prefilter| -> Vec<i64> {
                 store
-                    .grep(100, needle, prefilter)
+                    .grep(100, needle, prefilter, None)
                     .unwrap()
                     .iter()
                     .filter_map(|r| r.id)
@@ -822,7 +875,7 @@ mod tests {
                 for len in 1..=3.min(chars.len()) {
                     for piece in chars.windows(len) {
                         let piece: String = piece.iter().collect();
-                        let found = store.grep(100, &piece, true).unwrap();
+                        let found = store.grep(100, &piece, true, None).unwrap();
                         assert!(found.iter().any(|r| r.id == Some(id)), "{piece:?} in {s:?}");
                     }
                 }
@@ -831,10 +884,13 @@ mod tests {
         // The prefilter is used for simple needles only, and its wildcards match literally.
         assert!(is_simple("cat 猫 100%") && !is_simple("é") && !is_simple("\u{212A}"));
         assert_eq!(like_patterns("5%_\\").unwrap().0, "%5\\%\\_\\\\%");
-        assert_eq!(store.grep(100, "0% s", true).unwrap().len(), 1);
+        assert_eq!(store.grep(100, "0% s", true, None).unwrap().len(), 1);
         // The Kelvin sign is its own letter for a simple needle, and folds for a needle with it.
-        assert_eq!(store.grep(100, "kelvin", true).unwrap().len(), 0);
-        assert_eq!(store.grep(100, "\u{212A}ELVIN", true).unwrap().len(), 1);
+        assert_eq!(store.grep(100, "kelvin", true, None).unwrap().len(), 0);
+        assert_eq!(
+            store.grep(100, "\u{212A}ELVIN", true, None).unwrap().len(),
+            1
+        );
     }
 
     #[test]
@@ -901,15 +957,15 @@ mod tests {
             "edited", "kept", "blob", "cat", "object", "猫", "json", "zzz",
         ] {
             let ids = |prefilter| -> Vec<Option<i64>> {
-                let rows = store.grep(100, needle, prefilter).unwrap();
+                let rows = store.grep(100, needle, prefilter, None).unwrap();
                 rows.iter().map(|r| r.id).collect()
             };
             assert_eq!(ids(true), ids(false), "needle {needle:?}");
         }
-        assert_eq!(store.grep(100, "edited", true).unwrap().len(), 1);
-        assert_eq!(store.grep(100, "kept", true).unwrap().len(), 1);
+        assert_eq!(store.grep(100, "edited", true, None).unwrap().len(), 1);
+        assert_eq!(store.grep(100, "kept", true, None).unwrap().len(), 1);
         assert!(
-            store.grep(100, "object", true).unwrap().is_empty(),
+            store.grep(100, "object", true, None).unwrap().is_empty(),
             "not an option"
         );
     }
