@@ -1028,6 +1028,7 @@ fn stats_match_a_scripted_sequence_of_outcomes() {
         model_unavailable: 1,
         bad_request: 0,
         breaker_opens: 2,
+        prefetch_requests: 0,
         lines_served: 10,
         lines_fallback: 0,
         // ok latencies 100..=1000: nearest rank 5 of 10 and 10 of 10 (interpolation would
@@ -1046,6 +1047,7 @@ fn stats_match_a_scripted_sequence_of_outcomes() {
         model_unavailable: 0,
         bad_request: 1,
         breaker_opens: 0,
+        prefetch_requests: 0,
         lines_served: 2,
         lines_fallback: 2,
         p50_ms: Some(250),

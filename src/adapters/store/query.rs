@@ -115,6 +115,8 @@ pub struct ProviderStats {
     pub bad_request: u64,
     /// Requests whose outcome opened the breaker.
     pub breaker_opens: u64,
+    /// Of `requests`, those sent by `yaku prefetch` (lines with source `prefetch`).
+    pub prefetch_requests: u64,
     /// Lines whose final status is `translated` with this provider.
     pub lines_served: u64,
     /// Of those, lines first sent to another provider.
@@ -139,6 +141,7 @@ impl ProviderStats {
             "model_unavailable": self.model_unavailable,
             "bad_request": self.bad_request,
             "breaker_opens": self.breaker_opens,
+            "prefetch_requests": self.prefetch_requests,
             "lines_served": self.lines_served,
             "lines_fallback": self.lines_fallback,
             "p50_ms": self.p50_ms,
@@ -201,6 +204,12 @@ const ATTEMPT_TOTALS: &str =
       WHERE at_ms >= ?1
       GROUP BY provider, outcome, latency_ms
       ORDER BY provider, outcome, latency_ms";
+
+/// Requests per provider sent for `yaku prefetch`'s lines since ?1 (all when NULL).
+const PREFETCH_TOTALS: &str =
+    "SELECT a.provider, count(*) FROM attempts a JOIN lines l ON l.id = a.line_id
+      WHERE l.source = 'prefetch' AND (?1 IS NULL OR a.at_ms >= ?1)
+      GROUP BY a.provider";
 
 /// `ATTEMPT_TOTALS` over all history, as `LINE_TOTALS_ALL`.
 const ATTEMPT_TOTALS_ALL: &str =
@@ -389,6 +398,7 @@ impl SqliteStore {
         let mut providers: BTreeMap<String, ProviderStats> = BTreeMap::new();
         let odd_lines = line_totals(&conn, from, &mut stats, &mut providers)?;
         let odd_attempts = attempt_totals(&conn, from, &mut providers)?;
+        prefetch_totals(&conn, from, &mut providers)?;
         let read = sql("reading the statistics");
         for (odd, table, query) in [
             (odd_lines, "lines", ODD_LINES),
@@ -486,6 +496,26 @@ fn line_totals(
 }
 
 /// Adds the requests' totals and ok-latency percentiles per provider; whether a row was odd.
+/// Counts the prefetch's requests apart; a provider only the prefetch asked is listed too.
+fn prefetch_totals(
+    conn: &Connection,
+    from: Option<i64>,
+    providers: &mut BTreeMap<String, ProviderStats>,
+) -> Result<(), StoreError> {
+    let read = sql("reading the statistics");
+    let mut stmt = conn.prepare_cached(PREFETCH_TOTALS).map_err(&read)?;
+    let mut found = stmt.query([from]).map_err(&read)?;
+    while let Some(r) = found.next().map_err(&read)? {
+        let mut c = Cells::new(r);
+        let name = c.text(0, false).map_err(&read)?;
+        let count = c.count(1, false).map_err(&read)?.unwrap_or(0);
+        if let Some(name) = name {
+            provider_entry(providers, &name).prefetch_requests += count;
+        }
+    }
+    Ok(())
+}
+
 fn attempt_totals(
     conn: &Connection,
     from: Option<i64>,
@@ -671,8 +701,9 @@ pub fn render_table(stats: &Stats) -> String {
         out.push_str("\nNo provider requests.\n");
         return out;
     }
-    let metrics: [Metric; 13] = [
+    let metrics: [Metric; 14] = [
         ("requests", |p| p.requests.to_string()),
+        ("  by prefetch", |p| p.prefetch_requests.to_string()),
         ("ok", |p| p.ok.to_string()),
         ("rate limited", |p| p.rate_limited.to_string()),
         ("transient", |p| p.transient.to_string()),
