@@ -257,6 +257,7 @@ fn row_from_csv(rec: &[Option<String>]) -> HistoryRow {
         options: Some(serde_json::from_str(&req(8)).unwrap()),
         latency_ms: rec[9].as_ref().map(|l| l.parse().unwrap()),
         error: rec[10].clone(),
+        chosen: rec.get(11).cloned().flatten().map(|n| n.parse().unwrap()),
     }
 }
 

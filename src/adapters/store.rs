@@ -5,7 +5,10 @@
 //! and a `yaku history` / `yaku stats` command can use it at the same time. Times are unix
 //! milliseconds, UTC.
 //!
-//! # Schema (version 1, kept in `PRAGMA user_version`)
+//! # Schema (version 2, kept in `PRAGMA user_version`)
+//!
+//! Version 2 added `lines.chosen` (`yaku pick N`: the option, 1-based, the reader chose; NULL
+//! when none), which SQLite's `ALTER TABLE` writes after the last column as shown.
 //!
 //! ```sql
 //! -- One row per accepted line. `status` starts as 'pending' and is replaced exactly once by
@@ -25,7 +28,7 @@
 //!     error       TEXT,                -- 'failed': each provider's reason
 //!     fallback    INTEGER NOT NULL DEFAULT 0, -- 1: translated by another provider than the first one asked
 //!     finished_ms INTEGER              -- when the final status was set
-//! );
+//! , chosen INTEGER);
 //! CREATE INDEX lines_at ON lines(at_ms);
 //! CREATE INDEX lines_status ON lines(status, provider, at_ms, fallback);
 //!
@@ -93,7 +96,10 @@ pub const SCHEMA_VERSION: u32 = MIGRATIONS.len() as u32;
 
 /// Forward migrations; step `i` takes the file from version `i` to `i + 1`. Never edit a
 /// released step: append a new one.
-const MIGRATIONS: &[&str] = &[V1];
+const MIGRATIONS: &[&str] = &[V1, V2];
+
+/// Version 2: the reader's choice of option (`yaku pick N`), 1-based; NULL when none.
+const V2: &str = "ALTER TABLE lines ADD COLUMN chosen INTEGER;";
 
 /// Version 1, the initial schema. Kept identical to the module doc (a unit test checks it),
 /// comments included, so `sqlite3 yaku.db .schema` shows them.
@@ -1068,7 +1074,7 @@ mod tests {
             .pragma_query_value(None, "user_version", |r| r.get(0))
             .unwrap();
         assert_eq!(v, SCHEMA_VERSION);
-        assert_eq!(SCHEMA_VERSION, 1);
+        assert_eq!(SCHEMA_VERSION, 2);
     }
 
     fn count(store: &SqliteStore, sql: &str) -> i64 {

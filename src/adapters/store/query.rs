@@ -51,6 +51,8 @@ pub struct HistoryRow {
     pub options: Option<Vec<String>>,
     pub latency_ms: Option<u64>,
     pub error: Option<String>,
+    /// `yaku pick N`: the option (1-based) the reader chose; None when none (or unreadable).
+    pub chosen: Option<u64>,
 }
 
 impl HistoryRow {
@@ -68,6 +70,7 @@ impl HistoryRow {
             "options": self.options,
             "latency_ms": self.latency_ms,
             "error": self.error,
+            "chosen": self.chosen,
         })
     }
 }
@@ -98,7 +101,7 @@ impl ExportFormat {
 
 /// The CSV header line `export` writes.
 pub const CSV_HEADER: &str =
-    "id,at,text,source,status,provider,model,best,options,latency_ms,error";
+    "id,at,text,source,status,provider,model,best,options,latency_ms,error,chosen";
 
 /// One provider's figures over the selected lines.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -237,7 +240,7 @@ const ODD_ATTEMPTS: &str = "SELECT id FROM attempts WHERE (?1 IS NULL OR at_ms >
     ) LIMIT ?2";
 
 const ROW_COLUMNS: &str =
-    "id, at_ms, text, source, status, provider, model, best, options, latency_ms, error";
+    "id, at_ms, text, source, status, provider, model, best, options, latency_ms, error, chosen";
 
 impl SqliteStore {
     /// The last `limit` lines (by id), oldest first.
@@ -424,6 +427,40 @@ impl SqliteStore {
         Ok(stats)
     }
 
+    /// The newest line the reader was shown (translated or cached; never a prefetched one):
+    /// its id, text and options. None when no line was shown yet.
+    pub fn last_shown(&self) -> Result<Option<(i64, String, Vec<String>)>, StoreError> {
+        let conn = self.conn();
+        let read = sql("reading the history");
+        let mut stmt = conn
+            .prepare_cached(
+                "SELECT id, text, options FROM lines
+                  WHERE status IN ('translated', 'cached') AND source != 'prefetch'
+                  ORDER BY id DESC LIMIT 1",
+            )
+            .map_err(&read)?;
+        let mut found = stmt.query([]).map_err(&read)?;
+        let Some(r) = found.next().map_err(&read)? else {
+            return Ok(None);
+        };
+        let mut c = Cells::new(r);
+        let id = c.int(0, false).map_err(&read)?;
+        let text = c.text(1, false).map_err(&read)?;
+        let options = c.options(2).map_err(&read)?.unwrap_or_default();
+        Ok(id.zip(text).map(|(id, text)| (id, text, options)))
+    }
+
+    /// Records the reader's choice of option `n` (1-based) for line `id`.
+    pub fn set_chosen(&self, id: i64, n: u8) -> Result<(), StoreError> {
+        self.conn()
+            .execute(
+                "UPDATE lines SET chosen = ?1 WHERE id = ?2",
+                rusqlite::params![n, id],
+            )
+            .map_err(sql("recording the choice"))?;
+        Ok(())
+    }
+
     /// Reads a `ROW_COLUMNS` row, reporting it once when it is odd.
     fn history_row(&self, r: &Row<'_>) -> rusqlite::Result<HistoryRow> {
         let mut c = Cells::new(r);
@@ -439,6 +476,7 @@ impl SqliteStore {
             options: c.options(8)?,
             latency_ms: c.count(9, true)?,
             error: c.text(10, true)?,
+            chosen: c.count(11, true)?,
         };
         if c.odd {
             self.report_odd("lines", row.id, "shown as best it can be");
@@ -676,6 +714,10 @@ fn csv_row(out: &mut String, row: &HistoryRow) -> Result<(), StoreError> {
     }
     out.push(',');
     csv_opt(out, row.error.as_deref());
+    out.push(',');
+    if let Some(n) = row.chosen {
+        csv_num(out, n);
+    }
     Ok(())
 }
 
