@@ -235,7 +235,7 @@ fn parse_csv(s: &str) -> Vec<Vec<Option<String>>> {
 }
 
 fn row_from_csv(rec: &[Option<String>]) -> HistoryRow {
-    assert_eq!(rec.len(), 11, "{rec:?}");
+    assert_eq!(rec.len(), 12, "{rec:?}");
     let req = |i: usize| {
         rec[i]
             .clone()
@@ -1150,6 +1150,7 @@ fn stats_json_has_the_documented_shape() {
         "model_unavailable",
         "bad_request",
         "breaker_opens",
+        "prefetch_requests",
         "lines_served",
         "lines_fallback",
         "p50_ms",
@@ -1314,6 +1315,7 @@ fn history_json_has_exactly_the_documented_keys_and_an_rfc3339_time() {
         "options",
         "latency_ms",
         "error",
+        "chosen",
     ]
     .into();
     assert_eq!(keys, want);
@@ -1377,11 +1379,9 @@ fn csv_export_parses_back_to_the_same_rows() {
     let n = store.export(ExportFormat::Csv, &mut out).unwrap();
     let text = String::from_utf8(out).unwrap();
     assert_eq!(n, 7);
-    assert!(
-        text.starts_with(
-            "id,at,text,source,status,provider,model,best,options,latency_ms,error\r\n"
-        )
-    );
+    assert!(text.starts_with(
+        "id,at,text,source,status,provider,model,best,options,latency_ms,error,chosen\r\n"
+    ));
     let records = parse_csv(&text);
     assert_eq!(
         records[0]

@@ -187,3 +187,58 @@ pub fn rate_limit(reply: &RawReply, json: &Value, now: SystemTime) -> ProviderFa
     }
     http::rate_limited(header.or(in_message), QuotaScope::Short, &message)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use reqwest::header::{HeaderMap, HeaderValue};
+
+    /// Reply headers, and how long they hold the provider.
+    type Case = (&'static [(&'static str, &'static str)], Option<Duration>);
+
+    #[test]
+    fn budget_headers_are_read_and_a_spent_budget_holds_until_its_reset_table() {
+        let cases: &[Case] = &[
+            (&[], None),
+            (
+                &[
+                    ("x-ratelimit-remaining-requests", "14"),
+                    ("x-ratelimit-reset-requests", "2m59.56s"),
+                ],
+                None,
+            ),
+            (
+                &[
+                    ("x-ratelimit-remaining-requests", "0"),
+                    ("x-ratelimit-reset-requests", "2m59.5s"),
+                ],
+                Some(Duration::from_secs_f64(179.5)),
+            ),
+            (
+                &[
+                    ("x-ratelimit-remaining-tokens", "0"),
+                    ("x-ratelimit-reset-tokens", "7.5"),
+                ],
+                Some(Duration::from_secs_f64(7.5)),
+            ),
+            (
+                &[("x-ratelimit-remaining-requests", "0")],
+                Some(Duration::from_secs(60)),
+            ),
+            (
+                &[
+                    ("x-ratelimit-remaining-requests", "zero"),
+                    ("x-ratelimit-reset-requests", "soon"),
+                ],
+                None,
+            ),
+        ];
+        for (headers, want) in cases {
+            let mut map = HeaderMap::new();
+            for (k, v) in *headers {
+                map.insert(*k, HeaderValue::from_static(v));
+            }
+            assert_eq!(budget(&map).hold(), *want, "{headers:?}");
+        }
+    }
+}

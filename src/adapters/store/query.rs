@@ -57,7 +57,8 @@ pub struct HistoryRow {
 
 impl HistoryRow {
     /// The `--json` / JSONL shape: exactly `id`, `at` (RFC 3339 UTC), `text`, `status`,
-    /// `provider`, `best`, `options`, `latency_ms`, `error`; null where absent or unreadable.
+    /// `provider`, `best`, `options`, `latency_ms`, `error`, `chosen` (`yaku pick`); null where
+    /// absent or unreadable.
     /// `source` and `model` are not part of it.
     pub fn to_json(&self) -> Value {
         json!({
@@ -81,7 +82,7 @@ pub enum ExportFormat {
     /// One `HistoryRow::to_json` object per line.
     Jsonl,
     /// RFC 4180 CSV (CRLF line ends) with the header
-    /// `id,at,text,source,status,provider,model,best,options,latency_ms,error`. `at` is
+    /// `id,at,text,source,status,provider,model,best,options,latency_ms,error,chosen`. `at` is
     /// RFC 3339; `options` is a JSON array of strings (lossless, unlike a joined list); an
     /// absent or unreadable value (see [`HistoryRow`]) is an empty unquoted field and an
     /// empty string is `""`.
