@@ -394,3 +394,41 @@ async fn dry_run_counts_lines_requests_and_days_of_the_daily_budget_and_sends_no
     assert_eq!(s["providers"][0]["requests_per_day"], 50);
     assert_eq!(s["providers"][0]["days"], 0.2);
 }
+
+#[tokio::test]
+async fn stats_list_every_configured_provider_zeros_included() {
+    let dir = tempfile::tempdir().unwrap();
+    let groq = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(openai_ok(&["Good morning."])))
+        .mount(&groq)
+        .await;
+    // Gemini is configured first but never asked.
+    let cfg = write_config(
+        dir.path(),
+        &two_provider_config("http://127.0.0.1:9", &groq.uri()),
+        0o600,
+    );
+    let cfg = cfg.to_str().unwrap();
+    let keys = [("YAKU_TEST_GROQ_KEY", FAKE_KEY)];
+    let out = yaku(&["translate", "--config", cfg, "おはよう"], &keys, None).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let out = yaku(&["stats", "--json", "--config", cfg], &[], None).await;
+    let stats: Value = serde_json::from_str(&text(&out.stdout)).unwrap();
+    let names: Vec<&str> = stats["providers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["provider"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["gemini", "groq"], "{stats}");
+    assert_eq!(stats["providers"][0]["requests"], 0);
+    assert_eq!(stats["providers"][1]["requests"], 1);
+    assert_eq!(stats["providers"][1]["prefetch_requests"], 0);
+    let out = yaku(&["stats", "--config", cfg], &[], None).await;
+    let table = text(&out.stdout);
+    assert!(
+        table.contains("gemini") && table.contains("by prefetch"),
+        "{table}"
+    );
+}
