@@ -26,6 +26,8 @@ struct Reader {
     fault: Fault,
     /// Reports a spent request budget for the first `spent` replies.
     spent: Mutex<u32>,
+    /// Answers the first `limited` requests with a 429 asking for 10 s.
+    limited: Mutex<u32>,
     calls: Mutex<Vec<(Instant, usize)>>,
     clock: Arc<dyn Clock>,
 }
@@ -35,6 +37,7 @@ impl Reader {
         Arc::new(Self {
             fault,
             spent: Mutex::new(0),
+            limited: Mutex::new(0),
             calls: Mutex::new(Vec::new()),
             clock,
         })
@@ -87,6 +90,17 @@ impl Provider for Reader {
                 .lock()
                 .unwrap()
                 .push((self.clock.now(), lines.len()));
+            {
+                let mut limited = self.limited.lock().unwrap();
+                if *limited > 0 {
+                    *limited -= 1;
+                    return Err(ProviderFailure::rate_limited(
+                        Some(Duration::from_secs(10)),
+                        crate::provider::QuotaScope::Short,
+                        "429",
+                    ));
+                }
+            }
             let en: Vec<String> = lines.iter().map(|l| en(l)).collect();
             let text = if !prompt.user.contains("\"lines\"") {
                 serde_json::json!({ "options": [en[0]] }).to_string()
@@ -348,6 +362,40 @@ async fn a_reported_zero_remaining_holds_requests_until_the_reported_reset() {
         [0, 30],
         "the second request waits for the reported reset"
     );
+}
+
+#[tokio::test]
+async fn a_429_mid_run_is_waited_out_and_the_batch_asked_again_whole() {
+    let r = rig(Fault::None, |c| RateLimit::new(0, 0, c));
+    let items = prepare(&script(20), &mut gates(), &template()).items;
+    let start = r.clock.now();
+    go(&r, &items, 10).await;
+    let s = {
+        *r.reader.limited.lock().unwrap() = 1;
+        go(
+            &r,
+            &prepare(&script(40), &mut gates(), &template()).items,
+            10,
+        )
+        .await
+    };
+    assert_eq!((s.cached, s.translated, s.failed, s.splits), (20, 20, 0, 0));
+    let calls = r.reader.calls.lock().unwrap().clone();
+    let at: Vec<u64> = calls
+        .iter()
+        .map(|c| c.0.duration_since(start).as_secs())
+        .collect();
+    let sizes: Vec<usize> = calls.iter().map(|c| c.1).collect();
+    assert_eq!(
+        sizes,
+        [10, 10, 10, 10, 10],
+        "the limited batch is asked again, not split: {at:?} {s:?}"
+    );
+    assert!(
+        at[3] >= 10,
+        "asked again only after the provider's 10 s: {at:?}"
+    );
+    assert_eq!(s.waited, Duration::from_secs(10));
 }
 
 #[test]
