@@ -32,7 +32,8 @@ pub fn build_chain(
     let env = |var: &str| std::env::var(var).ok();
     let mut entries = Vec::with_capacity(config.providers.len());
     for p in &config.providers {
-        let limit = RateLimit::new(p.requests_per_minute, p.requests_per_day, clock.clone());
+        let limit = RateLimit::new(p.requests_per_minute, p.requests_per_day, clock.clone())
+            .with_tokens_per_minute(p.tokens_per_minute);
         let (api_key, source) = match p.key(env, credentials, config.source.as_deref())? {
             KeyLookup::Found { key, source } => (Some(key), Some(source)),
             KeyLookup::NotNeeded => (None, None),
@@ -82,6 +83,7 @@ fn settings_id(p: &ProviderConfig, api_key: Option<&str>, config: &Config) -> u6
     api_key.hash(&mut h);
     p.requests_per_minute.hash(&mut h);
     p.requests_per_day.hash(&mut h);
+    p.tokens_per_minute.hash(&mut h);
     p.timeout.hash(&mut h);
     p.json_mode.hash(&mut h);
     p.extra.to_string().hash(&mut h);

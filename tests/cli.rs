@@ -894,6 +894,7 @@ async fn a_cached_line_makes_no_request_fresh_makes_one_and_history_records_ever
         [
             "at",
             "best",
+            "chosen",
             "error",
             "game",
             "id",

@@ -243,6 +243,7 @@ fn assert_row_keys(rows: &[Value]) {
             [
                 "at",
                 "best",
+                "chosen",
                 "error",
                 "game",
                 "id",

@@ -260,6 +260,7 @@ fn row_from_csv(rec: &[Option<String>]) -> HistoryRow {
         speaker: rec[11].clone(),
         // The CSV export has no game column.
         game: None,
+        chosen: rec.get(12).cloned().flatten().map(|n| n.parse().unwrap()),
     }
 }
 
@@ -1089,6 +1090,7 @@ fn stats_match_a_scripted_sequence_of_outcomes() {
         model_unavailable: 1,
         bad_request: 0,
         breaker_opens: 2,
+        prefetch_requests: 0,
         lines_served: 10,
         lines_fallback: 0,
         // ok latencies 100..=1000: nearest rank 5 of 10 and 10 of 10 (interpolation would
@@ -1107,6 +1109,7 @@ fn stats_match_a_scripted_sequence_of_outcomes() {
         model_unavailable: 0,
         bad_request: 1,
         breaker_opens: 0,
+        prefetch_requests: 0,
         lines_served: 2,
         lines_fallback: 2,
         p50_ms: Some(250),
@@ -1208,6 +1211,7 @@ fn stats_json_has_the_documented_shape() {
         "model_unavailable",
         "bad_request",
         "breaker_opens",
+        "prefetch_requests",
         "lines_served",
         "lines_fallback",
         "p50_ms",
@@ -1374,6 +1378,7 @@ fn history_json_has_exactly_the_documented_keys_and_an_rfc3339_time() {
         "error",
         "speaker",
         "game",
+        "chosen",
     ]
     .into();
     assert_eq!(keys, want);
@@ -1439,7 +1444,7 @@ fn csv_export_parses_back_to_the_same_rows() {
     let text = String::from_utf8(out).unwrap();
     assert_eq!(n, 7);
     assert!(text.starts_with(
-        "id,at,text,source,status,provider,model,best,options,latency_ms,error,speaker\r\n"
+        "id,at,text,source,status,provider,model,best,options,latency_ms,error,speaker,chosen\r\n"
     ));
     let records = parse_csv(&text);
     assert_eq!(

@@ -5,7 +5,7 @@
 //! and a `yaku history` / `yaku stats` command can use it at the same time. Times are unix
 //! milliseconds, UTC.
 //!
-//! # Schema (version 3, kept in `PRAGMA user_version`)
+//! # Schema (version 4, kept in `PRAGMA user_version`)
 //!
 //! ```sql
 //! -- One row per accepted line. `status` starts as 'pending' and is replaced exactly once by
@@ -62,6 +62,9 @@
 //! ALTER TABLE lines ADD COLUMN game TEXT;
 //! ALTER TABLE cache ADD COLUMN game TEXT;
 //! CREATE INDEX lines_game ON lines(game, id);
+//!
+//! -- Version 4: `yaku pick N`: the option (1-based) the reader chose; NULL when none.
+//! ALTER TABLE lines ADD COLUMN chosen INTEGER;
 //! ```
 //!
 //! The covering indexes `lines_status` and `attempts_stats` are what keep `yaku stats` fast
@@ -102,7 +105,7 @@ pub const SCHEMA_VERSION: u32 = MIGRATIONS.len() as u32;
 
 /// Forward migrations; step `i` takes the file from version `i` to `i + 1`. Never edit a
 /// released step: append a new one.
-const MIGRATIONS: &[&str] = &[V1, V2, V3];
+const MIGRATIONS: &[&str] = &[V1, V2, V3, V4];
 
 /// Version 3: each line's and cache entry's game profile (NULL: none); `lines_game` serves
 /// `yaku history --game`. Kept identical to the module doc, as V1 is.
@@ -111,6 +114,12 @@ const V3: &str = "\
 ALTER TABLE lines ADD COLUMN game TEXT;
 ALTER TABLE cache ADD COLUMN game TEXT;
 CREATE INDEX lines_game ON lines(game, id);
+";
+
+/// Version 4: the reader's choice of option (`yaku pick N`). Kept identical to the module doc.
+const V4: &str = "\
+-- Version 4: `yaku pick N`: the option (1-based) the reader chose; NULL when none.
+ALTER TABLE lines ADD COLUMN chosen INTEGER;
 ";
 
 /// Version 1, the initial schema. Kept identical to the module doc (a unit test checks it),
@@ -1116,7 +1125,7 @@ mod tests {
             .pragma_query_value(None, "user_version", |r| r.get(0))
             .unwrap();
         assert_eq!(v, SCHEMA_VERSION);
-        assert_eq!(SCHEMA_VERSION, 3);
+        assert_eq!(SCHEMA_VERSION, 4);
     }
 
     fn count(store: &SqliteStore, sql: &str) -> i64 {

@@ -84,6 +84,17 @@ pub enum Command {
     },
     /// Translate one line now and print the options (exit 3 if no provider could)
     Translate(TranslateArgs),
+    /// Translate a whole script ahead of reading it, in batches within every provider's limits,
+    /// into the cache the daemon reads (a later copy of any of its lines is a cache hit)
+    #[command(long_about = PREFETCH_ABOUT)]
+    Prefetch(PrefetchArgs),
+    /// Record that option N (1-based) of the last shown line is the one you prefer: the history
+    /// keeps it and the cache shows it first from then on
+    Pick {
+        /// The option's number as shown (1 = the first)
+        #[arg(value_parser = clap::value_parser!(u8).range(1..=5))]
+        n: u8,
+    },
     /// Run yaku at login: a systemd user unit (else an XDG autostart entry), a LaunchAgent on
     /// macOS, a Run key on Windows
     #[command(subcommand)]
@@ -126,6 +137,44 @@ pub struct TranslateArgs {
     /// Skip the cache and refresh it with a new translation
     #[arg(long)]
     pub fresh: bool,
+}
+
+const PREFETCH_ABOUT: &str = "Translate a whole script ahead of reading it, into the cache the daemon reads.
+
+FILE is plain text (one line of the game per line; blank lines are skipped) or a GalTransl-style \
+JSON list [{\"name\": ..., \"message\": ...}] (the speaker goes into the context as \"name: line\"). \
+Lines pass the same cleaning and privacy gates as copied ones and get the same cache keys; \
+the previous lines of the script are their context. Lines already cached are not asked again, \
+and every finished batch is stored at once: stop it (Ctrl-C) and run it again to continue.
+
+Each request carries --batch lines (a reply that does not hold one translation per line, in \
+order, is split in halves and asked again, down to single lines). Requests are paced within \
+each provider's requests_per_minute, requests_per_day and tokens_per_minute, and by what the \
+provider reports about its own budget. One request a minute and one a day of each provider \
+are left to the daemon, so a copied line never waits behind the prefetch.
+
+Exit codes: 0 every line is cached (or --limit was reached), 1 some lines are not (run it \
+again later), 2 usage.";
+
+#[derive(Debug, Args)]
+pub struct PrefetchArgs {
+    /// The script: plain text, one line per line, or GalTransl JSON
+    pub file: PathBuf,
+    /// Lines per request
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u16).range(1..=100))]
+    pub batch: u16,
+    /// Use only this provider (a `name` from the config)
+    #[arg(long, value_name = "NAME")]
+    pub provider: Option<String>,
+    /// Send at most N requests, then stop (run again to continue)
+    #[arg(long, value_name = "N")]
+    pub limit: Option<u64>,
+    /// Only say how many lines, requests and days of each provider's daily budget it would take
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Print one JSON object at the end instead of a summary line
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]

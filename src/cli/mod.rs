@@ -9,6 +9,8 @@ mod control;
 mod history;
 mod key;
 mod logs;
+mod pick;
+mod prefetch;
 pub mod probe;
 pub mod service;
 pub mod setup;
@@ -142,6 +144,8 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Logs { follow } => logs::run(&load_for_reading(&path)?, follow),
         Command::Run => crate::daemon::run(&load()?),
         Command::Translate(args) => translate::run(&load()?, args),
+        Command::Prefetch(args) => prefetch::run(&load()?, args),
+        Command::Pick { n } => pick::run(&load_for_reading(&path)?, n),
     }
 }
 

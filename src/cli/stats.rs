@@ -21,11 +21,29 @@ pub fn run(config: &Config, as_json: bool, since: &str, game: Option<&str>) -> a
         }
     };
     let store = wire::open_store_for_command(config)?;
-    let stats = store.stats_of(since, game)?;
+    let mut stats = store.stats_of(since, game)?;
+    with_every_provider(config, &mut stats);
     if as_json {
         println!("{}", stats.to_json());
     } else {
         print!("{}", crate::adapters::store::render_table(&stats));
     }
     Ok(())
+}
+
+/// Lists every configured provider, in the config's order, zeros included ("did groq ever step
+/// in?" has an answer); providers no longer configured follow, as the history has them.
+fn with_every_provider(config: &Config, stats: &mut crate::adapters::store::Stats) {
+    let mut rest = std::mem::take(&mut stats.providers);
+    for p in &config.providers {
+        let entry = match rest.iter().position(|s| s.provider == p.name) {
+            Some(i) => rest.remove(i),
+            None => crate::adapters::store::ProviderStats {
+                provider: p.name.clone(),
+                ..Default::default()
+            },
+        };
+        stats.providers.push(entry);
+    }
+    stats.providers.append(&mut rest);
 }

@@ -165,6 +165,8 @@ pub struct ProviderConfig {
     pub requests_per_minute: u32,
     /// 0 = no daily cap.
     pub requests_per_day: u32,
+    /// 0 = no token budget; requests are estimated conservatively from their size.
+    pub tokens_per_minute: u32,
     pub timeout: Duration,
     pub json_mode: bool,
     pub extra: serde_json::Value,

@@ -240,6 +240,8 @@ pub(super) struct RawProvider {
     pub(super) requests_per_minute: i64,
     #[serde(default)]
     pub(super) requests_per_day: i64,
+    #[serde(default)]
+    pub(super) tokens_per_minute: i64,
     #[serde(default = "default_timeout")]
     pub(super) timeout_secs: f64,
     #[serde(default = "default_true")]
@@ -275,6 +277,7 @@ pub(super) fn default_providers() -> Vec<RawProvider> {
             api_key: None,
             requests_per_minute: 10,
             requests_per_day: 0,
+            tokens_per_minute: 0,
             timeout_secs: 15.0,
             json_mode: true,
             extra: Some(gemini_extra),
@@ -288,6 +291,7 @@ pub(super) fn default_providers() -> Vec<RawProvider> {
             api_key: None,
             requests_per_minute: 30,
             requests_per_day: 1000,
+            tokens_per_minute: 0,
             timeout_secs: 15.0,
             json_mode: true,
             extra: Some(groq_extra),

@@ -152,6 +152,12 @@ fn provider(v: &Validator<'_>, i: usize, p: RawProvider) -> Result<ProviderConfi
         &at("requests_per_minute"),
     )? as u32;
     let rpd = v.int_range_at(p.requests_per_day, 0, 10_000_000, &at("requests_per_day"))? as u32;
+    let tpm = v.int_range_at(
+        p.tokens_per_minute,
+        0,
+        100_000_000,
+        &at("tokens_per_minute"),
+    )? as u32;
     let timeout = v.secs_at(p.timeout_secs, 1.0, 600.0, &at("timeout_secs"))?;
     let api_key_env = p
         .api_key_env
@@ -173,6 +179,7 @@ fn provider(v: &Validator<'_>, i: usize, p: RawProvider) -> Result<ProviderConfi
         api_key,
         requests_per_minute: rpm,
         requests_per_day: rpd,
+        tokens_per_minute: tpm,
         timeout,
         json_mode: p.json_mode,
         extra,

@@ -8,10 +8,11 @@ use std::time::{Duration, Instant};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
+use super::batch::{BatchReply, parse_batch};
 use super::breaker::{Admission, Breaker, BreakerConfig, OpenCause, State, Transition};
-use super::checks::ReplyChecks;
+use super::checks::{Checked, ReplyChecks};
 use super::clock::Clock;
-use super::prompt::{Prompt, TranslationRequest};
+use super::prompt::{Prompt, TranslationRequest, build_batch};
 use super::provider::{FailureClass, Provider, ProviderFailure, QuotaScope};
 use super::ratelimit::RateLimit;
 use super::store::AttemptRecord;
@@ -303,12 +304,26 @@ pub struct Chain {
     rng: Mutex<StdRng>,
 }
 
-/// What every provider is sent for one line, and how its reply is checked.
-struct Ask {
+/// How a reply's text is read: what the walk returns, or why the provider failed.
+type Parse<'p, T> = &'p (dyn Fn(&str) -> Result<T, ProviderFailure> + Sync);
+
+/// What every provider is sent for one line (or batch), and how its reply is read.
+struct Ask<'p, T> {
     prompt: Prompt,
-    checks: ReplyChecks,
-    /// The line names a speaker: a reply may give its rendering.
-    speaks: bool,
+    /// The request's estimated cost for a `tokens_per_minute` budget.
+    tokens: u32,
+    parse: Parse<'p, T>,
+}
+
+/// A reply the chain accepted, from the provider that gave it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Answered<T> {
+    pub value: T,
+    pub provider: String,
+    pub model: String,
+    pub skipped: Vec<Skipped>,
+    pub latency: Duration,
+    pub attempts: Vec<AttemptRecord>,
 }
 
 /// What one provider can still do for the line being translated.
@@ -396,10 +411,69 @@ impl Chain {
         req: &TranslationRequest,
         only: Option<&str>,
     ) -> Result<Translation, ChainFailure> {
+        let checks = ReplyChecks::new(req, self.cfg.reply_checks);
+        let prompt = Prompt::build(req);
+        let max = usize::from(prompt.options);
+        // The line names a speaker: a reply may give its rendering.
+        let speaks = crate::speaker::split(&req.text).speaker.is_some();
+        let parse = move |text: &str| {
+            let checked = checks
+                .options(text, max)
+                .map_err(|e| ProviderFailure::new(FailureClass::Refused, e.to_string()))?;
+            let speaker = speaks.then(|| crate::reply::parse_speaker(text)).flatten();
+            Ok((checked, speaker))
+        };
+        let a: Answered<(Checked, Option<String>)> = self.walk(prompt, &parse, only).await?;
+        let (checked, speaker) = a.value;
+        if !checked.dropped.is_empty() {
+            let dropped: Vec<&str> = checked.dropped.iter().map(|p| p.as_str()).collect();
+            tracing::info!(provider = %a.provider, ?dropped, "reply checks dropped options");
+        }
+        Ok(Translation {
+            speaker,
+            options: checked.options,
+            provider: a.provider,
+            model: a.model,
+            skipped: a.skipped,
+            latency: a.latency,
+            attempts: a.attempts,
+        })
+    }
+
+    /// Translates consecutive lines in one request (`yaku prefetch`), using only `only` when
+    /// given. A reply in the wrong shape is an answer (the provider is up) that the caller
+    /// must not use: it comes back as a [`super::batch::Mismatch`], never paired by guesswork.
+    pub async fn translate_batch(
+        &self,
+        reqs: &[TranslationRequest],
+        only: Option<&str>,
+    ) -> Result<Answered<BatchReply>, ChainFailure> {
+        let Some(first) = reqs.first() else {
+            return Err(ChainFailure {
+                skipped: Vec::new(),
+                latency: Duration::ZERO,
+                attempts: Vec::new(),
+            });
+        };
+        let checks = ReplyChecks::new(first, self.cfg.reply_checks);
+        let prompt = build_batch(reqs);
+        let max = usize::from(prompt.options);
+        let n = reqs.len();
+        let parse = move |text: &str| Ok(parse_batch(text, n, &checks, max));
+        self.walk(prompt, &parse, only).await
+    }
+
+    /// The walk over the providers for one prompt: the first reply `parse` accepts wins.
+    async fn walk<T: Send>(
+        &self,
+        prompt: Prompt,
+        parse: Parse<'_, T>,
+        only: Option<&str>,
+    ) -> Result<Answered<T>, ChainFailure> {
         let ask = Ask {
-            prompt: Prompt::build(req),
-            checks: ReplyChecks::new(req, self.cfg.reply_checks),
-            speaks: crate::speaker::split(&req.text).speaker.is_some(),
+            tokens: prompt.estimated_tokens(),
+            prompt,
+            parse,
         };
         let start = self.clock.now();
         let deadline = crate::clock::later(start, self.cfg.deadline);
@@ -428,7 +502,7 @@ impl Chain {
                     continue;
                 }
                 let entry = &self.entries[i];
-                let probe = match self.clearance(entry, now) {
+                let probe = match self.clearance(entry, now, ask.tokens) {
                     Clearance::Skip { skipped, ready_at } => {
                         a.done = ready_at.is_none_or(|t| t >= deadline);
                         a.not_before = ready_at;
@@ -447,17 +521,16 @@ impl Chain {
                     .await;
                 let now = self.clock.now();
                 match outcome {
-                    Some(Ok((options, speaker))) => {
+                    Some(Ok(value)) => {
                         let skipped = skipped_before(&attempts, slot);
                         let latency = now.saturating_duration_since(start);
-                        return Ok(Translation {
-                            options,
+                        return Ok(Answered {
+                            value,
                             provider: entry.name.clone(),
                             model: provider.model().to_string(),
                             skipped,
                             latency,
                             attempts: sent,
-                            speaker,
                         });
                     }
                     Some(Err(failure)) => {
@@ -512,7 +585,7 @@ impl Chain {
     }
 
     /// Asks the breaker and the rate limit together, so that neither changes unless both allow.
-    fn clearance(&self, entry: &ChainEntry, now: Instant) -> Clearance {
+    fn clearance(&self, entry: &ChainEntry, now: Instant, tokens: u32) -> Clearance {
         if let Some(reason) = &entry.unusable {
             return Clearance::Skip {
                 skipped: reason.clone(),
@@ -580,7 +653,7 @@ impl Chain {
                 };
             }
         }
-        if let Err(free_at) = g.limit.try_acquire() {
+        if let Err(free_at) = g.limit.try_acquire_cost(tokens) {
             return skip(
                 SkipReason::NoCapacity,
                 Some(free_at),
@@ -607,15 +680,15 @@ impl Chain {
     }
 
     /// Sends one request and records its outcome. `None` when the deadline cut it off.
-    async fn call(
+    async fn call<T>(
         &self,
         entry: &ChainEntry,
         provider: &dyn Provider,
-        ask: &Ask,
+        ask: &Ask<'_, T>,
         probe: bool,
         deadline: Instant,
         log: &mut Vec<AttemptRecord>,
-    ) -> Option<Result<(Vec<String>, Option<String>), ProviderFailure>> {
+    ) -> Option<Result<T, ProviderFailure>> {
         let prompt = &ask.prompt;
         let sent_at = self.clock.now();
         let mut record = |outcome: &'static str, opened_breaker: bool, at: Instant| {
@@ -635,7 +708,7 @@ impl Chain {
         // The deadline is in the Clock's time, like every other instant here.
         let reply = tokio::select! {
             biased;
-            reply = provider.complete(prompt) => reply,
+            reply = provider.complete_reply(prompt) => reply,
             () = self.clock.deadline(deadline) => {
                 record("transient", false, self.clock.now());
                 return None;
@@ -643,25 +716,19 @@ impl Chain {
         };
         // A reply that fails the checks is a refusal: the next provider may do better, and the
         // breaker counts it as an answer (the provider is up).
-        let result = reply.and_then(|text| {
-            let checked = ask
-                .checks
-                .options(&text, usize::from(prompt.options))
-                .map_err(|e| ProviderFailure::new(FailureClass::Refused, e.to_string()))?;
-            if !checked.dropped.is_empty() {
-                let dropped: Vec<&str> = checked.dropped.iter().map(|p| p.as_str()).collect();
-                tracing::info!(provider = %entry.name, ?dropped, "reply checks dropped options");
-            }
-            let speaker = if ask.speaks {
-                crate::reply::parse_speaker(&text)
-            } else {
-                None
-            };
-            Ok((checked.options, speaker))
+        let mut hold = None;
+        let result = reply.and_then(|r| {
+            hold = r.budget.hold();
+            (ask.parse)(&r.text)
         });
         let jitter = self.jitter();
         pending.armed = false;
         let now = self.clock.now();
+        if let Some(h) = hold {
+            // The provider said its budget is spent: asking before its reset would earn a 429.
+            tracing::info!(provider = %entry.name, for_secs = h.as_secs(), "provider reports its budget used up: holding off");
+            entry.lock().limit.hold_until(crate::clock::later(now, h));
+        }
         let transition =
             entry
                 .lock()

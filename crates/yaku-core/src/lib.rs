@@ -2,6 +2,7 @@
 //! desktop or SQLite crate (see its Cargo.toml); it talks to the world only through its
 //! ports (`Clock`, `Provider`, `ClipboardSource`, `Notifier`, `Store`, `ActiveWindow`).
 
+pub mod batch;
 pub mod breaker;
 pub mod calendar;
 pub mod chain;
@@ -15,6 +16,7 @@ pub mod intake;
 pub mod line;
 pub mod memory;
 pub mod notice;
+pub mod prefetch;
 pub mod prompt;
 pub mod provider;
 pub mod queue;

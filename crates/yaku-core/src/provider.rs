@@ -106,4 +106,58 @@ pub trait Provider: Send + Sync {
     /// Sends the prompt and returns the model's raw reply text.
     fn complete<'a>(&'a self, prompt: &'a Prompt)
     -> BoxFuture<'a, Result<String, ProviderFailure>>;
+    /// Like `complete`, with what the provider reported about its budget. Adapters whose
+    /// wire format reports it override this; the chain calls only this one.
+    fn complete_reply<'a>(
+        &'a self,
+        prompt: &'a Prompt,
+    ) -> BoxFuture<'a, Result<Reply, ProviderFailure>> {
+        Box::pin(async move { self.complete(prompt).await.map(Reply::text) })
+    }
+}
+
+/// What a provider said about its own budget on a reply (OpenAI-compatible APIs send
+/// `x-ratelimit-remaining-*` and `x-ratelimit-reset-*`), so the rate limit can hold off before
+/// the provider would answer 429. Every field is optional: most servers send none.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Budget {
+    pub requests_remaining: Option<u64>,
+    /// When the request budget is full again (or at least has a request).
+    pub requests_reset: Option<Duration>,
+    pub tokens_remaining: Option<u64>,
+    pub tokens_reset: Option<Duration>,
+}
+
+impl Budget {
+    /// How long to send nothing: until the reset of a budget the provider says is used up.
+    pub fn hold(&self) -> Option<Duration> {
+        let spent = |remaining: Option<u64>, reset: Option<Duration>| {
+            // A reported 0 with no reset time: a minute is the shortest window providers use.
+            (remaining == Some(0)).then(|| reset.unwrap_or(Duration::from_secs(60)))
+        };
+        match (
+            spent(self.requests_remaining, self.requests_reset),
+            spent(self.tokens_remaining, self.tokens_reset),
+        ) {
+            (Some(a), Some(b)) => Some(a.max(b)),
+            (a, b) => a.or(b),
+        }
+    }
+}
+
+/// A provider's answer: the model's text and what the provider reported about its budget.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Reply {
+    pub text: String,
+    pub budget: Budget,
+}
+
+impl Reply {
+    /// A reply that reported nothing about the budget.
+    pub fn text(text: String) -> Self {
+        Self {
+            text,
+            budget: Budget::default(),
+        }
+    }
 }

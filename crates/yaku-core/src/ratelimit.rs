@@ -41,6 +41,10 @@ pub struct RateLimit {
     per_day: Option<(DayLimiter, u32)>,
     /// The day's remaining requests at the last check, and when that was.
     day_left: std::sync::Mutex<Option<(u32, Instant)>>,
+    /// `tokens_per_minute`: a token budget, and the largest cost one request may take.
+    tokens: Option<(Limiter, NonZeroU32)>,
+    /// Nothing is sent before this instant: the provider reported its budget used up.
+    held: std::sync::Mutex<Option<Instant>>,
 }
 
 impl RateLimit {
@@ -69,21 +73,64 @@ impl RateLimit {
             per_minute,
             per_day,
             day_left: std::sync::Mutex::new(None),
+            tokens: None,
+            held: std::sync::Mutex::new(None),
         }
     }
 
-    /// Takes one request from the budget, or says when the next one will be free.
-    pub fn try_acquire(&self) -> Result<(), Instant> {
+    /// Adds a tokens-per-minute budget (`0` = none). Half of it may be spent at once and it
+    /// refills at half the rate per 30 s, so no 60-second window holds more than `tpm` tokens.
+    pub fn with_tokens_per_minute(mut self, tpm: u32) -> Self {
+        let pclock = PortClock {
+            clock: self.clock.clone(),
+            origin: self.origin,
+        };
+        self.tokens = NonZeroU32::new((tpm / 2).max(u32::from(tpm > 0))).and_then(|half| {
+            Quota::with_period(Duration::from_secs(30) / half.get()).map(|q| {
+                (
+                    RateLimiter::direct_with_clock(q.allow_burst(half), pclock),
+                    half,
+                )
+            })
+        });
+        self
+    }
+
+    /// Sends nothing until `until` (later holds win): the provider said its budget is spent.
+    pub fn hold_until(&self, until: Instant) {
+        let mut held = self.held.lock().unwrap_or_else(|e| e.into_inner());
+        if held.is_none_or(|h| h < until) {
+            *held = Some(until);
+        }
+    }
+
+    /// Takes one request costing about `tokens` tokens from the budget, or says when it will
+    /// be free. A cost above what the token budget can ever hold is taken as all of it.
+    pub fn try_acquire_cost(&self, tokens: u32) -> Result<(), Instant> {
+        let now = self.clock.now();
+        if let Some(h) = *self.held.lock().unwrap_or_else(|e| e.into_inner())
+            && now < h
+        {
+            return Err(h);
+        }
         // Governor's check spends a cell when it allows. The minute is asked first: a minute cell
         // spent on a request the day then refuses only delays the next request, whereas a day
-        // cell spent that way would be lost for hours.
+        // cell spent that way would be lost for hours. Tokens come between, for the same reason.
         if let Some(minute) = &self.per_minute
             && let Err(not_until) = minute.check()
         {
             return Err(self.origin + not_until.earliest_possible());
         }
+        if let Some((limiter, most)) = &self.tokens
+            && let Some(n) = NonZeroU32::new(tokens.min(most.get()))
+        {
+            match limiter.check_n(n) {
+                Ok(Ok(())) => {}
+                Ok(Err(not_until)) => return Err(self.origin + not_until.earliest_possible()),
+                Err(_) => return Err(crate::clock::later(now, Duration::from_secs(60))),
+            }
+        }
         if let Some((day, _)) = &self.per_day {
-            let now = self.clock.now();
             let mut left = self.day_left.lock().unwrap_or_else(|e| e.into_inner());
             match day.check() {
                 Ok(snapshot) => *left = Some((snapshot.remaining_burst_capacity(), now)),
@@ -94,6 +141,11 @@ impl RateLimit {
             }
         }
         Ok(())
+    }
+
+    /// Takes one request from the budget, or says when the next one will be free.
+    pub fn try_acquire(&self) -> Result<(), Instant> {
+        self.try_acquire_cost(0)
     }
 
     /// Takes `n` requests from the day's budget at once: those already made (read from the

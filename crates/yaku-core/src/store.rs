@@ -12,6 +12,8 @@ use super::clock::Clock;
 pub enum Source {
     Clipboard,
     Cli,
+    /// `yaku prefetch`: a script line translated ahead of the reader.
+    Prefetch,
 }
 
 impl Source {
@@ -19,6 +21,7 @@ impl Source {
         match self {
             Source::Clipboard => "clipboard",
             Source::Cli => "cli",
+            Source::Prefetch => "prefetch",
         }
     }
 }

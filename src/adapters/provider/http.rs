@@ -132,6 +132,18 @@ pub async fn exchange(
     api_key: Option<&str>,
     rate_limit: RateLimitReader,
 ) -> Result<Value, ProviderFailure> {
+    exchange_with_headers(req, timeout, api_key, rate_limit)
+        .await
+        .map(|(json, _)| json)
+}
+
+/// [`exchange`], also returning the 200 reply's headers (where a provider reports its budget).
+pub async fn exchange_with_headers(
+    req: reqwest::RequestBuilder,
+    timeout: Duration,
+    api_key: Option<&str>,
+    rate_limit: RateLimitReader,
+) -> Result<(Value, HeaderMap), ProviderFailure> {
     let mut reply = send(req, timeout).await?;
     reply.redact(api_key);
     if reply.status != 200 {
@@ -139,12 +151,13 @@ pub async fn exchange(
             rate_limit(r, j, SystemTime::now())
         }));
     }
-    serde_json::from_slice(&reply.body).map_err(|_| {
+    let json = serde_json::from_slice(&reply.body).map_err(|_| {
         ProviderFailure::new(
             FailureClass::Transient,
             "HTTP 200 but the reply is not valid JSON (cut short?)",
         )
-    })
+    })?;
+    Ok((json, reply.headers))
 }
 
 /// Runs a provider call and removes the key from any failure's text.

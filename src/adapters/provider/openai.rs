@@ -9,7 +9,7 @@ use super::Settings;
 use super::http::{self, RawReply};
 use crate::core::clock::BoxFuture;
 use crate::core::prompt::Prompt;
-use crate::core::provider::{FailureClass, Provider, ProviderFailure, QuotaScope};
+use crate::core::provider::{Budget, FailureClass, Provider, ProviderFailure, QuotaScope, Reply};
 use crate::core::reply::strip_think;
 
 pub struct OpenAi {
@@ -50,14 +50,18 @@ impl OpenAi {
         body
     }
 
-    async fn request(&self, prompt: &Prompt) -> Result<String, ProviderFailure> {
+    async fn request(&self, prompt: &Prompt) -> Result<Reply, ProviderFailure> {
         let mut req = self.client.post(&self.url).json(&self.body(prompt));
         if let Some(key) = &self.settings.api_key {
             req = req.header(AUTHORIZATION, http::key_header(&format!("Bearer {key}"))?);
         }
         let s = &self.settings;
-        let json = http::exchange(req, s.timeout, s.api_key.as_deref(), rate_limit).await?;
-        reply_text(&json)
+        let (json, headers) =
+            http::exchange_with_headers(req, s.timeout, s.api_key.as_deref(), rate_limit).await?;
+        Ok(Reply {
+            text: reply_text(&json)?,
+            budget: budget(&headers),
+        })
     }
 }
 
@@ -72,10 +76,46 @@ impl Provider for OpenAi {
         &'a self,
         prompt: &'a Prompt,
     ) -> BoxFuture<'a, Result<String, ProviderFailure>> {
+        Box::pin(async move { self.complete_reply(prompt).await.map(|r| r.text) })
+    }
+    fn complete_reply<'a>(
+        &'a self,
+        prompt: &'a Prompt,
+    ) -> BoxFuture<'a, Result<Reply, ProviderFailure>> {
         Box::pin(http::without_key(
             self.settings.api_key.as_deref(),
             self.request(prompt),
         ))
+    }
+}
+
+/// What an OpenAI-compatible server says about its budget: `x-ratelimit-remaining-requests`,
+/// `-remaining-tokens`, `-reset-requests`, `-reset-tokens` (Groq, OpenAI, OpenRouter). The
+/// resets are durations such as `2m59.56s` or `7.66s`; unreadable values are left out.
+pub fn budget(headers: &reqwest::header::HeaderMap) -> Budget {
+    let text = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::trim)
+    };
+    let count = |name: &str| text(name).and_then(|v| v.parse::<u64>().ok());
+    let reset = |name: &str| {
+        text(name).and_then(|v| {
+            http::parse_duration(v).or_else(|| {
+                // Some servers send plain seconds.
+                v.parse::<f64>()
+                    .ok()
+                    .filter(|s| s.is_finite() && *s >= 0.0)
+                    .map(|s| Duration::from_secs_f64(s.min(1e9)))
+            })
+        })
+    };
+    Budget {
+        requests_remaining: count("x-ratelimit-remaining-requests"),
+        requests_reset: reset("x-ratelimit-reset-requests"),
+        tokens_remaining: count("x-ratelimit-remaining-tokens"),
+        tokens_reset: reset("x-ratelimit-reset-tokens"),
     }
 }
 
@@ -146,4 +186,59 @@ pub fn rate_limit(reply: &RawReply, json: &Value, now: SystemTime) -> ProviderFa
         return http::rate_limited(Some(wait), QuotaScope::Daily, &message);
     }
     http::rate_limited(header.or(in_message), QuotaScope::Short, &message)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use reqwest::header::{HeaderMap, HeaderValue};
+
+    /// Reply headers, and how long they hold the provider.
+    type Case = (&'static [(&'static str, &'static str)], Option<Duration>);
+
+    #[test]
+    fn budget_headers_are_read_and_a_spent_budget_holds_until_its_reset_table() {
+        let cases: &[Case] = &[
+            (&[], None),
+            (
+                &[
+                    ("x-ratelimit-remaining-requests", "14"),
+                    ("x-ratelimit-reset-requests", "2m59.56s"),
+                ],
+                None,
+            ),
+            (
+                &[
+                    ("x-ratelimit-remaining-requests", "0"),
+                    ("x-ratelimit-reset-requests", "2m59.5s"),
+                ],
+                Some(Duration::from_secs_f64(179.5)),
+            ),
+            (
+                &[
+                    ("x-ratelimit-remaining-tokens", "0"),
+                    ("x-ratelimit-reset-tokens", "7.5"),
+                ],
+                Some(Duration::from_secs_f64(7.5)),
+            ),
+            (
+                &[("x-ratelimit-remaining-requests", "0")],
+                Some(Duration::from_secs(60)),
+            ),
+            (
+                &[
+                    ("x-ratelimit-remaining-requests", "zero"),
+                    ("x-ratelimit-reset-requests", "soon"),
+                ],
+                None,
+            ),
+        ];
+        for (headers, want) in cases {
+            let mut map = HeaderMap::new();
+            for (k, v) in *headers {
+                map.insert(*k, HeaderValue::from_static(v));
+            }
+            assert_eq!(budget(&map).hold(), *want, "{headers:?}");
+        }
+    }
 }

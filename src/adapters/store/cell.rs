@@ -37,7 +37,7 @@ impl Vocabulary for Source {
         Source::as_str(self)
     }
     fn parse(s: &str) -> Option<Self> {
-        [Source::Clipboard, Source::Cli]
+        [Source::Clipboard, Source::Cli, Source::Prefetch]
             .into_iter()
             .find(|w| w.as_str() == s)
     }

@@ -56,11 +56,14 @@ pub struct HistoryRow {
     pub speaker: Option<String>,
     /// The `[[games]]` profile the line was copied under; None: no profile.
     pub game: Option<String>,
+    /// `yaku pick N`: the option (1-based) the reader chose; None when none (or unreadable).
+    pub chosen: Option<u64>,
 }
 
 impl HistoryRow {
     /// The `--json` / JSONL shape: exactly `id`, `at` (RFC 3339 UTC), `text`, `status`,
-    /// `provider`, `best`, `options`, `latency_ms`, `error`, `speaker`, `game`; null where absent or
+    /// `provider`, `best`, `options`, `latency_ms`, `error`, `speaker`, `game`, `chosen`
+    /// (`yaku pick`); null where absent or
     /// unreadable.
     /// `source` and `model` are not part of it.
     pub fn to_json(&self) -> Value {
@@ -76,6 +79,7 @@ impl HistoryRow {
             "error": self.error,
             "speaker": self.speaker,
             "game": self.game,
+            "chosen": self.chosen,
         })
     }
 }
@@ -86,7 +90,7 @@ pub enum ExportFormat {
     /// One `HistoryRow::to_json` object per line.
     Jsonl,
     /// RFC 4180 CSV (CRLF line ends) with the header
-    /// `id,at,text,source,status,provider,model,best,options,latency_ms,error,speaker`. `at` is
+    /// `id,at,text,source,status,provider,model,best,options,latency_ms,error,speaker,chosen`. `at` is
     /// RFC 3339; `options` is a JSON array of strings (lossless, unlike a joined list); an
     /// absent or unreadable value (see [`HistoryRow`]) is an empty unquoted field and an
     /// empty string is `""`.
@@ -106,7 +110,7 @@ impl ExportFormat {
 
 /// The CSV header line `export` writes.
 pub const CSV_HEADER: &str =
-    "id,at,text,source,status,provider,model,best,options,latency_ms,error,speaker";
+    "id,at,text,source,status,provider,model,best,options,latency_ms,error,speaker,chosen";
 
 /// One provider's figures over the selected lines.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -123,6 +127,8 @@ pub struct ProviderStats {
     pub bad_request: u64,
     /// Requests whose outcome opened the breaker.
     pub breaker_opens: u64,
+    /// Of `requests`, those sent by `yaku prefetch` (lines with source `prefetch`).
+    pub prefetch_requests: u64,
     /// Lines whose final status is `translated` with this provider.
     pub lines_served: u64,
     /// Of those, lines first sent to another provider.
@@ -147,6 +153,7 @@ impl ProviderStats {
             "model_unavailable": self.model_unavailable,
             "bad_request": self.bad_request,
             "breaker_opens": self.breaker_opens,
+            "prefetch_requests": self.prefetch_requests,
             "lines_served": self.lines_served,
             "lines_fallback": self.lines_fallback,
             "p50_ms": self.p50_ms,
@@ -210,6 +217,12 @@ const ATTEMPT_TOTALS: &str =
       GROUP BY provider, outcome, latency_ms
       ORDER BY provider, outcome, latency_ms";
 
+/// Requests per provider sent for `yaku prefetch`'s lines since ?1 (all when NULL).
+const PREFETCH_TOTALS: &str =
+    "SELECT a.provider, count(*) FROM attempts a JOIN lines l ON l.id = a.line_id
+      WHERE l.source = 'prefetch' AND (?1 IS NULL OR a.at_ms >= ?1)
+      GROUP BY a.provider";
+
 /// `ATTEMPT_TOTALS` over all history, as `LINE_TOTALS_ALL`.
 const ATTEMPT_TOTALS_ALL: &str =
     "SELECT provider, outcome, latency_ms, count(*), sum(opened_breaker) FROM attempts
@@ -237,7 +250,7 @@ const ODD_ATTEMPTS: &str = "SELECT id FROM attempts WHERE (?1 IS NULL OR at_ms >
 
 const ROW_COLUMNS: &str =
     "id, at_ms, text, source, status, provider, model, best, options, latency_ms, error, speaker, \
-     game";
+     game, chosen";
 
 /// `LINE_TOTALS` for the lines of one game (`?2`); `?1` NULL: since the start.
 const LINE_TOTALS_GAME: &str = "SELECT status, provider, count(*), sum(fallback) FROM lines
@@ -440,6 +453,7 @@ impl SqliteStore {
         let mut providers: BTreeMap<String, ProviderStats> = BTreeMap::new();
         let odd_lines = line_totals(&conn, from, game, &mut stats, &mut providers)?;
         let odd_attempts = attempt_totals(&conn, from, game, &mut providers)?;
+        prefetch_totals(&conn, from, &mut providers)?;
         let read = sql("reading the statistics");
         for (odd, table, query) in [
             (odd_lines, "lines", ODD_LINES),
@@ -465,6 +479,40 @@ impl SqliteStore {
         Ok(stats)
     }
 
+    /// The newest line the reader was shown (translated or cached; never a prefetched one):
+    /// its id, text and options. None when no line was shown yet.
+    pub fn last_shown(&self) -> Result<Option<(i64, String, Vec<String>)>, StoreError> {
+        let conn = self.conn();
+        let read = sql("reading the history");
+        let mut stmt = conn
+            .prepare_cached(
+                "SELECT id, text, options FROM lines
+                  WHERE status IN ('translated', 'cached') AND source != 'prefetch'
+                  ORDER BY id DESC LIMIT 1",
+            )
+            .map_err(&read)?;
+        let mut found = stmt.query([]).map_err(&read)?;
+        let Some(r) = found.next().map_err(&read)? else {
+            return Ok(None);
+        };
+        let mut c = Cells::new(r);
+        let id = c.int(0, false).map_err(&read)?;
+        let text = c.text(1, false).map_err(&read)?;
+        let options = c.options(2).map_err(&read)?.unwrap_or_default();
+        Ok(id.zip(text).map(|(id, text)| (id, text, options)))
+    }
+
+    /// Records the reader's choice of option `n` (1-based) for line `id`.
+    pub fn set_chosen(&self, id: i64, n: u8) -> Result<(), StoreError> {
+        self.conn()
+            .execute(
+                "UPDATE lines SET chosen = ?1 WHERE id = ?2",
+                rusqlite::params![n, id],
+            )
+            .map_err(sql("recording the choice"))?;
+        Ok(())
+    }
+
     /// Reads a `ROW_COLUMNS` row, reporting it once when it is odd.
     fn history_row(&self, r: &Row<'_>) -> rusqlite::Result<HistoryRow> {
         let mut c = Cells::new(r);
@@ -482,6 +530,7 @@ impl SqliteStore {
             error: c.text(10, true)?,
             speaker: c.text(11, true)?,
             game: c.text(12, true)?,
+            chosen: c.count(13, true)?,
         };
         if c.odd {
             self.report_odd("lines", row.id, "shown as best it can be");
@@ -542,6 +591,26 @@ fn line_totals(
 }
 
 /// Adds the requests' totals and ok-latency percentiles per provider; whether a row was odd.
+/// Counts the prefetch's requests apart; a provider only the prefetch asked is listed too.
+fn prefetch_totals(
+    conn: &Connection,
+    from: Option<i64>,
+    providers: &mut BTreeMap<String, ProviderStats>,
+) -> Result<(), StoreError> {
+    let read = sql("reading the statistics");
+    let mut stmt = conn.prepare_cached(PREFETCH_TOTALS).map_err(&read)?;
+    let mut found = stmt.query([from]).map_err(&read)?;
+    while let Some(r) = found.next().map_err(&read)? {
+        let mut c = Cells::new(r);
+        let name = c.text(0, false).map_err(&read)?;
+        let count = c.count(1, false).map_err(&read)?.unwrap_or(0);
+        if let Some(name) = name {
+            provider_entry(providers, &name).prefetch_requests += count;
+        }
+    }
+    Ok(())
+}
+
 fn attempt_totals(
     conn: &Connection,
     from: Option<i64>,
@@ -707,6 +776,9 @@ fn csv_row(out: &mut String, row: &HistoryRow) -> Result<(), StoreError> {
     csv_opt(out, row.error.as_deref());
     out.push(',');
     csv_opt(out, row.speaker.as_deref());
+    if let Some(n) = row.chosen {
+        csv_num(out, n);
+    }
     Ok(())
 }
 
@@ -732,8 +804,9 @@ pub fn render_table(stats: &Stats) -> String {
         out.push_str("\nNo provider requests.\n");
         return out;
     }
-    let metrics: [Metric; 13] = [
+    let metrics: [Metric; 14] = [
         ("requests", |p| p.requests.to_string()),
+        ("  by prefetch", |p| p.prefetch_requests.to_string()),
         ("ok", |p| p.ok.to_string()),
         ("rate limited", |p| p.rate_limited.to_string()),
         ("transient", |p| p.transient.to_string()),
