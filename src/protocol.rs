@@ -97,6 +97,7 @@ pub fn status_json(st: &DaemonStatus, uptime: Duration) -> Value {
         "uptime_secs": uptime.as_secs(),
         "paused": st.paused,
         "paused_for_secs": st.paused_for.map(|d| d.as_secs()),
+        "watch": st.watch.map(|w| w.as_str()),
         "queue": st.queue,
         "last_latency_ms": st.last_latency_ms,
         "cache_hit_rate": (served > 0).then(|| c.cached as f64 / served as f64),

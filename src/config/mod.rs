@@ -52,7 +52,7 @@ mod validate;
 
 pub use keys::{KeyLookup, KeySource};
 use raw::RawConfig;
-pub use raw::{ProviderKind, Rotation};
+pub use raw::{ProviderKind, Rotation, Watch};
 #[cfg(test)]
 use validate::check_base_url;
 use validate::{friendly, key_at, key_by_header, key_of_syntax_error, line_of};
@@ -103,6 +103,7 @@ pub struct StoreConfig {
 /// `[clipboard]`: polling, cleaning and the privacy gates.
 #[derive(Debug, Clone)]
 pub struct ClipboardConfig {
+    pub watch: Watch,
     pub poll_interval: Duration,
     pub collapse_repeats: bool,
     /// The gates' settings, checked by building `Gates` once at load.
@@ -272,6 +273,7 @@ mod tests {
             example.clipboard.poll_interval,
             defaults.clipboard.poll_interval
         );
+        assert_eq!(example.clipboard.watch, defaults.clipboard.watch);
         assert_eq!(
             example.clipboard.collapse_repeats,
             defaults.clipboard.collapse_repeats

@@ -72,6 +72,7 @@ pub(super) struct RawStore {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub(super) struct RawClipboard {
+    pub(super) watch: Watch,
     pub(super) poll_interval_ms: i64,
     pub(super) collapse_repeats: bool,
     pub(super) min_chars: i64,
@@ -84,6 +85,7 @@ pub(super) struct RawClipboard {
 impl Default for RawClipboard {
     fn default() -> Self {
         Self {
+            watch: Watch::Auto,
             poll_interval_ms: 250,
             collapse_repeats: true,
             min_chars: 1,
@@ -111,6 +113,18 @@ impl Default for RawNotify {
             show_original: true,
         }
     }
+}
+
+/// How yaku learns that the clipboard changed (`[clipboard] watch`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Watch {
+    /// Change events where the platform has them (X11's XFixes), polling elsewhere.
+    Auto,
+    /// Change events only: without them the clipboard is not read, and `yaku check` says why.
+    Events,
+    /// Read the clipboard every `poll_interval_ms`.
+    Poll,
 }
 
 /// How often the log file starts anew.

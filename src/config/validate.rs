@@ -222,6 +222,7 @@ fn clipboard(
         other => v.err(&["clipboard"], &other.to_string()),
     })?;
     Ok(ClipboardConfig {
+        watch: c.watch,
         poll_interval,
         collapse_repeats: c.collapse_repeats,
         gates,

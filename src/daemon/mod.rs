@@ -13,7 +13,6 @@ use std::time::Duration;
 
 use anyhow::Context;
 
-use crate::adapters::clipboard::SystemClipboard;
 use crate::adapters::notify::DesktopNotifier;
 use crate::config::Config;
 use crate::core::clock::{Clock, TokioClock};
@@ -183,6 +182,7 @@ async fn serve(
     ));
 
     tracing::info!(
+        watch = ?config.clipboard.watch,
         poll_ms = config.clipboard.poll_interval.as_millis() as u64,
         "watching the clipboard"
     );
@@ -223,10 +223,10 @@ fn watch_clipboard(
     };
     daemon.follow_marks(&control);
     let watch_control = control.clone();
-    let max_chars = config.clipboard.gates.max_chars;
+    let clipboard = wire::clipboard(config);
     std::thread::Builder::new()
         .name("yaku-clipboard".into())
-        .spawn(move || watch(SystemClipboard::new(max_chars), events_tx, watch_control))
+        .spawn(move || watch(clipboard, events_tx, watch_control))
         .context("cannot start the clipboard thread")?;
     Ok((control, events_rx))
 }

@@ -15,7 +15,7 @@ use super::breaker::{OpenCause, State as BreakerState};
 use super::chain::{Chain, ChainFailure, Skipped, Translation};
 use super::clock::{BoxFuture, Clock};
 use super::gates::Gates;
-use super::intake::{ClipEvent, Intake, WatchControl, intake};
+use super::intake::{ClipEvent, Intake, WatchControl, WatchMode, intake};
 use super::line::{Accepted, CacheUse, Lines};
 use super::memory::{ContextWindow, Glossary};
 use super::notice::{self, Notice, OutageNotices};
@@ -125,6 +125,9 @@ pub struct DaemonStatus {
     pub providers: Vec<ProviderStatus>,
     pub last_latency_ms: Option<u64>,
     pub counts: DaemonCounts,
+    /// How the clipboard watch learns of changes; None before its first read (or without
+    /// one).
+    pub watch: Option<WatchMode>,
 }
 
 type Work =
@@ -409,6 +412,7 @@ impl Daemon {
             providers,
             last_latency_ms: self.last_latency_ms,
             counts: self.counts.borrow().clone(),
+            watch: self.marks.as_ref().and_then(|(c, _)| c.mode()),
         }
     }
 
@@ -1135,7 +1139,8 @@ mod tests {
         assert_eq!(r.shown.last().unwrap().summary, "Good morning, senpai.");
         assert!(r.shown.last().unwrap().body.contains("おはよう、先輩。"));
 
-        // The same text from a new owner, then a password manager's copy: neither is sent.
+        // The same text from a new owner (a repeat), then a password manager's copy: neither
+        // is sent.
         clip.copy("おはよう、先輩。");
         let reads = clip.reads();
         await_reads(&clip, reads + 2).await;
@@ -1165,8 +1170,8 @@ mod tests {
         let counts = r.done.await.unwrap();
         assert_eq!(
             (counts.accepted, counts.rejected),
-            (2, 1),
-            "the repeated copy is no change; the concealed one is rejected"
+            (2, 2),
+            "the repeated copy is a new copy the repeat gate rejects; so is the concealed one"
         );
         assert_eq!(r.shown.total(), 2);
     }
