@@ -1311,3 +1311,53 @@ fn polling_the_identical_line_copied_again_after_a_failure_is_translated() {
 fn in_event_mode_the_identical_line_copied_again_after_a_failure_is_translated() {
     identical_recopy_after_a_failure_is_translated("events");
 }
+
+#[test]
+fn without_xfixes_auto_polls_and_says_so_once_and_events_mode_says_why_it_cannot_read() {
+    let env = DesktopEnv::start();
+    let proxy = desktop::xproxy::XProxy::start(env.display_number(), "XFIXES");
+    let display = proxy.display();
+    let vars = [("DISPLAY", display.as_str())];
+    let config = YakuConfig::new(&env.provider.url())
+        .poll_interval_ms(100)
+        .watch("auto");
+    let yaku = start_yaku_env(&env, &config, &vars);
+    env.set_clipboard(LINE);
+    await_state(&env, &yaku, secs(5), "the line's notification", || {
+        notified(&env, &best_option(LINE))
+    });
+    env.set_clipboard(LINE2);
+    await_state(
+        &env,
+        &yaku,
+        secs(5),
+        "the second line's notification",
+        || notified(&env, &best_option(LINE2)),
+    );
+    let log = env.log();
+    let said: Vec<&str> = log.lines().filter(|l| l.contains("no XFixes")).collect();
+    assert_eq!(said.len(), 1, "one log line about the fallback:\n{log}");
+    assert_eq!(status_json(&env)["watch"], "poll");
+
+    let events = env.write_config(&YakuConfig::new(&env.provider.url()).watch("events"));
+    let args = [
+        "check",
+        "--offline",
+        "--json",
+        "--config",
+        events.to_str().unwrap(),
+    ];
+    let (_, out, err) = env.yaku_command_env(&args, &vars);
+    let v: serde_json::Value =
+        serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out} {err}"));
+    assert_eq!(v["clipboard"]["ok"], false, "{v}");
+    let detail = v["clipboard"]["detail"].as_str().unwrap();
+    assert!(
+        detail.contains("XFixes") && detail.contains("watch"),
+        "{detail}"
+    );
+    // The same check on the real server: events are there.
+    let (_, out, _) = env.yaku_command(&args);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["clipboard"]["watch"], "events", "{v}");
+}

@@ -60,22 +60,11 @@ pub struct DesktopEnv {
     owners: Mutex<Vec<ClipboardOwner>>,
     yakus: Mutex<Vec<(u32, YakuFiles)>>,
     counter: AtomicUsize,
-    /// Extra Xvfb arguments, kept for `restart_x` (e.g. `-extension XFIXES` to disable it).
-    xvfb_args: &'static [&'static str],
 }
 
 impl DesktopEnv {
     /// Starts the whole environment; fails (never skips) when a tool is missing.
     pub fn start() -> DesktopEnv {
-        Self::start_with_xvfb(&[])
-    }
-
-    /// [`DesktopEnv::start`] with an X server that lacks the XFixes extension.
-    pub fn start_without_xfixes() -> DesktopEnv {
-        Self::start_with_xvfb(&["-extension", "XFIXES"])
-    }
-
-    fn start_with_xvfb(xvfb_args: &'static [&'static str]) -> DesktopEnv {
         for tool in [
             "Xvfb",
             "xclip",
@@ -100,7 +89,7 @@ impl DesktopEnv {
         .expect("chmod run dir");
 
         let counter = AtomicUsize::new(0);
-        let (xvfb, display) = spawn_xvfb(dir.path(), None, &counter, xvfb_args);
+        let (xvfb, display) = spawn_xvfb(dir.path(), None, &counter);
         let (dbus, bus_address) = spawn_bus(dir.path());
         let (monitor, capture) = spawn_monitor(dir.path(), &bus_address);
 
@@ -119,7 +108,6 @@ impl DesktopEnv {
             owners: Mutex::new(Vec::new()),
             yakus: Mutex::new(Vec::new()),
             counter,
-            xvfb_args,
         };
         env.start_notification_server();
         env
@@ -365,12 +353,7 @@ impl DesktopEnv {
     pub fn restart_x(&mut self) {
         assert!(self.xvfb.is_none(), "restart_x: the X server is running");
         self.reservation = None;
-        let (xvfb, display) = spawn_xvfb(
-            self.dir.path(),
-            Some(self.display),
-            &self.counter,
-            self.xvfb_args,
-        );
+        let (xvfb, display) = spawn_xvfb(self.dir.path(), Some(self.display), &self.counter);
         assert_eq!(
             display, self.display,
             "the restarted X server reported another display"
@@ -382,7 +365,7 @@ impl DesktopEnv {
     /// Another X server on a free display (`-displayfd`), for checking that a down display's
     /// number stays reserved.
     pub fn spawn_other_xvfb(&self) -> (Proc, u32) {
-        spawn_xvfb(self.dir.path(), None, &self.counter, &[])
+        spawn_xvfb(self.dir.path(), None, &self.counter)
     }
 
     // ---- the daemon ----
@@ -442,9 +425,21 @@ impl DesktopEnv {
     /// Runs `yaku ARGS` in this desktop's environment (the same runtime dir as the daemon, so
     /// `status`, `pause` and `reload` reach it); returns its status, stdout and stderr.
     pub fn yaku_command(&self, args: &[&str]) -> (ExitStatus, String, String) {
+        self.yaku_command_env(args, &[])
+    }
+
+    /// [`yaku_command`](Self::yaku_command) with extra environment variables.
+    pub fn yaku_command_env(
+        &self,
+        args: &[&str],
+        vars: &[(&str, &str)],
+    ) -> (ExitStatus, String, String) {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_yaku"));
         cmd.args(args);
         self.desktop_env(&mut cmd);
+        for (k, v) in vars {
+            cmd.env(k, v);
+        }
         self.run_tool(cmd, Duration::from_secs(30))
     }
 
@@ -608,12 +603,7 @@ fn read_first_line(out: impl std::io::Read + Send + 'static, timeout: Duration) 
 
 /// `Xvfb [:N] -displayfd 1 ...`: the server writes its display number to the pipe on stdout
 /// once it accepts connections.
-fn spawn_xvfb(
-    dir: &Path,
-    display: Option<u32>,
-    counter: &AtomicUsize,
-    extra: &[&str],
-) -> (Proc, u32) {
+fn spawn_xvfb(dir: &Path, display: Option<u32>, counter: &AtomicUsize) -> (Proc, u32) {
     let log = dir.join(format!(
         "logs/xvfb-{}.log",
         counter.fetch_add(1, Ordering::Relaxed)
@@ -632,7 +622,6 @@ fn spawn_xvfb(
         "0",
         "1024x768x24",
     ])
-    .args(extra)
     .env_clear()
     .env("PATH", child_path())
     .env("HOME", dir.join("home"))
