@@ -4,3 +4,4 @@ pub mod clipboard;
 pub mod notify;
 pub mod provider;
 pub mod store;
+pub mod websocket;

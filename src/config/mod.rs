@@ -75,6 +75,14 @@ pub struct Config {
     pub log: LogConfig,
     pub context: ContextConfig,
     pub store: StoreConfig,
+    pub intake: IntakeConfig,
+}
+
+/// `[intake]`: where lines come from besides the clipboard.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IntakeConfig {
+    /// A text hooker's WebSocket (`ws://` on loopback or `wss://`); None: not used.
+    pub websocket: Option<String>,
 }
 
 /// What travels with each line besides its text: the context and the glossary.
@@ -268,6 +276,7 @@ mod tests {
         assert_eq!(example.log, defaults.log);
         assert_eq!(example.context, defaults.context);
         assert_eq!(example.store, defaults.store);
+        assert_eq!(example.intake, defaults.intake);
         assert!(defaults.context.glossary.is_empty());
         assert_eq!(
             example.clipboard.poll_interval,

@@ -14,6 +14,7 @@ pub(super) struct RawConfig {
     pub(super) cache: RawCache,
     pub(super) history: RawHistory,
     pub(super) store: RawStore,
+    pub(super) intake: RawIntake,
     #[serde(default = "default_providers")]
     pub(super) providers: Vec<RawProvider>,
 }
@@ -30,6 +31,7 @@ impl Default for RawConfig {
             cache: RawCache::default(),
             history: RawHistory::default(),
             store: RawStore::default(),
+            intake: RawIntake::default(),
             providers: default_providers(),
         }
     }
@@ -61,6 +63,13 @@ impl Default for RawHistory {
             max_days: 0,
         }
     }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(super) struct RawIntake {
+    /// A text hooker's WebSocket to take lines from; empty: none.
+    pub(super) websocket: String,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -208,7 +208,8 @@ async fn serve(
 }
 
 /// The clipboard poll loop on its own thread (a hung owner can block a read for seconds),
-/// steered by the daemon's pause flag and marks.
+/// steered by the daemon's pause flag and marks; and the WebSocket's lines, when
+/// `[intake] websocket` is set, into the same channel.
 fn watch_clipboard(
     config: &Config,
     daemon: &mut Daemon,
@@ -222,6 +223,16 @@ fn watch_clipboard(
         ..WatchControl::default()
     };
     daemon.follow_marks(&control);
+    if let Some(url) = config.intake.websocket.clone() {
+        // The same size limit as the clipboard's: a longer text is no game line.
+        let max_bytes = config.clipboard.gates.max_chars.saturating_mul(4).max(64);
+        tokio::spawn(crate::adapters::websocket::run(
+            url,
+            max_bytes,
+            daemon.pause_flag(),
+            events_tx.clone(),
+        ));
+    }
     let watch_control = control.clone();
     let clipboard = wire::clipboard(config);
     std::thread::Builder::new()

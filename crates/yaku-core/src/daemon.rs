@@ -21,7 +21,7 @@ use super::memory::{ContextWindow, Glossary};
 use super::notice::{self, Notice, OutageNotices};
 use super::prompt::TranslationRequest;
 use super::queue::{DisplayOrder, LatestWins, Line, QueueEffect};
-use super::store::{Source, Status, StoreHandle};
+use super::store::{Status, StoreHandle};
 
 /// The desktop notification port.
 pub trait Notifier: Send + Sync + 'static {
@@ -423,6 +423,7 @@ impl Daemon {
     /// Runs a change through intake and the line use case's first step; returns the line
     /// when it must be translated (a cached answer is shown at once).
     fn accept(&mut self, event: ClipEvent) -> Option<Line> {
+        let source = event.source();
         let text = match intake(event, &mut self.gates, self.settings.collapse_repeats) {
             Intake::Rejected { rejection, chars } => {
                 // Never the text: only which gate and how long it was.
@@ -448,7 +449,7 @@ impl Daemon {
         } else {
             CacheUse::Off
         };
-        let accepted = self.lines.accept(&request, &own, Source::Clipboard, cache);
+        let accepted = self.lines.accept(&request, &own, source, cache);
         let (Accepted::Pending(entry) | Accepted::Cached(_, entry)) = &accepted;
         // The history row's id becomes the line's, so `line_id` in the log goes on from the
         // last session's and names the row `yaku history` shows.

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use super::clean::collapse_repeats;
 use super::gates::{Gates, Rejection};
+use super::store::Source;
 
 /// One read of the clipboard.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -90,6 +91,20 @@ pub enum ClipEvent {
         bytes: usize,
     },
     Undecidable,
+    /// A line a text hooker sent over its WebSocket: no clipboard owner, so no hint.
+    Pushed {
+        text: String,
+    },
+}
+
+impl ClipEvent {
+    /// Where the line came from, for its history row.
+    pub fn source(&self) -> Source {
+        match self {
+            Self::Pushed { .. } => Source::Websocket,
+            _ => Source::Clipboard,
+        }
+    }
 }
 
 /// Passes on a read only when it differs from the last one read: other content, or the
@@ -290,20 +305,23 @@ pub fn intake(event: ClipEvent, gates: &mut Gates, collapse: bool) -> Intake {
             rejection: Rejection::Concealed,
             chars: 0,
         },
-        ClipEvent::Text { text, concealed } => {
-            let cleaned = if collapse {
-                collapse_repeats(&text)
-            } else {
-                text.trim().to_string()
-            };
-            match gates.check(&cleaned, concealed) {
-                Ok(()) => Intake::Accepted(cleaned),
-                Err(rejection) => Intake::Rejected {
-                    rejection,
-                    chars: cleaned.chars().count(),
-                },
-            }
-        }
+        ClipEvent::Text { text, concealed } => check_text(&text, concealed, gates, collapse),
+        ClipEvent::Pushed { text } => check_text(&text, None, gates, collapse),
+    }
+}
+
+fn check_text(text: &str, concealed: Option<bool>, gates: &mut Gates, collapse: bool) -> Intake {
+    let cleaned = if collapse {
+        collapse_repeats(text)
+    } else {
+        text.trim().to_string()
+    };
+    match gates.check(&cleaned, concealed) {
+        Ok(()) => Intake::Accepted(cleaned),
+        Err(rejection) => Intake::Rejected {
+            rejection,
+            chars: cleaned.chars().count(),
+        },
     }
 }
 

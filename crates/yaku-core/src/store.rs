@@ -12,6 +12,8 @@ use super::clock::Clock;
 pub enum Source {
     Clipboard,
     Cli,
+    /// A text hooker's WebSocket (`[intake] websocket`).
+    Websocket,
 }
 
 impl Source {
@@ -19,6 +21,7 @@ impl Source {
         match self {
             Source::Clipboard => "clipboard",
             Source::Cli => "cli",
+            Source::Websocket => "websocket",
         }
     }
 }
