@@ -387,4 +387,29 @@ mod tests {
             KeyLookup::Missing { .. }
         ));
     }
+
+    #[test]
+    fn the_websocket_url_must_be_wss_or_ws_on_loopback_and_watch_one_of_three_names() {
+        let parse = |t: &str| Config::parse(t, Path::new("c.toml"));
+        for (url, ok) in [
+            ("ws://127.0.0.1:6677", true),
+            ("ws://localhost:6677/lines", true),
+            ("ws://[::1]:6677", true),
+            ("wss://hooker.example:443", true),
+            ("ws://192.168.1.5:6677", false),
+            ("http://127.0.0.1:6677", false),
+            ("ws://", false),
+        ] {
+            let c = parse(&format!("[intake]\nwebsocket = \"{url}\"\n"));
+            assert_eq!(c.is_ok(), ok, "{url}: {c:?}");
+            if let Err(e) = c {
+                assert!(e.to_string().contains("websocket"), "{e}");
+            }
+        }
+        assert_eq!(parse("").unwrap().intake.websocket, None);
+        assert_eq!(parse("").unwrap().clipboard.watch, Watch::Auto);
+        let c = parse("[clipboard]\nwatch = \"events\"\n").unwrap();
+        assert_eq!(c.clipboard.watch, Watch::Events);
+        assert!(parse("[clipboard]\nwatch = \"xfixes\"\n").is_err());
+    }
 }
