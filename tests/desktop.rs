@@ -657,6 +657,17 @@ fn started_from_a_terminal_the_log_file_has_no_ansi_codes_though_the_terminal_co
     let config = env.write_config(&YakuConfig::new(&env.provider.url()).poll_interval_ms(100));
     let mut terminal = pty::Pty::spawn(env.yaku_run_command(&config));
     terminal.expect("watching the clipboard", secs(10));
+    // The log line can come before the first read, which takes what it finds as seen: copy
+    // only once that read is done.
+    let owner = env.clipboard_owner();
+    let probe = owner.offer("yaku desktop test: is the daemon polling the clipboard?");
+    wait_until(
+        secs(10),
+        "the daemon's first clipboard read",
+        || owner.served(probe).targets >= 1,
+        || env.report(),
+    );
+    env.keep_owner(owner);
     env.set_clipboard(LINE);
     // The translated line is logged inside the line's span, whose fields the terminal
     // layer formats with ANSI italics.
