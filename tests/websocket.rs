@@ -262,6 +262,11 @@ fn a_thousand_websocket_lines_a_second_end_on_the_last_line_with_few_requests() 
         std::thread::sleep(due.saturating_duration_since(Instant::now()));
         server.text(line);
     }
+    let sent_in = start.elapsed();
+    assert!(
+        sent_in < secs(1.5),
+        "sending took {sent_in:?}: not 1,000 a second"
+    );
     wait_for(
         &env,
         &yaku,
@@ -287,7 +292,7 @@ fn a_thousand_websocket_lines_a_second_end_on_the_last_line_with_few_requests() 
         .and_then(|v| v.parse().ok())
         .unwrap();
     eprintln!(
-        "1,000 lines in {:?}: {} requests, RSS {rss_kb} kB",
+        "1,000 lines sent in {sent_in:?}, last shown after {:?}: {} requests, RSS {rss_kb} kB",
         start.elapsed(),
         requested.len()
     );
