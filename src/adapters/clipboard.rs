@@ -6,7 +6,7 @@
 //! connection that never recovers after the server restarts, which is why it is not used on
 //! X11. Elsewhere arboard reads the text.
 
-use crate::core::intake::{ClipboardError, ClipboardRead, ClipboardSource, WatchMode};
+use crate::core::intake::{ClipboardError, ClipboardRead, ClipboardSource};
 
 /// Whether to wait for the platform's clipboard change events (`[clipboard] watch`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -40,6 +40,7 @@ mod x11 {
     use x11rb::{COPY_DEPTH_FROM_PARENT, CURRENT_TIME};
 
     use super::*;
+    use crate::core::intake::WatchMode;
 
     /// How long a clipboard owner may take to answer one conversion. A hung owner (a frozen
     /// game under Wine) must not hold the poll loop for long.
