@@ -99,6 +99,7 @@ pub fn status_json(st: &DaemonStatus, uptime: Duration) -> Value {
         "uptime_secs": uptime.as_secs(),
         "paused": st.paused,
         "paused_for_secs": st.paused_for.map(|d| d.as_secs()),
+        "watch": st.watch.map(|w| w.as_str()),
         "queue": st.queue,
         "game": st.game,
         "last_latency_ms": st.last_latency_ms,

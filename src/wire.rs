@@ -7,10 +7,11 @@ use std::time::Duration;
 
 use anyhow::Context;
 
+use crate::adapters::clipboard::{Events, SystemClipboard};
 use crate::adapters::provider::{Settings, gemini::Gemini, openai::OpenAi};
 use crate::adapters::store::SqliteStore;
 use crate::config::credentials::Credentials;
-use crate::config::{Config, ConfigError, KeyLookup, ProviderConfig, ProviderKind};
+use crate::config::{Config, ConfigError, KeyLookup, ProviderConfig, ProviderKind, Watch};
 use crate::core::calendar::DailyReset;
 use crate::core::chain::{Chain, ChainConfig, ChainEntry, SkipReason, Skipped};
 use crate::core::clock::Clock;
@@ -24,6 +25,16 @@ use crate::core::store::{Opener, STORE_RETRY, Store, StoreHandle};
 use crate::sys::dirs::Dirs;
 
 /// Builds the chain the config describes. Providers without a key are listed as unusable.
+/// The system clipboard, watched as `[clipboard] watch` says (not connected yet).
+pub fn clipboard(config: &Config) -> SystemClipboard {
+    let events = match config.clipboard.watch {
+        Watch::Auto => Events::Auto,
+        Watch::Events => Events::Required,
+        Watch::Poll => Events::Off,
+    };
+    SystemClipboard::new(config.clipboard.gates.max_chars).with_events(events)
+}
+
 pub fn build_chain(
     config: &Config,
     credentials: &Credentials,

@@ -871,6 +871,7 @@ fn out_of_range(path: &str) -> Option<Vec<&'static str>> {
         ("providers", "timeout_secs") => &["0", "0.9", "601"],
         ("providers", "json_mode") => return Some(Vec::new()),
         ("providers", "extra") => return Some(Vec::new()),
+        ("clipboard", "watch") => &["\"xfixes\"", "\"\""],
         ("clipboard", "poll_interval_ms") => &["19", "10001", "0"],
         ("clipboard", "collapse_repeats") => return Some(Vec::new()),
         ("clipboard", "min_chars") => &["0", "100001"],
@@ -896,6 +897,7 @@ fn out_of_range(path: &str) -> Option<Vec<&'static str>> {
         ("history", "max_rows") => &["-1"],
         ("history", "max_days") => &["-1", "100001"],
         ("store", "path") => return Some(Vec::new()),
+        ("intake", "websocket") => &["\"ws://192.168.1.5:6677\"", "\"http://127.0.0.1:6677\""],
         _ => return None,
     };
     Some(values.to_vec())

@@ -31,6 +31,8 @@ const SECRET: &str = "correct-horse-battery-staple";
 trait Driver {
     /// The source under test.
     fn read(&mut self) -> Result<ClipboardRead, ClipboardError>;
+    /// The copy the source's last read came from.
+    fn copy_id(&self) -> Option<u64>;
     /// A new owner copies `text`.
     fn copy(&mut self, text: &str);
     /// A new owner copies `text` with `x-kde-passwordManagerHint` = "secret" in its targets.
@@ -70,6 +72,9 @@ impl FakeDriver {
 impl Driver for FakeDriver {
     fn read(&mut self) -> Result<ClipboardRead, ClipboardError> {
         self.source.read()
+    }
+    fn copy_id(&self) -> Option<u64> {
+        self.source.copy_id()
     }
     fn copy(&mut self, text: &str) {
         self.clipboard.copy(text);
@@ -126,6 +131,9 @@ impl X11Driver {
 impl Driver for X11Driver {
     fn read(&mut self) -> Result<ClipboardRead, ClipboardError> {
         self.source.read()
+    }
+    fn copy_id(&self) -> Option<u64> {
+        self.source.copy_id()
     }
     fn copy(&mut self, text: &str) {
         self.owner().offer(text);
@@ -186,20 +194,28 @@ fn a_new_owners_text_is_read_unconcealed_and_reading_changes_nothing(d: &mut dyn
     assert_eq!(d.read(), text(LINE2), "the new owner's text");
 }
 
-fn the_same_text_copied_again_reads_the_same_so_change_detection_passes_it_on_once(
+fn the_same_text_copied_again_is_a_new_copy_so_change_detection_passes_it_on_again(
     d: &mut dyn Driver,
 ) {
     let mut detector = ChangeDetector::default();
     d.copy(LINE);
-    assert!(detector.observe(d.read().unwrap()).is_some());
-    d.copy(LINE);
+    let read = d.read().unwrap();
+    assert!(detector.observe_copy(read, d.copy_id()).is_some());
+    let read = d.read().unwrap();
     assert_eq!(
-        detector.observe(d.read().unwrap()),
+        detector.observe_copy(read, d.copy_id()),
         None,
-        "the same text from a new owner is no change"
+        "reading the same copy again is no change"
+    );
+    d.copy(LINE);
+    let read = d.read().unwrap();
+    assert!(
+        detector.observe_copy(read, d.copy_id()).is_some(),
+        "the same text from a new owner is a new copy (the repeat gate decides on it)"
     );
     d.copy(LINE2);
-    assert!(detector.observe(d.read().unwrap()).is_some());
+    let read = d.read().unwrap();
+    assert!(detector.observe_copy(read, d.copy_id()).is_some());
 }
 
 fn the_password_manager_hint_reads_as_concealed_and_does_not_outlive_its_owner(d: &mut dyn Driver) {
@@ -328,7 +344,7 @@ macro_rules! contract {
 
 contract!(
     a_new_owners_text_is_read_unconcealed_and_reading_changes_nothing,
-    the_same_text_copied_again_reads_the_same_so_change_detection_passes_it_on_once,
+    the_same_text_copied_again_is_a_new_copy_so_change_detection_passes_it_on_again,
     the_password_manager_hint_reads_as_concealed_and_does_not_outlive_its_owner,
     text_up_to_the_limit_is_read_and_text_past_it_is_reported_oversized_unread,
     an_empty_text_is_read_as_empty_text,

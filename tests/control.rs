@@ -76,10 +76,12 @@ fn status_json_then_pause_reads_nothing_and_after_resume_only_a_new_copy_is_tran
             "queue",
             "rejected_by_gate",
             "running",
-            "uptime_secs"
+            "uptime_secs",
+            "watch"
         ]
     );
     assert_eq!(v["pid"].as_u64(), Some(u64::from(yaku.pid())));
+    assert_eq!(v["watch"], "poll", "the harness polls unless a test says otherwise");
     assert_eq!(v["paused"], false);
     assert_eq!(v["providers"][0]["state"], "closed");
 

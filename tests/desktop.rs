@@ -678,6 +678,17 @@ fn started_from_a_terminal_the_log_file_has_no_ansi_codes_though_the_terminal_co
     let config = env.write_config(&YakuConfig::new(&env.provider.url()).poll_interval_ms(100));
     let mut terminal = pty::Pty::spawn(env.yaku_run_command(&config));
     terminal.expect("watching the clipboard", secs(10));
+    // The log line can come before the first read, which takes what it finds as seen: copy
+    // only once that read is done.
+    let owner = env.clipboard_owner();
+    let probe = owner.offer("yaku desktop test: is the daemon polling the clipboard?");
+    wait_until(
+        secs(10),
+        "the daemon's first clipboard read",
+        || owner.served(probe).targets >= 1,
+        || env.report(),
+    );
+    env.keep_owner(owner);
     env.set_clipboard(LINE);
     // The translated line is logged inside the line's span, whose fields the terminal
     // layer formats with ANSI italics.
@@ -1057,4 +1068,328 @@ fn second_instance_says_already_running_with_the_pid_and_exits_0() {
         "the first daemon stopped\n{}",
         env.report()
     );
+}
+
+// ---- clipboard change events (`[clipboard] watch`) ----
+
+const LINE3: &str = "明日の放課後、屋上で待っています。";
+
+/// Waits until the daemon has read `offer` once (an event source reads each copy once).
+fn await_read_once(env: &DesktopEnv, yaku: &Yaku, owner: &ClipboardOwner, offer: u64, what: &str) {
+    await_state(
+        env,
+        yaku,
+        secs(5),
+        &format!("the daemon to read {what}"),
+        || {
+            let served = owner.served(offer);
+            served.text >= 1 || served.targets >= 1 && served.hint >= 1
+        },
+    );
+}
+
+fn status_json(env: &DesktopEnv) -> serde_json::Value {
+    let (st, out, err) = env.yaku_command(&["status", "--json"]);
+    assert!(st.success(), "{out} {err}");
+    serde_json::from_str(&out).unwrap()
+}
+
+#[test]
+fn in_event_mode_a_copy_reaches_the_provider_within_50_ms_and_status_and_check_say_events() {
+    let env = DesktopEnv::start();
+    // Polling once a second could not be this fast: only the change event can.
+    let config = YakuConfig::new(&env.provider.url())
+        .watch("events")
+        .poll_interval_ms(1000);
+    let yaku = start_yaku(&env, &config);
+    let owner = env.clipboard_owner();
+    let mut seen = Vec::new();
+    for i in 0..5 {
+        let line = format!(
+            "{}番目の台詞です、先輩。",
+            ["一", "二", "三", "四", "五"][i]
+        );
+        let copied = Instant::now();
+        owner.offer(&line);
+        await_state(&env, &yaku, secs(5), "the line's request", || {
+            requested(&env, &line)
+        });
+        let request = env
+            .provider
+            .requests()
+            .into_iter()
+            .find(|r| r.line.as_deref() == Some(line.as_str()))
+            .unwrap();
+        seen.push(request.at.saturating_duration_since(copied));
+        await_state(&env, &yaku, secs(5), "the line's notification", || {
+            notified(&env, &best_option(&line))
+        });
+    }
+    env.keep_owner(owner);
+    seen.sort();
+    eprintln!("copy → request in event mode: {seen:?}");
+    assert!(
+        seen[2] <= Duration::from_millis(50),
+        "the median copy took {:?} to reach the provider: {seen:?}",
+        seen[2]
+    );
+
+    let v = status_json(&env);
+    assert_eq!(v["watch"], "events", "{v}");
+    let (st, out, _) = env.yaku_command(&["status"]);
+    assert!(st.success());
+    assert!(
+        out.contains("watching the clipboard (change events)"),
+        "{out}"
+    );
+    let config_path = yaku.config_path.to_str().unwrap();
+    let (_, out, err) =
+        env.yaku_command(&["check", "--offline", "--json", "--config", config_path]);
+    let v: serde_json::Value =
+        serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out} {err}"));
+    assert_eq!(v["clipboard"]["watch"], "events", "{v}");
+    assert_eq!(v["clipboard"]["ok"], true, "{v}");
+}
+
+#[test]
+fn in_event_mode_repeats_and_own_output_are_not_sent_and_a_burst_ends_on_the_last_line() {
+    let env = DesktopEnv::start();
+    env.provider.set_delay(Duration::from_millis(300));
+    let yaku = start_yaku(&env, &YakuConfig::new(&env.provider.url()).watch("events"));
+    env.set_clipboard(LINE);
+    await_state(&env, &yaku, secs(5), "the line's notification", || {
+        notified(&env, &best_option(LINE))
+    });
+
+    let owner = env.clipboard_owner();
+    for (what, text) in [
+        ("the same line from a new owner", LINE.to_owned()),
+        ("the best option copied back", best_option(LINE)),
+        ("the second option copied back", second_option(LINE)),
+    ] {
+        let offer = owner.offer(&text);
+        await_read_once(&env, &yaku, &owner, offer, what);
+    }
+    assert_eq!(
+        env.provider.lines(),
+        vec![LINE.to_owned()],
+        "nothing new was sent"
+    );
+
+    let lines: Vec<String> = (1..=10)
+        .map(|n| format!("{n}番目の台詞が画面に出ました。"))
+        .collect();
+    let last = lines.last().unwrap().clone();
+    let start = Instant::now();
+    for (i, line) in lines.iter().enumerate() {
+        // One line every 10 ms, as a text hooker does while skipping.
+        let due = start + Duration::from_millis(10 * i as u64);
+        std::thread::sleep(due.saturating_duration_since(Instant::now()));
+        owner.offer(line);
+    }
+    env.keep_owner(owner);
+    await_state(
+        &env,
+        &yaku,
+        secs(10),
+        "the last line's notification",
+        || notified(&env, &best_option(&last)),
+    );
+    wait_quiet(
+        secs(15),
+        secs(1),
+        "the provider and the notifications",
+        || {
+            let last_notice = env.notifications().last().map(|n| n.seen_at);
+            env.provider.last_activity().max(last_notice)
+        },
+    );
+    let requested = env.provider.lines();
+    let burst = &requested[1..];
+    assert!(
+        !burst.is_empty() && burst.len() <= 4,
+        "a burst of 10 lines made {} requests: {burst:?}",
+        burst.len()
+    );
+    assert_eq!(burst.last(), Some(&last), "{requested:?}");
+    assert_eq!(
+        summaries(&env).last(),
+        Some(&best_option(&last)),
+        "the screen ends on the last line"
+    );
+}
+
+#[test]
+fn in_event_mode_nothing_is_read_while_paused_and_the_x_server_restart_is_survived() {
+    let mut env = DesktopEnv::start();
+    let yaku = start_yaku(&env, &YakuConfig::new(&env.provider.url()).watch("events"));
+    env.set_clipboard(LINE);
+    await_state(
+        &env,
+        &yaku,
+        secs(5),
+        "the first line's notification",
+        || notified(&env, &best_option(LINE)),
+    );
+
+    let (st, _, err) = env.yaku_command(&["pause"]);
+    assert!(st.success(), "{err}");
+    let owner = env.clipboard_owner();
+    let private = owner.offer("先輩への秘密の手紙です。");
+    // Proving a read did not happen takes a wait: five of the daemon's 250 ms turns.
+    std::thread::sleep(secs(1.25));
+    assert_eq!(
+        owner.served(private).targets,
+        0,
+        "the clipboard was read while paused"
+    );
+    let (st, _, err) = env.yaku_command(&["resume"]);
+    assert!(st.success(), "{err}");
+    env.keep_owner(owner);
+    env.set_clipboard(LINE2);
+    await_state(&env, &yaku, secs(5), "the line after resume", || {
+        notified(&env, &best_option(LINE2))
+    });
+
+    let pid = yaku.pid();
+    env.kill_x();
+    std::thread::sleep(secs(1.0));
+    assert!(
+        yaku.is_running(),
+        "yaku exited with the X server\n{}",
+        env.report()
+    );
+    env.restart_x();
+    let back = Instant::now();
+    // A change event from the new server: the daemon selected them again on reconnecting.
+    env.set_clipboard(LINE3);
+    await_state(
+        &env,
+        &yaku,
+        secs(10).saturating_sub(back.elapsed()),
+        "the line copied after the X restart (10 s)",
+        || notified(&env, &best_option(LINE3)),
+    );
+    assert_eq!(yaku.pid(), pid, "the same daemon");
+    assert_eq!(
+        env.provider.lines(),
+        vec![LINE.to_owned(), LINE2.to_owned(), LINE3.to_owned()],
+        "the line copied while paused was never sent"
+    );
+    assert_eq!(status_json(&env)["watch"], "events");
+}
+
+/// Both providers fail a line; once they are back, the identical text copied again by a new
+/// owner, with nothing copied in between, is asked for again and shown.
+fn identical_recopy_after_a_failure_is_translated(watch: &str) {
+    let env = DesktopEnv::start();
+    env.provider.translate_with(|_| Vec::new());
+    let mut config = YakuConfig::new(&env.provider.url())
+        .watch(watch)
+        .poll_interval_ms(100);
+    config.deadline_secs = 5;
+    let backup = format!(
+        r#"
+[[providers]]
+name = "backup"
+kind = "openai"
+model = "test-model"
+base_url = "{}"
+requests_per_minute = 0
+timeout_secs = 5
+json_mode = true
+"#,
+        env.provider.url()
+    );
+    let path = env.write_config_text(&(config.to_toml() + &backup));
+    let yaku = env.spawn_yaku_at(&path);
+    let owner = env.clipboard_owner();
+    let probe = owner.offer("yaku desktop test: is the daemon reading the clipboard?");
+    await_state(&env, &yaku, secs(10), "the daemon's first read", || {
+        owner.served(probe).targets >= 1
+    });
+    env.keep_owner(owner);
+
+    env.set_clipboard(LINE);
+    await_state(&env, &yaku, secs(20), "the outage notification", || {
+        notified(&env, "yaku could not translate")
+    });
+    let failed = env.provider.count();
+    assert!(failed >= 2, "both providers were asked: {failed}");
+
+    env.provider
+        .translate_with(|line| vec![best_option(line), second_option(line)]);
+    env.set_clipboard(LINE);
+    await_state(
+        &env,
+        &yaku,
+        secs(10),
+        "the retried line's notification",
+        || notified(&env, &best_option(LINE)),
+    );
+    let lines = env.provider.lines();
+    assert!(
+        lines.len() > failed && lines.iter().all(|l| l == LINE),
+        "the same line was asked for again: {lines:?}"
+    );
+}
+
+#[test]
+fn polling_the_identical_line_copied_again_after_a_failure_is_translated() {
+    identical_recopy_after_a_failure_is_translated("poll");
+}
+
+#[test]
+fn in_event_mode_the_identical_line_copied_again_after_a_failure_is_translated() {
+    identical_recopy_after_a_failure_is_translated("events");
+}
+
+#[test]
+fn without_xfixes_auto_polls_and_says_so_once_and_events_mode_says_why_it_cannot_read() {
+    let env = DesktopEnv::start();
+    let proxy = desktop::xproxy::XProxy::start(env.display_number(), "XFIXES");
+    let display = proxy.display();
+    let vars = [("DISPLAY", display.as_str())];
+    let config = YakuConfig::new(&env.provider.url())
+        .poll_interval_ms(100)
+        .watch("auto");
+    let yaku = start_yaku_env(&env, &config, &vars);
+    env.set_clipboard(LINE);
+    await_state(&env, &yaku, secs(5), "the line's notification", || {
+        notified(&env, &best_option(LINE))
+    });
+    env.set_clipboard(LINE2);
+    await_state(
+        &env,
+        &yaku,
+        secs(5),
+        "the second line's notification",
+        || notified(&env, &best_option(LINE2)),
+    );
+    let log = env.log();
+    let said: Vec<&str> = log.lines().filter(|l| l.contains("no XFixes")).collect();
+    assert_eq!(said.len(), 1, "one log line about the fallback:\n{log}");
+    assert_eq!(status_json(&env)["watch"], "poll");
+
+    let events = env.write_config(&YakuConfig::new(&env.provider.url()).watch("events"));
+    let args = [
+        "check",
+        "--offline",
+        "--json",
+        "--config",
+        events.to_str().unwrap(),
+    ];
+    let (_, out, err) = env.yaku_command_env(&args, &vars);
+    let v: serde_json::Value =
+        serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out} {err}"));
+    assert_eq!(v["clipboard"]["ok"], false, "{v}");
+    let detail = v["clipboard"]["detail"].as_str().unwrap();
+    assert!(
+        detail.contains("XFixes") && detail.contains("watch"),
+        "{detail}"
+    );
+    // The same check on the real server: events are there.
+    let (_, out, _) = env.yaku_command(&args);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["clipboard"]["watch"], "events", "{v}");
 }

@@ -1,10 +1,23 @@
 //! Reading the clipboard. On X11 yaku keeps its own x11rb connection: one pass reads the
 //! owner's TARGETS (for the password-manager hint) and the text, from the same owner; a
 //! connection that breaks (the X server restarted) is simply replaced by a new one on the
-//! next poll. arboard keeps one process-wide X11 connection that never recovers after the
-//! server restarts, which is why it is not used on X11. Elsewhere arboard reads the text.
+//! next poll. With change events (XFixes) the connection also tells when the CLIPBOARD's
+//! owner changes, and the clipboard is read only then. arboard keeps one process-wide X11
+//! connection that never recovers after the server restarts, which is why it is not used on
+//! X11. Elsewhere arboard reads the text.
 
 use crate::core::intake::{ClipboardError, ClipboardRead, ClipboardSource};
+
+/// Whether to wait for the platform's clipboard change events (`[clipboard] watch`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Events {
+    /// Poll every interval.
+    Off,
+    /// Events where the platform has them, polling where it has not.
+    Auto,
+    /// Events or nothing: without them the clipboard is unavailable, and says why.
+    Required,
+}
 
 #[cfg(all(unix, not(target_os = "macos")))]
 pub use x11::X11Clipboard as SystemClipboard;
@@ -14,10 +27,12 @@ pub use other::ArboardClipboard as SystemClipboard;
 
 #[cfg(all(unix, not(target_os = "macos")))]
 mod x11 {
+    use std::os::fd::AsRawFd;
     use std::time::{Duration, Instant};
 
-    use x11rb::connection::Connection;
+    use x11rb::connection::{Connection, RequestConnection};
     use x11rb::protocol::Event;
+    use x11rb::protocol::xfixes::{self, ConnectionExt as _, SelectionEventMask};
     use x11rb::protocol::xproto::{
         Atom, AtomEnum, ConnectionExt, CreateWindowAux, EventMask, Window, WindowClass,
     };
@@ -25,11 +40,13 @@ mod x11 {
     use x11rb::{COPY_DEPTH_FROM_PARENT, CURRENT_TIME};
 
     use super::*;
+    use crate::core::intake::WatchMode;
 
     /// How long a clipboard owner may take to answer one conversion. A hung owner (a frozen
     /// game under Wine) must not hold the poll loop for long.
     const CONVERT_TIMEOUT: Duration = Duration::from_secs(2);
 
+    #[derive(Clone, Copy)]
     struct Atoms {
         clipboard: Atom,
         targets: Atom,
@@ -44,6 +61,12 @@ mod x11 {
         conn: RustConnection,
         window: Window,
         atoms: Atoms,
+        /// XFixes tells this connection of each new CLIPBOARD owner.
+        events: bool,
+        /// An owner change arrived that no read has dealt with yet.
+        changed: bool,
+        /// The last owner change XFixes told of: the owner and when it took the clipboard.
+        last_change: Option<(Window, u32)>,
     }
 
     /// The X11 CLIPBOARD selection, through a connection of our own.
@@ -57,17 +80,35 @@ mod x11 {
         max_bytes: usize,
         /// The X display to read (":N"); None: `$DISPLAY`.
         display: Option<String>,
+        /// Whether to wait for XFixes owner-change events.
+        events: Events,
+        /// How the last connection learns of changes.
+        mode: WatchMode,
+        /// The copy the last read came from (see [`ClipboardSource::copy_id`]).
+        copy: Option<u64>,
+        /// Said once: the X server has no XFixes, so "auto" polls.
+        fallback_logged: bool,
     }
 
     impl X11Clipboard {
-        /// Does not connect yet: the display may not exist at start-up.
+        /// Does not connect yet: the display may not exist at start-up. Polls; see
+        /// [`X11Clipboard::with_events`].
         pub fn new(max_chars: usize) -> Self {
             Self {
                 conn: None,
                 generation: 0,
                 max_bytes: max_chars.saturating_mul(4).max(64),
                 display: None,
+                events: Events::Off,
+                mode: WatchMode::Poll,
+                copy: None,
+                fallback_logged: false,
             }
+        }
+
+        /// Waits for XFixes owner-change events as `events` says.
+        pub fn with_events(self, events: Events) -> Self {
+            Self { events, ..self }
         }
 
         /// Reads `display` (":N") instead of `$DISPLAY`: tests run many X servers at once in
@@ -79,7 +120,33 @@ mod x11 {
             }
         }
 
-        fn connect(display: Option<&str>, generation: u32) -> Result<Conn, ClipboardError> {
+        fn connect(&mut self) -> Result<Conn, ClipboardError> {
+            let mut c = Self::open(self.display.as_deref(), self.generation)?;
+            if self.events != Events::Off {
+                c.events = c.select_owner_changes()?;
+                if !c.events {
+                    if self.events == Events::Required {
+                        return Err(ClipboardError::Unavailable(
+                            "the X server has no XFixes extension, which `[clipboard] watch = \"events\"` needs (\"auto\" polls without it)".into(),
+                        ));
+                    }
+                    if !self.fallback_logged {
+                        tracing::warn!(
+                            "the X server has no XFixes extension: polling the clipboard instead of waiting for its change events"
+                        );
+                        self.fallback_logged = true;
+                    }
+                }
+            }
+            self.mode = if c.events {
+                WatchMode::Events
+            } else {
+                WatchMode::Poll
+            };
+            Ok(c)
+        }
+
+        fn open(display: Option<&str>, generation: u32) -> Result<Conn, ClipboardError> {
             let (conn, screen_num) = x11rb::connect(display).map_err(|e| {
                 ClipboardError::Unavailable(format!("cannot open the X display: {e}"))
             })?;
@@ -130,6 +197,9 @@ mod x11 {
                 conn,
                 window,
                 atoms,
+                events: false,
+                changed: false,
+                last_change: None,
             })
         }
     }
@@ -146,8 +216,82 @@ mod x11 {
     }
 
     impl Conn {
-        fn convert(&self, target: Atom, max_bytes: usize) -> Result<Converted, ClipboardError> {
-            let a = &self.atoms;
+        /// Asks XFixes for an event at each new CLIPBOARD owner; false when the server has
+        /// no XFixes.
+        fn select_owner_changes(&self) -> Result<bool, ClipboardError> {
+            let present = self
+                .conn
+                .extension_information(xfixes::X11_EXTENSION_NAME)
+                .map_err(lost)?
+                .is_some();
+            if !present {
+                return Ok(false);
+            }
+            // The version must be negotiated before any other XFixes request.
+            self.conn
+                .xfixes_query_version(5, 0)
+                .map_err(lost)?
+                .reply()
+                .map_err(lost)?;
+            self.conn
+                .xfixes_select_selection_input(
+                    self.window,
+                    self.atoms.clipboard,
+                    SelectionEventMask::SET_SELECTION_OWNER,
+                )
+                .map_err(lost)?
+                .check()
+                .map_err(lost)?;
+            Ok(true)
+        }
+
+        /// Takes note of an owner change; other events are of no interest here.
+        fn note(&mut self, event: &Event) {
+            if let Event::XfixesSelectionNotify(ev) = event
+                && ev.selection == self.atoms.clipboard
+            {
+                self.changed = true;
+                self.last_change = Some((ev.owner, ev.selection_timestamp));
+            }
+        }
+
+        /// Takes note of every event already received, without blocking.
+        fn drain(&mut self) -> Result<(), ClipboardError> {
+            while let Some(event) = self.conn.poll_for_event().map_err(lost)? {
+                self.note(&event);
+            }
+            Ok(())
+        }
+
+        /// Blocks at most `timeout` for an owner change; true when one came.
+        fn wait(&mut self, timeout: Duration) -> Result<bool, ClipboardError> {
+            // Events x11rb has already read off the socket would not wake poll(2).
+            self.drain()?;
+            if self.changed {
+                return Ok(true);
+            }
+            let mut fd = libc::pollfd {
+                fd: self.conn.stream().as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            };
+            let ms = i32::try_from(timeout.as_millis()).unwrap_or(i32::MAX);
+            // SAFETY: one valid pollfd, the connection's socket, which outlives the call.
+            let n = unsafe { libc::poll(&mut fd, 1, ms) };
+            if n > 0 {
+                if fd.revents & (libc::POLLERR | libc::POLLHUP | libc::POLLNVAL) != 0 {
+                    return Err(ClipboardError::Unavailable(
+                        "the X connection was closed".into(),
+                    ));
+                }
+                self.drain()?;
+            }
+            // n < 0 (a signal): a wait cut short, the caller waits again.
+            Ok(self.changed)
+        }
+
+        fn convert(&mut self, target: Atom, max_bytes: usize) -> Result<Converted, ClipboardError> {
+            let a = self.atoms;
             self.conn
                 .delete_property(self.window, a.property)
                 .map_err(lost)?;
@@ -159,7 +303,8 @@ mod x11 {
             let notify = loop {
                 match self.conn.poll_for_event().map_err(lost)? {
                     Some(Event::SelectionNotify(ev)) if ev.requestor == self.window => break ev,
-                    Some(_) => continue,
+                    // An owner change during the read must not be lost: it asks for another.
+                    Some(event) => self.note(&event),
                     None if Instant::now() >= deadline => {
                         return Err(ClipboardError::Timeout);
                     }
@@ -193,11 +338,22 @@ mod x11 {
             Ok(Converted::Data(reply.value))
         }
 
-        fn read(&self, max_bytes: usize) -> Result<ClipboardRead, ClipboardError> {
-            let a = &self.atoms;
+        /// Reads the clipboard; `copy` is set to the identity of the copy read: the owner
+        /// window, and with events the time it took the clipboard (an owner that copies the
+        /// same text again is then a new copy).
+        fn read(
+            &mut self,
+            max_bytes: usize,
+            copy: &mut Option<u64>,
+        ) -> Result<ClipboardRead, ClipboardError> {
+            if self.events {
+                self.drain()?;
+                self.changed = false;
+            }
+            let clipboard = self.atoms.clipboard;
             let owner = self
                 .conn
-                .get_selection_owner(a.clipboard)
+                .get_selection_owner(clipboard)
                 .map_err(lost)?
                 .reply()
                 .map_err(lost)?
@@ -205,7 +361,20 @@ mod x11 {
             if owner == u32::from(AtomEnum::NONE) {
                 return Ok(ClipboardRead::Empty);
             }
-            let targets: Vec<Atom> = match self.convert(a.targets, 64 * 1024)? {
+            let mut taken_at = 0;
+            if self.events {
+                // The server sent the event for this owner before the reply that named it.
+                self.drain()?;
+                if let Some((o, t)) = self.last_change
+                    && o == owner
+                {
+                    self.changed = false;
+                    taken_at = t;
+                }
+            }
+            *copy = Some((u64::from(owner) << 32) | u64::from(taken_at));
+            let targets_atom = self.atoms.targets;
+            let targets: Vec<Atom> = match self.convert(targets_atom, 64 * 1024)? {
                 Converted::Data(bytes) => bytes
                     .chunks_exact(4)
                     .map(|c| u32::from_ne_bytes([c[0], c[1], c[2], c[3]]))
@@ -215,6 +384,7 @@ mod x11 {
                     return Ok(ClipboardRead::Undecidable);
                 }
             };
+            let a = self.atoms;
             let concealed = targets.iter().any(|t| a.hints.contains(t));
             let target = if targets.contains(&a.utf8) {
                 a.utf8
@@ -255,11 +425,12 @@ mod x11 {
 
     impl ClipboardSource for X11Clipboard {
         fn read(&mut self) -> Result<ClipboardRead, ClipboardError> {
+            self.copy = None;
             if self.conn.is_none() {
-                self.conn = Some(Self::connect(self.display.as_deref(), self.generation)?);
+                self.conn = Some(self.connect()?);
             }
-            let result = match &self.conn {
-                Some(c) => c.read(self.max_bytes),
+            let result = match &mut self.conn {
+                Some(c) => c.read(self.max_bytes, &mut self.copy),
                 None => Err(ClipboardError::Unavailable("not connected".into())),
             };
             match &result {
@@ -277,6 +448,29 @@ mod x11 {
             }
             result
         }
+
+        fn wait_change(&mut self, timeout: Duration) -> bool {
+            let Some(c) = self.conn.as_mut().filter(|c| c.events) else {
+                std::thread::sleep(timeout);
+                return true;
+            };
+            match c.wait(timeout) {
+                Ok(changed) => changed,
+                Err(_) => {
+                    // The next read reconnects (and selects the events again) or says why not.
+                    self.conn = None;
+                    true
+                }
+            }
+        }
+
+        fn copy_id(&self) -> Option<u64> {
+            self.copy
+        }
+
+        fn mode(&self) -> WatchMode {
+            self.mode
+        }
     }
 }
 
@@ -289,6 +483,8 @@ mod other {
     pub struct ArboardClipboard {
         clipboard: Option<arboard::Clipboard>,
         max_chars: usize,
+        /// Change events are not built here yet: "auto" polls, "events" cannot be had.
+        events: Events,
     }
 
     impl ArboardClipboard {
@@ -296,12 +492,22 @@ mod other {
             Self {
                 clipboard: None,
                 max_chars,
+                events: Events::Off,
             }
+        }
+
+        pub fn with_events(self, events: Events) -> Self {
+            Self { events, ..self }
         }
     }
 
     impl ClipboardSource for ArboardClipboard {
         fn read(&mut self) -> Result<ClipboardRead, ClipboardError> {
+            if self.events == Events::Required {
+                return Err(ClipboardError::Unavailable(
+                    "clipboard change events are not built for this platform yet: set `[clipboard] watch` to \"auto\" or \"poll\"".into(),
+                ));
+            }
             if self.clipboard.is_none() {
                 self.clipboard = Some(
                     arboard::Clipboard::new()

@@ -5,3 +5,4 @@ pub mod notify;
 pub mod provider;
 pub mod store;
 pub mod window;
+pub mod websocket;

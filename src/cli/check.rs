@@ -52,7 +52,11 @@ pub fn run(path: &Path, as_json: bool, offline: bool) -> anyhow::Result<()> {
     if let Some(config) = files {
         paths(&mut report, config);
     }
-    let clipboard = runtime.block_on(probe::check_clipboard());
+    let clipboard = match files {
+        Some(config) => crate::wire::clipboard(config),
+        None => crate::wire::clipboard(&Config::defaults()?),
+    };
+    let clipboard = runtime.block_on(probe::check_clipboard(clipboard));
     let line = format!("clipboard: {}", detail(&clipboard));
     report.add("clipboard", clipboard, line);
     let notifications = runtime.block_on(probe::check_notifications());

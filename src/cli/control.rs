@@ -119,7 +119,11 @@ pub fn status(as_json: bool) -> anyhow::Result<()> {
     match (v["paused"].as_bool(), secs(&v["paused_for_secs"])) {
         (Some(true), Some(left)) => println!("paused: the clipboard is not read for {left} more"),
         (Some(true), None) => println!("paused: the clipboard is not read until `yaku resume`"),
-        _ => println!("watching the clipboard"),
+        _ => match v["watch"].as_str() {
+            Some("events") => println!("watching the clipboard (change events)"),
+            Some(mode) => println!("watching the clipboard ({mode})"),
+            None => println!("watching the clipboard"),
+        },
     }
     if let Some(game) = v["game"].as_str() {
         println!("game profile: {game} (the active window's)");

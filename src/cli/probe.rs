@@ -183,23 +183,29 @@ fn item(ok: bool, detail: impl Into<String>) -> Value {
     json!({ "ok": ok, "detail": detail.into() })
 }
 
-/// Whether the clipboard can be read now (within 3 s).
-pub async fn check_clipboard() -> Value {
-    use crate::core::intake::{ClipboardRead, ClipboardSource};
-    let read = tokio::task::spawn_blocking(|| {
-        crate::adapters::clipboard::SystemClipboard::new(500).read()
+/// Whether the clipboard can be read now (within 3 s), and how it is watched (`watch`:
+/// "events" or "poll").
+pub async fn check_clipboard(mut clipboard: crate::adapters::clipboard::SystemClipboard) -> Value {
+    use crate::core::intake::{ClipboardRead, ClipboardSource, WatchMode};
+    let read = tokio::task::spawn_blocking(move || {
+        let read = clipboard.read();
+        (read, clipboard.mode())
     });
     match tokio::time::timeout(Duration::from_secs(3), read).await {
-        Ok(Ok(Ok(r))) => item(
-            true,
-            match r {
+        Ok(Ok((Ok(r), mode))) => {
+            let what = match r {
                 ClipboardRead::Text { .. } => "readable (holds text)",
                 ClipboardRead::Empty => "readable (no text in it now)",
                 ClipboardRead::Oversized { .. } => "readable (holds a long text)",
                 ClipboardRead::Undecidable => "readable (its owner does not list its formats)",
-            },
-        ),
-        Ok(Ok(Err(e))) => item(false, e.to_string()),
+            };
+            let how = match mode {
+                WatchMode::Events => "watched through change events",
+                WatchMode::Poll => "polled",
+            };
+            json!({ "ok": true, "watch": mode.as_str(), "detail": format!("{what}; {how}") })
+        }
+        Ok(Ok((Err(e), _))) => item(false, e.to_string()),
         _ => item(false, "reading the clipboard did not finish within 3 s"),
     }
 }

@@ -53,7 +53,7 @@ mod validate;
 
 pub use keys::{KeyLookup, KeySource};
 use raw::RawConfig;
-pub use raw::{ProviderKind, Rotation};
+pub use raw::{ProviderKind, Rotation, Watch};
 pub use validate::check_base_url;
 use validate::{friendly, key_at, key_by_header, key_of_syntax_error, line_of};
 
@@ -80,6 +80,14 @@ pub struct Config {
     /// Every glossary file the config names (global and per game), as read: a change to any
     /// of them reloads the config.
     pub glossary_files: Vec<PathBuf>,
+    pub intake: IntakeConfig,
+}
+
+/// `[intake]`: where lines come from besides the clipboard.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IntakeConfig {
+    /// A text hooker's WebSocket (`ws://` on loopback or `wss://`); None: not used.
+    pub websocket: Option<String>,
 }
 
 /// What travels with each line besides its text: the context and the glossary.
@@ -108,6 +116,7 @@ pub struct StoreConfig {
 /// `[clipboard]`: polling, cleaning and the privacy gates.
 #[derive(Debug, Clone)]
 pub struct ClipboardConfig {
+    pub watch: Watch,
     pub poll_interval: Duration,
     pub collapse_repeats: bool,
     /// The gates' settings, checked by building `Gates` once at load.
@@ -274,12 +283,14 @@ mod tests {
         assert_eq!(example.log, defaults.log);
         assert_eq!(example.context, defaults.context);
         assert_eq!(example.store, defaults.store);
+        assert_eq!(example.intake, defaults.intake);
         assert!(defaults.context.glossary.is_empty());
         assert!(example.games.is_empty() && defaults.games.is_empty());
         assert_eq!(
             example.clipboard.poll_interval,
             defaults.clipboard.poll_interval
         );
+        assert_eq!(example.clipboard.watch, defaults.clipboard.watch);
         assert_eq!(
             example.clipboard.collapse_repeats,
             defaults.clipboard.collapse_repeats
@@ -500,5 +511,30 @@ mod tests {
             c.providers[0].key(|_| None, &none, None).unwrap(),
             KeyLookup::Missing { .. }
         ));
+    }
+
+    #[test]
+    fn the_websocket_url_must_be_wss_or_ws_on_loopback_and_watch_one_of_three_names() {
+        let parse = |t: &str| Config::parse(t, Path::new("c.toml"));
+        for (url, ok) in [
+            ("ws://127.0.0.1:6677", true),
+            ("ws://localhost:6677/lines", true),
+            ("ws://[::1]:6677", true),
+            ("wss://hooker.example:443", true),
+            ("ws://192.168.1.5:6677", false),
+            ("http://127.0.0.1:6677", false),
+            ("ws://", false),
+        ] {
+            let c = parse(&format!("[intake]\nwebsocket = \"{url}\"\n"));
+            assert_eq!(c.is_ok(), ok, "{url}: {c:?}");
+            if let Err(e) = c {
+                assert!(e.to_string().contains("websocket"), "{e}");
+            }
+        }
+        assert_eq!(parse("").unwrap().intake.websocket, None);
+        assert_eq!(parse("").unwrap().clipboard.watch, Watch::Auto);
+        let c = parse("[clipboard]\nwatch = \"events\"\n").unwrap();
+        assert_eq!(c.clipboard.watch, Watch::Events);
+        assert!(parse("[clipboard]\nwatch = \"xfixes\"\n").is_err());
     }
 }

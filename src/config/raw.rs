@@ -14,6 +14,7 @@ pub(super) struct RawConfig {
     pub(super) cache: RawCache,
     pub(super) history: RawHistory,
     pub(super) store: RawStore,
+    pub(super) intake: RawIntake,
     #[serde(default = "default_providers")]
     pub(super) providers: Vec<RawProvider>,
     pub(super) games: Vec<RawGame>,
@@ -31,6 +32,7 @@ impl Default for RawConfig {
             cache: RawCache::default(),
             history: RawHistory::default(),
             store: RawStore::default(),
+            intake: RawIntake::default(),
             providers: default_providers(),
             games: Vec::new(),
         }
@@ -67,6 +69,13 @@ impl Default for RawHistory {
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
+pub(super) struct RawIntake {
+    /// A text hooker's WebSocket to take lines from; empty: none.
+    pub(super) websocket: String,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
 pub(super) struct RawStore {
     pub(super) path: String,
 }
@@ -74,6 +83,7 @@ pub(super) struct RawStore {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub(super) struct RawClipboard {
+    pub(super) watch: Watch,
     pub(super) poll_interval_ms: i64,
     pub(super) collapse_repeats: bool,
     pub(super) min_chars: i64,
@@ -86,6 +96,7 @@ pub(super) struct RawClipboard {
 impl Default for RawClipboard {
     fn default() -> Self {
         Self {
+            watch: Watch::Auto,
             poll_interval_ms: 250,
             collapse_repeats: true,
             min_chars: 1,
@@ -113,6 +124,18 @@ impl Default for RawNotify {
             show_original: true,
         }
     }
+}
+
+/// How yaku learns that the clipboard changed (`[clipboard] watch`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Watch {
+    /// Change events where the platform has them (X11's XFixes), polling elsewhere.
+    Auto,
+    /// Change events only: without them the clipboard is not read, and `yaku check` says why.
+    Events,
+    /// Read the clipboard every `poll_interval_ms`.
+    Poll,
 }
 
 /// How often the log file starts anew.

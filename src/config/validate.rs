@@ -48,9 +48,11 @@ impl Config {
         let context = context(&v, &raw, &mut glossary_files)?;
         let store = store(&v, &raw)?;
         let games = games(&v, &raw, &clipboard.gates, &mut glossary_files)?;
+        let intake = intake(&v, &raw.intake)?;
         Ok(Config {
             games,
             glossary_files,
+            intake,
             source: exists.then(|| path.to_path_buf()),
             path: path.to_path_buf(),
             context,
@@ -234,6 +236,7 @@ fn clipboard(
         other => v.err(&["clipboard"], &other.to_string()),
     })?;
     Ok(ClipboardConfig {
+        watch: c.watch,
         poll_interval,
         collapse_repeats: c.collapse_repeats,
         gates,
@@ -448,6 +451,40 @@ fn glossary_file(
 
 /// The values `[log] level` takes.
 const LOG_LEVELS: [&str; 5] = ["error", "warn", "info", "debug", "trace"];
+
+/// `[intake]`: the WebSocket URL is held to the rule for provider URLs (`wss://`, or `ws://`
+/// on loopback).
+fn intake(v: &Validator<'_>, i: &RawIntake) -> Result<IntakeConfig, ConfigError> {
+    let url = i.websocket.trim();
+    if url.is_empty() {
+        return Ok(IntakeConfig { websocket: None });
+    }
+    check_websocket_url(url).map_err(|e| v.err(&["intake", "websocket"], &e))?;
+    Ok(IntakeConfig {
+        websocket: Some(url.to_string()),
+    })
+}
+
+fn check_websocket_url(url: &str) -> Result<(), String> {
+    let as_http = if let Some(rest) = url.strip_prefix("ws://") {
+        format!("http://{rest}")
+    } else if let Some(rest) = url.strip_prefix("wss://") {
+        format!("https://{rest}")
+    } else {
+        return Err(format!(
+            "\"{url}\" must start with wss:// (or ws:// for localhost / 127.0.0.1)"
+        ));
+    };
+    check_base_url(&as_http).map_err(|e| {
+        if e.ends_with("has no host") {
+            format!("\"{url}\" has no host")
+        } else {
+            format!(
+                "\"{url}\" must use wss:// (plain ws:// is allowed only for localhost / 127.0.0.1)"
+            )
+        }
+    })
+}
 
 /// `https` required unless the host is loopback (a local Ollama or LM Studio).
 pub fn check_base_url(url: &str) -> Result<(), String> {

@@ -14,7 +14,6 @@ use std::time::Duration;
 
 use anyhow::Context;
 
-use crate::adapters::clipboard::SystemClipboard;
 use crate::adapters::notify::DesktopNotifier;
 use crate::adapters::window::SystemActiveWindow;
 use crate::config::Config;
@@ -192,6 +191,7 @@ async fn serve(
     ));
 
     tracing::info!(
+        watch = ?config.clipboard.watch,
         poll_ms = config.clipboard.poll_interval.as_millis() as u64,
         "watching the clipboard"
     );
@@ -224,7 +224,8 @@ async fn serve(
 }
 
 /// The clipboard poll loop on its own thread (a hung owner can block a read for seconds),
-/// steered by the daemon's pause flag and marks.
+/// steered by the daemon's pause flag and marks; and the WebSocket's lines, when
+/// `[intake] websocket` is set, into the same channel.
 fn watch_clipboard(
     config: &Config,
     daemon: &mut Daemon,
@@ -238,11 +239,21 @@ fn watch_clipboard(
         ..WatchControl::default()
     };
     daemon.follow_marks(&control);
+    if let Some(url) = config.intake.websocket.clone() {
+        // The same size limit as the clipboard's: a longer text is no game line.
+        let max_bytes = config.clipboard.gates.max_chars.saturating_mul(4).max(64);
+        tokio::spawn(crate::adapters::websocket::run(
+            url,
+            max_bytes,
+            daemon.pause_flag(),
+            events_tx.clone(),
+        ));
+    }
     let watch_control = control.clone();
-    let max_chars = config.clipboard.gates.max_chars;
+    let clipboard = wire::clipboard(config);
     std::thread::Builder::new()
         .name("yaku-clipboard".into())
-        .spawn(move || watch(SystemClipboard::new(max_chars), events_tx, watch_control))
+        .spawn(move || watch(clipboard, events_tx, watch_control))
         .context("cannot start the clipboard thread")?;
     Ok((control, events_rx))
 }

@@ -425,9 +425,21 @@ impl DesktopEnv {
     /// Runs `yaku ARGS` in this desktop's environment (the same runtime dir as the daemon, so
     /// `status`, `pause` and `reload` reach it); returns its status, stdout and stderr.
     pub fn yaku_command(&self, args: &[&str]) -> (ExitStatus, String, String) {
+        self.yaku_command_env(args, &[])
+    }
+
+    /// [`yaku_command`](Self::yaku_command) with extra environment variables.
+    pub fn yaku_command_env(
+        &self,
+        args: &[&str],
+        vars: &[(&str, &str)],
+    ) -> (ExitStatus, String, String) {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_yaku"));
         cmd.args(args);
         self.desktop_env(&mut cmd);
+        for (k, v) in vars {
+            cmd.env(k, v);
+        }
         self.run_tool(cmd, Duration::from_secs(30))
     }
 

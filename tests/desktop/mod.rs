@@ -10,6 +10,7 @@ pub mod owner;
 pub mod proc;
 pub mod provider;
 pub mod wait;
+pub mod xproxy;
 pub mod yaku;
 
 pub use env::DesktopEnv;

@@ -13,6 +13,9 @@ pub struct YakuConfig {
     pub provider_url: String,
     pub provider_timeout_secs: u64,
     pub deadline_secs: u64,
+    /// `[clipboard] watch`. "poll" unless a test says otherwise: most tests wait for the
+    /// daemon to read an offer repeatedly, which only polling does.
+    pub watch: String,
     pub poll_interval_ms: u64,
     pub notify_enabled: bool,
     pub notify_timeout_ms: u64,
@@ -28,6 +31,7 @@ impl YakuConfig {
             provider_url: provider_url.to_owned(),
             provider_timeout_secs: 5,
             deadline_secs: 20,
+            watch: "poll".into(),
             poll_interval_ms: 250,
             notify_enabled: true,
             notify_timeout_ms: 8000,
@@ -42,6 +46,11 @@ impl YakuConfig {
         self
     }
 
+    pub fn watch(mut self, watch: &str) -> Self {
+        self.watch = watch.to_owned();
+        self
+    }
+
     pub fn log_level(mut self, level: &str) -> Self {
         self.log_level = level.to_owned();
         self
@@ -52,6 +61,7 @@ impl YakuConfig {
             provider_url,
             provider_timeout_secs,
             deadline_secs,
+            watch,
             poll_interval_ms,
             notify_enabled,
             notify_timeout_ms,
@@ -66,6 +76,7 @@ deadline_secs = {deadline_secs}
 reply_checks = false   # the test provider answers "EN <line>", mostly Japanese
 
 [clipboard]
+watch = "{watch}"
 poll_interval_ms = {poll_interval_ms}
 collapse_repeats = true
 min_chars = 1

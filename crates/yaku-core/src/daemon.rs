@@ -16,13 +16,13 @@ use super::chain::{Chain, ChainFailure, Skipped, Translation};
 use super::clock::{BoxFuture, Clock};
 use super::games::{ActiveWindow, GameProfile, Games};
 use super::gates::Gates;
-use super::intake::{ClipEvent, Intake, WatchControl, intake};
+use super::intake::{ClipEvent, Intake, WatchControl, WatchMode, intake};
 use super::line::{Accepted, CacheUse, Lines};
 use super::memory::{ContextWindow, Glossary};
 use super::notice::{self, Notice, OutageNotices};
 use super::prompt::TranslationRequest;
 use super::queue::{DisplayOrder, LatestWins, Line, QueueEffect};
-use super::store::{Source, Status, StoreHandle};
+use super::store::{Status, StoreHandle};
 
 /// The desktop notification port.
 pub trait Notifier: Send + Sync + 'static {
@@ -130,6 +130,9 @@ pub struct DaemonStatus {
     pub counts: DaemonCounts,
     /// The game profile of the window active now; None without one (or without `[[games]]`).
     pub game: Option<String>,
+    /// How the clipboard watch learns of changes; None before its first read (or without
+    /// one).
+    pub watch: Option<WatchMode>,
 }
 
 type Work =
@@ -436,6 +439,7 @@ impl Daemon {
             last_latency_ms: self.last_latency_ms,
             counts: self.counts.borrow().clone(),
             game: self.active_profile().map(|p| p.name.clone()),
+            watch: self.marks.as_ref().and_then(|(c, _)| c.mode()),
         }
     }
 
@@ -446,6 +450,7 @@ impl Daemon {
     /// Runs a change through intake and the line use case's first step; returns the line
     /// when it must be translated (a cached answer is shown at once).
     fn accept(&mut self, event: ClipEvent) -> Option<Line> {
+        let source = event.source();
         let text = match intake(event, &mut self.gates, self.settings.collapse_repeats) {
             Intake::Rejected { rejection, chars } => {
                 // Never the text: only which gate and how long it was.
@@ -491,7 +496,7 @@ impl Daemon {
         } else {
             CacheUse::Off
         };
-        let accepted = self.lines.accept(&request, &own, Source::Clipboard, cache);
+        let accepted = self.lines.accept(&request, &own, source, cache);
         let (Accepted::Pending(entry) | Accepted::Cached(_, entry)) = &accepted;
         // The history row's id becomes the line's, so `line_id` in the log goes on from the
         // last session's and names the row `yaku history` shows.
@@ -1379,7 +1384,8 @@ mod tests {
         assert_eq!(r.shown.last().unwrap().summary, "Good morning, senpai.");
         assert!(r.shown.last().unwrap().body.contains("おはよう、先輩。"));
 
-        // The same text from a new owner, then a password manager's copy: neither is sent.
+        // The same text from a new owner (a repeat), then a password manager's copy: neither
+        // is sent.
         clip.copy("おはよう、先輩。");
         let reads = clip.reads();
         await_reads(&clip, reads + 2).await;
@@ -1409,8 +1415,8 @@ mod tests {
         let counts = r.done.await.unwrap();
         assert_eq!(
             (counts.accepted, counts.rejected),
-            (2, 1),
-            "the repeated copy is no change; the concealed one is rejected"
+            (2, 2),
+            "the repeated copy is a new copy the repeat gate rejects; so is the concealed one"
         );
         assert_eq!(r.shown.total(), 2);
     }

@@ -257,6 +257,10 @@ struct ClipState {
     /// While set, every read fails with it (the display is gone).
     failure: Option<ClipboardError>,
     reads: u64,
+    /// Bumped by each copy: the identity of the owner's copy, as X11's owner and timestamp.
+    copies: u64,
+    /// The copy the last read came from.
+    read_copy: Option<u64>,
 }
 
 /// A `ClipboardSource` whose content a test sets. It answers as the X11 adapter does (the
@@ -264,8 +268,8 @@ struct ClipState {
 /// with `concealed: Some(..)` from the password-manager hint, more than `max_chars * 4` bytes
 /// (at least 64) as `Oversized` without reading it, no owner or no text target as `Empty`, an
 /// owner that cannot list its targets as `Undecidable`, a hung owner as `Timeout`, and an
-/// owner change between the targets and the text as one `Empty` read. It reports content,
-/// never owner identity, so the same text copied again reads the same, as on X11.
+/// owner change between the targets and the text as one `Empty` read. Each copy has an
+/// identity of its own (`copy_id`), so the same text copied again is a new copy, as on X11.
 ///
 /// Clones share the clipboard: a test keeps one and gives another to `watch`.
 #[derive(Debug, Clone)]
@@ -283,13 +287,17 @@ impl FakeClipboard {
                 takes_over: None,
                 failure: None,
                 reads: 0,
+                copies: 0,
+                read_copy: None,
             })),
             max_bytes: max_chars.saturating_mul(4).max(64),
         }
     }
 
     fn set(&self, owner: Owner) {
-        self.state.lock().unwrap().owner = owner;
+        let mut st = self.state.lock().unwrap();
+        st.owner = owner;
+        st.copies += 1;
     }
 
     /// A new owner copies `text`.
@@ -361,9 +369,11 @@ impl ClipboardSource for FakeClipboard {
     fn read(&mut self) -> Result<ClipboardRead, ClipboardError> {
         let mut st = self.state.lock().unwrap();
         st.reads += 1;
+        st.read_copy = None;
         if let Some(e) = &st.failure {
             return Err(e.clone());
         }
+        st.read_copy = Some(st.copies);
         match st.owner.clone() {
             Owner::None | Owner::NoText => Ok(ClipboardRead::Empty),
             Owner::Unlisted => Ok(ClipboardRead::Undecidable),
@@ -372,6 +382,7 @@ impl ClipboardSource for FakeClipboard {
                 if let Some(next) = st.takes_over.take() {
                     // The targets and the text came from different owners: read nothing now.
                     st.owner = next;
+                    st.copies += 1;
                     return Ok(ClipboardRead::Empty);
                 }
                 if text.len() > self.max_bytes {
@@ -383,6 +394,10 @@ impl ClipboardSource for FakeClipboard {
                 })
             }
         }
+    }
+
+    fn copy_id(&self) -> Option<u64> {
+        self.state.lock().unwrap().read_copy
     }
 }
 

@@ -3,11 +3,12 @@
 //! intake step that cleans a change and runs it through the privacy gates.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use super::clean::collapse_repeats;
 use super::gates::{Gates, Rejection};
+use super::store::Source;
 
 /// One read of the clipboard.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -36,9 +37,47 @@ pub enum ClipboardError {
     Timeout,
 }
 
-/// The clipboard, read synchronously (the poll loop runs on its own thread).
+/// How a clipboard source learns that the clipboard changed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WatchMode {
+    /// Reads the clipboard every poll interval.
+    Poll,
+    /// The platform says when the clipboard's owner changes (X11: XFixes); read only then.
+    Events,
+}
+
+impl WatchMode {
+    /// The name `yaku status` and `yaku check` show (and the config's `watch` values).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Poll => "poll",
+            Self::Events => "events",
+        }
+    }
+}
+
+/// The clipboard, read synchronously (the watch loop runs on its own thread).
 pub trait ClipboardSource: Send {
     fn read(&mut self) -> Result<ClipboardRead, ClipboardError>;
+
+    /// Waits at most `timeout` for the clipboard to change; true when it may have (read it
+    /// now). A source without change events sleeps the timeout out: every wait is a poll.
+    fn wait_change(&mut self, timeout: Duration) -> bool {
+        std::thread::sleep(timeout);
+        true
+    }
+
+    /// Which copy the last read came from (X11: the owner window and the time it took the
+    /// clipboard), so that the same text copied again is a new change. None: the platform
+    /// cannot tell, and the content alone decides.
+    fn copy_id(&self) -> Option<u64> {
+        None
+    }
+
+    /// How this source learns of changes now (an event source without events polls).
+    fn mode(&self) -> WatchMode {
+        WatchMode::Poll
+    }
 }
 
 /// A change worth passing on.
@@ -52,33 +91,63 @@ pub enum ClipEvent {
         bytes: usize,
     },
     Undecidable,
+    /// A line a text hooker sent over its WebSocket: no clipboard owner, so no hint.
+    Pushed {
+        text: String,
+    },
 }
 
-/// Passes on a read only when it differs from the last content read.
+impl ClipEvent {
+    /// Where the line came from, for its history row.
+    pub fn source(&self) -> Source {
+        match self {
+            Self::Pushed { .. } => Source::Websocket,
+            _ => Source::Clipboard,
+        }
+    }
+}
+
+/// Passes on a read only when it differs from the last one read: other content, or the
+/// same content from another copy (see [`ClipboardSource::copy_id`]).
 #[derive(Debug, Default)]
 pub struct ChangeDetector {
-    last: Option<ClipEvent>,
+    last: Option<(ClipEvent, Option<u64>)>,
 }
 
 impl ChangeDetector {
+    /// [`ChangeDetector::observe_copy`] for a source that cannot tell copies apart.
     pub fn observe(&mut self, read: ClipboardRead) -> Option<ClipEvent> {
+        self.observe_copy(read, None)
+    }
+
+    /// Passes `read` on unless it is the content last read and comes from the same copy.
+    pub fn observe_copy(&mut self, read: ClipboardRead, copy: Option<u64>) -> Option<ClipEvent> {
         let event = match read {
             ClipboardRead::Empty => return None,
             ClipboardRead::Text { text, concealed } => ClipEvent::Text { text, concealed },
             ClipboardRead::Oversized { bytes } => ClipEvent::Oversized { bytes },
             ClipboardRead::Undecidable => ClipEvent::Undecidable,
         };
-        if self.last.as_ref() == Some(&event) {
+        if self
+            .last
+            .as_ref()
+            .is_some_and(|(last, last_copy)| *last == event && *last_copy == copy)
+        {
             return None;
         }
-        self.last = Some(event.clone());
+        self.last = Some((event.clone(), copy));
         Some(event)
     }
 
     /// Takes `read` as already seen without passing it on: what was on the clipboard before
     /// yaku started, or was copied while it was paused, is never sent.
     pub fn mark(&mut self, read: ClipboardRead) {
-        let _ = self.observe(read);
+        self.mark_copy(read, None);
+    }
+
+    /// [`ChangeDetector::mark`] for a read of the copy `copy`.
+    pub fn mark_copy(&mut self, read: ClipboardRead, copy: Option<u64>) {
+        let _ = self.observe_copy(read, copy);
     }
 }
 
@@ -95,18 +164,39 @@ pub struct WatchControl {
     /// The last mark request the poll loop has carried out (it takes one at start too), so a
     /// resume can answer once a line copied after it is sure to count as a change.
     pub marks_taken: tokio::sync::watch::Sender<u64>,
+    /// The watch mode in use, set by the loop after each read (0: not known yet), for
+    /// `yaku status`.
+    pub mode: Arc<AtomicU8>,
 }
 
 impl WatchControl {
+    /// The watch mode the loop used for its last read; None before the first one.
+    pub fn mode(&self) -> Option<WatchMode> {
+        match self.mode.load(Ordering::Relaxed) {
+            1 => Some(WatchMode::Poll),
+            2 => Some(WatchMode::Events),
+            _ => None,
+        }
+    }
+
+    fn set_mode(&self, mode: WatchMode) {
+        let n = match mode {
+            WatchMode::Poll => 1,
+            WatchMode::Events => 2,
+        };
+        self.mode.store(n, Ordering::Relaxed);
+    }
+
     /// Asks the poll loop for a mark; returns the number `marks_taken` reaches once it is taken.
     pub fn want_mark(&self) -> u64 {
         self.marks_wanted.fetch_add(1, Ordering::SeqCst) + 1
     }
 }
 
-/// Polls `source` every `interval` until stopped, sending each change. Failures back off (at
-/// most 2 s between tries, so a display that comes back is picked up quickly) and are logged
-/// at most once a minute.
+/// Reads `source` whenever it may have changed (every interval for a polling source, on
+/// each owner change for an event source) until stopped, sending each change. Failures back
+/// off (at most 2 s between tries, so a display that comes back is picked up quickly) and are
+/// logged at most once a minute.
 pub fn watch(
     source: impl ClipboardSource,
     tx: tokio::sync::mpsc::Sender<ClipEvent>,
@@ -127,6 +217,8 @@ pub fn watch_from(
     let mut last_warning: Option<Instant> = None;
     // The first read is a mark: what was copied before yaku started is not a new line.
     let mut mark_pending = true;
+    // Whether the source said the clipboard may have changed since the last read.
+    let mut changed = true;
     while !control.stop.load(Ordering::Relaxed) {
         let interval = Duration::from_millis(control.interval_ms.load(Ordering::Relaxed).max(10));
         if control.paused.load(Ordering::Relaxed) {
@@ -136,13 +228,21 @@ pub fn watch_from(
         // Read before the read, so a request made during it is carried out by the next one.
         let wanted = control.marks_wanted.load(Ordering::SeqCst);
         let marking = mark_pending || wanted > *control.marks_taken.borrow();
+        if !marking && !changed {
+            // An event source blocks here until the owner changes; the interval bounds the
+            // wait so that stop, pause and marks are still seen.
+            changed = source.wait_change(interval);
+            continue;
+        }
         mark_pending = false;
         let read = source.read();
+        let copy = source.copy_id();
+        control.set_mode(source.mode());
         if marking {
             // A read that failed marks nothing: whatever comes once it works is a change (a
             // display that appears later, an X server that restarted).
             if let Ok(r) = &read {
-                detector.mark(r.clone());
+                detector.mark_copy(r.clone(), copy);
             }
             control.marks_taken.send_modify(|n| *n = (*n).max(wanted));
         }
@@ -159,7 +259,7 @@ pub fn watch_from(
                     tracing::info!("clipboard readable again");
                     failures = 0;
                 }
-                if let Some(event) = detector.observe(read)
+                if let Some(event) = detector.observe_copy(read, copy)
                     && tx.blocking_send(event).is_err()
                 {
                     return; // the daemon is gone
@@ -178,7 +278,8 @@ pub fn watch_from(
                     .max(interval)
             }
         };
-        std::thread::sleep(wait);
+        // A failed read is tried again after the wait whatever the source says.
+        changed = source.wait_change(wait) || failures > 0;
     }
 }
 
@@ -204,20 +305,23 @@ pub fn intake(event: ClipEvent, gates: &mut Gates, collapse: bool) -> Intake {
             rejection: Rejection::Concealed,
             chars: 0,
         },
-        ClipEvent::Text { text, concealed } => {
-            let cleaned = if collapse {
-                collapse_repeats(&text)
-            } else {
-                text.trim().to_string()
-            };
-            match gates.check(&cleaned, concealed) {
-                Ok(()) => Intake::Accepted(cleaned),
-                Err(rejection) => Intake::Rejected {
-                    rejection,
-                    chars: cleaned.chars().count(),
-                },
-            }
-        }
+        ClipEvent::Text { text, concealed } => check_text(&text, concealed, gates, collapse),
+        ClipEvent::Pushed { text } => check_text(&text, None, gates, collapse),
+    }
+}
+
+fn check_text(text: &str, concealed: Option<bool>, gates: &mut Gates, collapse: bool) -> Intake {
+    let cleaned = if collapse {
+        collapse_repeats(text)
+    } else {
+        text.trim().to_string()
+    };
+    match gates.check(&cleaned, concealed) {
+        Ok(()) => Intake::Accepted(cleaned),
+        Err(rejection) => Intake::Rejected {
+            rejection,
+            chars: cleaned.chars().count(),
+        },
     }
 }
 
@@ -295,5 +399,38 @@ mod tests {
             Err(TryRecvError::Disconnected),
             "each change was sent once, and nothing for the failed reads"
         );
+    }
+
+    #[test]
+    fn the_same_text_copied_again_is_passed_on_again_but_not_the_same_copy_read_twice() {
+        let clip = FakeClipboard::new(500);
+        let control = WatchControl {
+            interval_ms: Arc::new(AtomicU64::new(10)),
+            ..WatchControl::default()
+        };
+        let (tx, mut rx) = tokio::sync::mpsc::channel(8);
+        let watcher = {
+            let (clip, control) = (clip.clone(), control.clone());
+            std::thread::spawn(move || watch(clip, tx, control))
+        };
+        let line = ClipEvent::Text {
+            text: "一行目です".into(),
+            concealed: Some(false),
+        };
+        await_reads(&clip, 1);
+        clip.copy("一行目です");
+        assert_eq!(next_event(&mut rx), line);
+        let reads = clip.reads();
+        await_reads(&clip, reads + 3);
+        assert_eq!(
+            rx.try_recv(),
+            Err(TryRecvError::Empty),
+            "the same copy, read again"
+        );
+        clip.copy("一行目です");
+        assert_eq!(next_event(&mut rx), line, "a new copy of the same text");
+        assert_eq!(control.mode(), Some(WatchMode::Poll));
+        control.stop.store(true, Ordering::Relaxed);
+        watcher.join().unwrap();
     }
 }

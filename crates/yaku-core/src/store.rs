@@ -14,6 +14,8 @@ pub enum Source {
     Cli,
     /// `yaku prefetch`: a script line translated ahead of the reader.
     Prefetch,
+    /// A text hooker's WebSocket (`[intake] websocket`).
+    Websocket,
 }
 
 impl Source {
@@ -22,6 +24,7 @@ impl Source {
             Source::Clipboard => "clipboard",
             Source::Cli => "cli",
             Source::Prefetch => "prefetch",
+            Source::Websocket => "websocket",
         }
     }
 }

@@ -30,7 +30,6 @@ use anyhow::Context;
 use tokio::sync::{mpsc, oneshot};
 
 use super::probe::{ProviderCheck, check_provider};
-use crate::adapters::clipboard::SystemClipboard;
 use crate::adapters::notify::DesktopNotifier;
 use crate::config::credentials::Credentials;
 use crate::config::{self, Config, ConfigError, KeyLookup, ProviderConfig};
@@ -773,7 +772,7 @@ struct Watching {
 /// Starts watching from what is on the clipboard now (it is not the user's test line). The
 /// error says why the clipboard cannot be read here.
 async fn watch_clipboard(config: &Config) -> anyhow::Result<Result<Watching, String>> {
-    let max_chars = config.clipboard.gates.max_chars;
+    let clipboard = crate::wire::clipboard(config);
     let control = WatchControl {
         interval_ms: Arc::new(AtomicU64::new(
             config.clipboard.poll_interval.as_millis() as u64
@@ -788,7 +787,7 @@ async fn watch_clipboard(config: &Config) -> anyhow::Result<Result<Watching, Str
     std::thread::Builder::new()
         .name("yaku-setup-clipboard".into())
         .spawn(move || {
-            let mut clipboard = SystemClipboard::new(max_chars);
+            let mut clipboard = clipboard;
             let mut detector = ChangeDetector::default();
             let first = clipboard.read().map(|read| {
                 let _ = detector.observe(read);
