@@ -260,6 +260,7 @@ pub fn build_parts(config: &Config, clock: Arc<dyn Clock>) -> anyhow::Result<Par
         glossary: config.context.glossary.clone(),
         cache_enabled: config.store.cache_enabled,
         games: config.games.clone(),
+        websocket_game: config.intake.game.clone(),
     };
     Ok(Parts {
         chain,

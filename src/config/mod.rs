@@ -88,6 +88,8 @@ pub struct Config {
 pub struct IntakeConfig {
     /// A text hooker's WebSocket (`ws://` on loopback or `wss://`); None: not used.
     pub websocket: Option<String>,
+    /// `game`: the `[[games]]` profile of the WebSocket's lines; None: the active window's.
+    pub game: Option<String>,
 }
 
 /// What travels with each line besides its text: the context and the glossary.
@@ -536,5 +538,20 @@ mod tests {
         let c = parse("[clipboard]\nwatch = \"events\"\n").unwrap();
         assert_eq!(c.clipboard.watch, Watch::Events);
         assert!(parse("[clipboard]\nwatch = \"xfixes\"\n").is_err());
+    }
+
+    #[test]
+    fn the_intake_game_must_name_a_games_profile() {
+        let parse = |t: &str| Config::parse(t, Path::new("c.toml"));
+        let games = "[[games]]\nname = \"sakura\"\nmatch = \"^sakura\"\n";
+        let c = parse(&format!("[intake]\ngame = \"sakura\"\n{games}")).unwrap();
+        assert_eq!(c.intake.game.as_deref(), Some("sakura"));
+        assert_eq!(parse(games).unwrap().intake.game, None);
+        let e = parse(&format!("[intake]\ngame = \"steins\"\n{games}")).unwrap_err();
+        let e = e.to_string();
+        assert!(e.contains("intake.game") || e.contains("game"), "{e}");
+        assert!(e.contains("known: sakura"), "{e}");
+        let e = parse("[intake]\ngame = \"sakura\"\n").unwrap_err().to_string();
+        assert!(e.contains("known: none"), "{e}");
     }
 }

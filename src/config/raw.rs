@@ -72,6 +72,8 @@ impl Default for RawHistory {
 pub(super) struct RawIntake {
     /// A text hooker's WebSocket to take lines from; empty: none.
     pub(super) websocket: String,
+    /// The `[[games]]` profile of the WebSocket's lines; empty: the active window's.
+    pub(super) game: String,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -48,7 +48,7 @@ impl Config {
         let context = context(&v, &raw, &mut glossary_files)?;
         let store = store(&v, &raw)?;
         let games = games(&v, &raw, &clipboard.gates, &mut glossary_files)?;
-        let intake = intake(&v, &raw.intake)?;
+        let intake = intake(&v, &raw.intake, &games)?;
         Ok(Config {
             games,
             glossary_files,
@@ -454,14 +454,31 @@ const LOG_LEVELS: [&str; 5] = ["error", "warn", "info", "debug", "trace"];
 
 /// `[intake]`: the WebSocket URL is held to the rule for provider URLs (`wss://`, or `ws://`
 /// on loopback).
-fn intake(v: &Validator<'_>, i: &RawIntake) -> Result<IntakeConfig, ConfigError> {
+/// `game` must name one of the `[[games]]`.
+fn intake(v: &Validator<'_>, i: &RawIntake, games: &Games) -> Result<IntakeConfig, ConfigError> {
+    let game = match i.game.trim() {
+        "" => None,
+        name if games.get(name).is_some() => Some(name.to_string()),
+        name => {
+            let known = games.names().collect::<Vec<_>>().join(", ");
+            let known = if known.is_empty() { "none".to_string() } else { known };
+            return Err(v.err(
+                &["intake", "game"],
+                &format!("\"{name}\" is not the name of a [[games]] profile (known: {known})"),
+            ));
+        }
+    };
     let url = i.websocket.trim();
     if url.is_empty() {
-        return Ok(IntakeConfig { websocket: None });
+        return Ok(IntakeConfig {
+            websocket: None,
+            game,
+        });
     }
     check_websocket_url(url).map_err(|e| v.err(&["intake", "websocket"], &e))?;
     Ok(IntakeConfig {
         websocket: Some(url.to_string()),
+        game,
     })
 }
 

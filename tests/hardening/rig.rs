@@ -153,6 +153,7 @@ pub fn settings(cache: bool, context_lines: usize) -> DaemonSettings {
         glossary: Glossary::default(),
         cache_enabled: cache,
         games: Default::default(),
+        websocket_game: None,
     }
 }
 

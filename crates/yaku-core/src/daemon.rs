@@ -62,6 +62,8 @@ pub struct DaemonSettings {
     pub cache_enabled: bool,
     /// The `[[games]]` profiles; empty: every line is of no game.
     pub games: Games,
+    /// `[intake] game`: the profile of every WebSocket line; None: the active window's.
+    pub websocket_game: Option<String>,
 }
 
 /// Counts for status output and tests.
@@ -225,6 +227,16 @@ impl Daemon {
         }
         let window = self.window.as_ref()?.active();
         self.settings.games.choose(window.as_ref())
+    }
+
+    /// The profile of a line from `source`: a WebSocket line is of the game `[intake]` names,
+    /// when it names one (the hooker serves one game, whatever window is in front).
+    fn profile_for(&self, source: crate::store::Source) -> Option<Arc<GameProfile>> {
+        let named = match (source, &self.settings.websocket_game) {
+            (crate::store::Source::Websocket, Some(name)) => self.settings.games.get(name),
+            _ => None,
+        };
+        named.or_else(|| self.active_profile())
     }
 
     /// Where commands (status, pause, reload) are sent.
@@ -466,7 +478,7 @@ impl Daemon {
         };
         self.count(|c| c.accepted += 1);
         let now = self.clock.now();
-        let profile = self.active_profile();
+        let profile = self.profile_for(source);
         let game = profile.as_ref().map(|p| p.name.clone());
         if game != self.game {
             // Another game's lines are no context for this one.
@@ -744,6 +756,7 @@ mod tests {
             glossary: Glossary::default(),
             cache_enabled,
             games: Games::default(),
+            websocket_game: None,
         }
     }
 
@@ -1145,6 +1158,53 @@ mod tests {
                 Some("steins".to_string()),
                 None
             ]
+        );
+        let _ = r.stop.send(());
+        r.done.await.unwrap();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn websocket_lines_take_the_game_intake_names_and_copies_the_active_windows() {
+        use crate::games::GameProfile;
+        let profile = |name: &str| GameProfile {
+            name: name.into(),
+            matcher: regex::Regex::new(&format!("^{name}")).unwrap(),
+            glossary: None,
+            instructions: None,
+            source_language: None,
+            context_lines: None,
+        };
+        let mut settings = settings(0, true);
+        settings.games = Games::new(vec![profile("sakura"), profile("steins")]);
+        settings.websocket_game = Some("steins".into());
+        let window = Arc::new(fake::FakeWindow::default());
+        let r = rig_window(vec![], fake::ok("ok"), settings, Some(window.clone()));
+        window.set_class("sakura");
+        r.tx.send(copy("おはよう。")).await.unwrap();
+        settle().await;
+        r.tx
+            .send(ClipEvent::Pushed {
+                text: "またね。".into(),
+            })
+            .await
+            .unwrap();
+        settle().await;
+        *window.0.lock().unwrap() = None;
+        r.tx
+            .send(ClipEvent::Pushed {
+                text: "さようなら。".into(),
+            })
+            .await
+            .unwrap();
+        settle().await;
+        assert_eq!(
+            *r.store.games.lock().unwrap(),
+            vec![
+                Some("sakura".to_string()),
+                Some("steins".to_string()),
+                Some("steins".to_string())
+            ],
+            "the copy is the window's game, the hooker's lines the one [intake] names"
         );
         let _ = r.stop.send(());
         r.done.await.unwrap();
