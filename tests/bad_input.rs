@@ -898,6 +898,7 @@ fn out_of_range(path: &str) -> Option<Vec<&'static str>> {
         ("history", "max_days") => &["-1", "100001"],
         ("store", "path") => return Some(Vec::new()),
         ("intake", "websocket") => &["\"ws://192.168.1.5:6677\"", "\"http://127.0.0.1:6677\""],
+        ("intake", "game") => &["\"no such game\"", "\"sakura\""],
         _ => return None,
     };
     Some(values.to_vec())
