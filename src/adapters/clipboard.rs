@@ -6,6 +6,7 @@
 //! password-manager formats and the text in one pass (clipboard/windows.rs). Elsewhere
 //! arboard reads the text.
 
+#[cfg(not(windows))]
 use crate::core::intake::{ClipboardError, ClipboardRead, ClipboardSource};
 
 #[cfg(all(unix, not(target_os = "macos")))]
