@@ -3,10 +3,11 @@
  * program does, optionally marked the way password managers (KeePass, KeePassXC, Bitwarden,
  * 1Password) mark a secret.
  *
- *   clipowner.exe [--conceal] TEXT     TEXT is UTF-8; exit 0 once the clipboard holds it.
+ *   clipowner.exe [--conceal] TEXT     exit 0 once the clipboard holds TEXT (kept 3 s).
  */
 #include <windows.h>
 #include <string.h>
+#include <wchar.h>
 
 static int put(UINT format, const void *data, SIZE_T size)
 {
@@ -23,17 +24,14 @@ static int put(UINT format, const void *data, SIZE_T size)
     return 1;
 }
 
-int main(int argc, char **argv)
+/* wmain (built with -municode): a char** argv would arrive in the ANSI code page. */
+int wmain(int argc, wchar_t **argv)
 {
-    int conceal = argc == 3 && strcmp(argv[1], "--conceal") == 0;
+    int conceal = argc == 3 && wcscmp(argv[1], L"--conceal") == 0;
     if (argc != 2 && !conceal)
         return 2;
-    const char *text = argv[argc - 1];
-    int wlen = MultiByteToWideChar(CP_UTF8, 0, text, -1, NULL, 0);
-    if (wlen <= 0)
-        return 2;
-    WCHAR *wide = HeapAlloc(GetProcessHeap(), 0, wlen * sizeof(WCHAR));
-    MultiByteToWideChar(CP_UTF8, 0, text, -1, wide, wlen);
+    const WCHAR *wide = argv[argc - 1];
+    int wlen = (int)wcslen(wide) + 1;
     for (int i = 0; !OpenClipboard(NULL); i++) {
         if (i > 50)
             return 1;
@@ -49,5 +47,7 @@ int main(int argc, char **argv)
         ok &= put(RegisterClipboardFormatA("CanUploadToCloudClipboard"), &zero, 4);
     }
     CloseClipboard();
+    /* Stay the clipboard's owner a while: Wine may drop an exited owner's data. */
+    Sleep(3000);
     return ok ? 0 : 1;
 }
