@@ -4,8 +4,10 @@
 //! next poll. With change events (XFixes) the connection also tells when the CLIPBOARD's
 //! owner changes, and the clipboard is read only then. arboard keeps one process-wide X11
 //! connection that never recovers after the server restarts, which is why it is not used on
-//! X11. Elsewhere arboard reads the text.
+//! X11. On Windows clipboard-win reads the password-manager formats and the text in one pass
+//! (clipboard/windows.rs). Elsewhere arboard reads the text.
 
+#[cfg(not(windows))]
 use crate::core::intake::{ClipboardError, ClipboardRead, ClipboardSource};
 
 /// Whether to wait for the platform's clipboard change events (`[clipboard] watch`).
@@ -22,8 +24,49 @@ pub enum Events {
 #[cfg(all(unix, not(target_os = "macos")))]
 pub use x11::X11Clipboard as SystemClipboard;
 
-#[cfg(not(all(unix, not(target_os = "macos"))))]
+#[cfg(windows)]
+pub use windows::WindowsClipboard as SystemClipboard;
+
+#[cfg(not(any(all(unix, not(target_os = "macos")), windows)))]
 pub use other::ArboardClipboard as SystemClipboard;
+
+#[cfg(windows)]
+mod windows;
+
+/// The registered clipboard formats password managers (KeePass, KeePassXC, Bitwarden,
+/// 1Password) put beside a secret on Windows. Their presence alone marks the copy.
+#[cfg(any(windows, test))]
+const WINDOWS_MARKER_FORMATS: [&str; 2] = [
+    "ExcludeClipboardContentFromMonitorProcessing",
+    "Clipboard Viewer Ignore",
+];
+
+/// Formats whose DWORD value 0 marks the copy (Windows' own clipboard history opt-out).
+#[cfg(any(windows, test))]
+const WINDOWS_DWORD_FORMATS: [&str; 2] =
+    ["CanIncludeInClipboardHistory", "CanUploadToCloudClipboard"];
+
+/// What one Windows clipboard format said about the copy.
+#[cfg(any(windows, test))]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum FormatProbe {
+    /// The format is not on the clipboard.
+    Absent,
+    /// The format is there; `Some(v)`: its first four bytes as a little-endian DWORD,
+    /// `None`: its data could not be read or is shorter than a DWORD.
+    Present(Option<u32>),
+}
+
+/// Whether a Windows copy is concealed, from the probes of the two marker formats and the two
+/// DWORD formats (in the order of the constants above). Fails closed: a DWORD format that is
+/// there but unreadable counts as a 0.
+#[cfg(any(windows, test))]
+fn windows_concealed(markers: [FormatProbe; 2], dwords: [FormatProbe; 2]) -> bool {
+    markers.iter().any(|m| *m != FormatProbe::Absent)
+        || dwords
+            .iter()
+            .any(|d| matches!(d, FormatProbe::Present(None | Some(0))))
+}
 
 #[cfg(all(unix, not(target_os = "macos")))]
 mod x11 {
@@ -474,11 +517,11 @@ mod x11 {
     }
 }
 
-#[cfg(not(all(unix, not(target_os = "macos"))))]
+#[cfg(not(any(all(unix, not(target_os = "macos")), windows)))]
 mod other {
     use super::*;
 
-    /// The system clipboard through arboard (macOS, Windows). These platforms have no
+    /// The system clipboard through arboard (macOS). This platform has no
     /// password-manager hint check yet: `concealed` is None.
     pub struct ArboardClipboard {
         clipboard: Option<arboard::Clipboard>,
@@ -532,5 +575,40 @@ mod other {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod windows_formats_tests {
+    use super::FormatProbe::{Absent, Present};
+    use super::*;
+
+    #[test]
+    fn windows_copy_is_concealed_by_any_password_manager_format_and_fails_closed() {
+        let cases = [
+            ([Absent, Absent], [Absent, Absent], false),
+            (
+                [Absent, Absent],
+                [Present(Some(1)), Present(Some(1))],
+                false,
+            ),
+            ([Present(None), Absent], [Absent, Absent], true),
+            ([Absent, Present(Some(7))], [Absent, Absent], true),
+            ([Absent, Absent], [Present(Some(0)), Absent], true),
+            ([Absent, Absent], [Absent, Present(Some(0))], true),
+            // Unreadable or shorter than a DWORD: counted as 0.
+            ([Absent, Absent], [Present(None), Present(Some(1))], true),
+        ];
+        for (markers, dwords, concealed) in cases {
+            assert_eq!(
+                windows_concealed(markers, dwords),
+                concealed,
+                "{markers:?} {dwords:?}"
+            );
+        }
+        assert_eq!(
+            WINDOWS_MARKER_FORMATS.len() + WINDOWS_DWORD_FORMATS.len(),
+            4
+        );
     }
 }

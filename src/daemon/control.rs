@@ -7,20 +7,28 @@
 //! table) so that it can never spin; such errors are logged at most once a minute.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::Value;
-use tokio::sync::{Semaphore, mpsc, oneshot};
+use tokio::sync::oneshot;
 
-use crate::core::daemon::{DaemonCommand, DaemonStatus};
-use crate::protocol::{self, Request};
+use crate::protocol::Request;
+// The server's own imports; Windows has no control server yet.
+#[cfg(unix)]
+use {
+    crate::core::daemon::{DaemonCommand, DaemonStatus},
+    crate::protocol,
+    std::sync::Arc,
+    std::time::Instant,
+    tokio::sync::{Semaphore, mpsc},
+};
 
 /// Connections served at once; the CLI needs one.
 pub const MAX_CONNECTIONS: usize = 16;
 /// How long a client may take to send its request line.
 pub const READ_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long the server waits after a failed accept before the next one.
+#[cfg(unix)]
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(250);
 
 /// A failure to talk to the daemon.
@@ -43,6 +51,7 @@ pub fn socket_path(runtime_dir: &Path) -> PathBuf {
 pub type ReloadRequest = oneshot::Sender<Result<(), String>>;
 
 /// What a connection needs to answer, whatever transport carried the request.
+#[cfg(unix)]
 #[derive(Clone)]
 pub struct Handles {
     pub commands: mpsc::Sender<DaemonCommand>,
@@ -122,6 +131,7 @@ async fn handle(stream: tokio::net::UnixStream, handles: &Handles) -> std::io::R
     Ok(())
 }
 
+#[cfg(unix)]
 /// Acts on one validated request and returns the reply: the same for every transport.
 pub async fn answer(req: Request, h: &Handles) -> Value {
     let gone = || protocol::error_reply("the daemon is shutting down");

@@ -137,9 +137,49 @@ fn make_logs_private(dir: &Path) {
 }
 
 /// The file `tail -F` should follow: the `yaku.log` symlink (the file itself when logs do not
-/// rotate).
+/// rotate). Windows has no such symlink (tracing-appender makes none there), so there it is
+/// the newest log file, which exists.
 pub fn current_log(config: &Config) -> anyhow::Result<PathBuf> {
-    Ok(config.log_dir(&Dirs::resolve()?).join("yaku.log"))
+    let stable = config.log_dir(&Dirs::resolve()?).join("yaku.log");
+    #[cfg(windows)]
+    if !stable.exists()
+        && let Some(newest) = stable.parent().and_then(newest_log)
+    {
+        return Ok(newest);
+    }
+    Ok(stable)
+}
+
+/// The newest of yaku's log files in `dir` (`yaku.<date>.log`; dates sort as their names do).
+#[cfg(any(windows, test))]
+fn newest_log(dir: &Path) -> Option<PathBuf> {
+    std::fs::read_dir(dir)
+        .ok()?
+        .flatten()
+        .filter(|e| {
+            let name = e.file_name();
+            let name = name.to_string_lossy();
+            name.starts_with("yaku.") && name.ends_with(".log") && name != "yaku.log"
+        })
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
+        .map(|e| e.path())
+        .max()
+}
+
+/// The file `path` stands for now. On Windows `path` may be a rotated file that a newer one
+/// has replaced, or the stable name that only exists when logs do not rotate; the newest file
+/// beside it is followed then.
+fn follow_target(path: &Path) -> Option<PathBuf> {
+    #[cfg(windows)]
+    {
+        let stable = path.file_name() == Some(std::ffi::OsStr::new("yaku.log"));
+        if !(stable && path.exists())
+            && let Some(newest) = path.parent().and_then(newest_log)
+        {
+            return Some(newest);
+        }
+    }
+    std::fs::canonicalize(path).ok()
 }
 
 /// Writes the last `n` lines of `f` (from its last 16 KiB) and leaves it at its end.
@@ -175,7 +215,7 @@ pub fn follow_file(
     let mut waited_notice = false;
     let mut buf = vec![0u8; 64 * 1024];
     loop {
-        let target = std::fs::canonicalize(path).ok();
+        let target = follow_target(path);
         let moved = match (&current, &target) {
             (Some((_, open)), Some(t)) => open != t,
             (None, Some(_)) => true,
@@ -225,6 +265,24 @@ pub fn follow_file(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn newest_log_is_the_latest_dated_file_and_never_the_stable_name() {
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(newest_log(dir.path()), None);
+        for name in [
+            "yaku.2026-11-27.log",
+            "yaku.2026-11-28.log",
+            "yaku.log",
+            "other.log",
+        ] {
+            std::fs::write(dir.path().join(name), "x\n").unwrap();
+        }
+        assert_eq!(
+            newest_log(dir.path()),
+            Some(dir.path().join("yaku.2026-11-28.log"))
+        );
+    }
 
     #[test]
     fn follow_shows_the_last_lines_then_follows_across_a_rotation() {

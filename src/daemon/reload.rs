@@ -5,6 +5,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+#[cfg(unix)]
 use super::control::ReloadRequest;
 use crate::config::Config;
 use crate::core::clock::Clock;

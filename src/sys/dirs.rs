@@ -51,9 +51,10 @@ impl Dirs {
     /// sibling for when `runtime` is there but not ours or not private (another user made it
     /// first in a shared dir).
     fn runtime_candidates(&self) -> Vec<PathBuf> {
-        let mut candidates = vec![self.runtime.clone()];
+        let candidates = vec![self.runtime.clone()];
         #[cfg(unix)]
-        {
+        let candidates = {
+            let mut candidates = candidates;
             // SAFETY: geteuid has no preconditions and cannot fail.
             let uid = unsafe { libc::geteuid() };
             let name = match self.runtime.file_name() {
@@ -61,7 +62,8 @@ impl Dirs {
                 None => format!("yaku-{uid}"),
             };
             candidates.push(self.runtime.with_file_name(name));
-        }
+            candidates
+        };
         candidates
     }
 
