@@ -131,8 +131,8 @@ async fn handle(stream: tokio::net::UnixStream, handles: &Handles) -> std::io::R
     Ok(())
 }
 
-#[cfg(unix)]
 /// Acts on one validated request and returns the reply: the same for every transport.
+#[cfg(unix)]
 pub async fn answer(req: Request, h: &Handles) -> Value {
     let gone = || protocol::error_reply("the daemon is shutting down");
     let status = |st: DaemonStatus| {
