@@ -280,8 +280,8 @@ fn show(f: &Fixture, grep: &str) -> Shown {
     assert_row_keys(&jsonl);
     assert_eq!(history.lines().count(), 3, "{history}");
     assert_eq!((history_json.len(), jsonl.len(), csv.len()), (3, 3, 4));
-    assert_eq!(csv[0].len(), 12);
-    assert!(csv.iter().all(|r| r.len() == 12), "{csv:?}");
+    assert_eq!(csv[0].len(), 13);
+    assert!(csv.iter().all(|r| r.len() == 13), "{csv:?}");
     Shown {
         history,
         history_json,

@@ -235,7 +235,7 @@ fn parse_csv(s: &str) -> Vec<Vec<Option<String>>> {
 }
 
 fn row_from_csv(rec: &[Option<String>]) -> HistoryRow {
-    assert_eq!(rec.len(), 12, "{rec:?}");
+    assert_eq!(rec.len(), 13, "{rec:?}");
     let req = |i: usize| {
         rec[i]
             .clone()
@@ -820,7 +820,8 @@ fn a_version_1_file_gains_the_speaker_column_with_null_for_its_old_rows() {
         // What version 1 wrote: the same tables without the column.
         let conn = Connection::open(&path).unwrap();
         conn.execute_batch(
-            "DROP INDEX lines_game; ALTER TABLE lines DROP COLUMN game;
+            "ALTER TABLE lines DROP COLUMN chosen;
+             DROP INDEX lines_game; ALTER TABLE lines DROP COLUMN game;
              ALTER TABLE cache DROP COLUMN game; ALTER TABLE lines DROP COLUMN speaker;
              PRAGMA user_version = 1;",
         )
@@ -1853,14 +1854,15 @@ fn a_version_2_store_is_migrated_keeping_its_lines_with_no_game() {
         // What a file written by the previous yaku (version 2) holds.
         let conn = Connection::open(&path).unwrap();
         conn.execute_batch(
-            "DROP INDEX lines_game; ALTER TABLE lines DROP COLUMN game;
+            "ALTER TABLE lines DROP COLUMN chosen;
+             DROP INDEX lines_game; ALTER TABLE lines DROP COLUMN game;
              ALTER TABLE cache DROP COLUMN game; PRAGMA user_version = 2;",
         )
         .unwrap();
     }
     let (store, report) = open(&path);
     assert_eq!(report.migrated_from, Some(2));
-    assert_eq!(user_version(&path), 3);
+    assert_eq!(user_version(&path), i64::from(SCHEMA_VERSION));
     let rows = store.history(10, None).unwrap();
     assert_eq!(rows.len(), 1);
     assert_eq!(rows[0].game, None);

@@ -1,12 +1,16 @@
 //! Which window is active, for choosing a line's game profile. On X11: the root window's
 //! `_NET_ACTIVE_WINDOW`, then that window's `WM_CLASS`, `_NET_WM_NAME` (else `WM_NAME`) and
 //! `_NET_WM_PID`'s executable, through a connection of our own that is replaced when it
-//! breaks. Elsewhere there is no profile yet.
+//! breaks. On Windows: the foreground window's class, title and process image name. On macOS
+//! there is no profile yet.
 
 #[cfg(all(unix, not(target_os = "macos")))]
 pub use x11::X11ActiveWindow as SystemActiveWindow;
 
-#[cfg(not(all(unix, not(target_os = "macos"))))]
+#[cfg(windows)]
+pub use windows::ForegroundWindow as SystemActiveWindow;
+
+#[cfg(not(any(windows, all(unix, not(target_os = "macos")))))]
 pub use other::NoActiveWindow as SystemActiveWindow;
 
 #[cfg(all(unix, not(target_os = "macos")))]
@@ -168,7 +172,93 @@ mod x11 {
     }
 }
 
-#[cfg(not(all(unix, not(target_os = "macos"))))]
+#[cfg(windows)]
+mod windows {
+    use crate::core::games::{ActiveWindow, WindowInfo};
+    use windows_sys::Win32::Foundation::{CloseHandle, HWND};
+    use windows_sys::Win32::System::Threading::{
+        OpenProcess, PROCESS_NAME_WIN32, PROCESS_QUERY_LIMITED_INFORMATION,
+        QueryFullProcessImageNameW,
+    };
+    use windows_sys::Win32::UI::WindowsAndMessaging::{
+        GetClassNameW, GetForegroundWindow, GetWindowTextW, GetWindowThreadProcessId,
+    };
+
+    /// The foreground window (the game the reader is looking at).
+    #[derive(Default)]
+    pub struct ForegroundWindow;
+
+    impl ForegroundWindow {
+        pub fn new() -> Self {
+            Self
+        }
+    }
+
+    /// A UTF-16 buffer the API filled with `n` units; nothing when it wrote none.
+    fn text(buf: &[u16], n: usize) -> Option<String> {
+        let s = String::from_utf16_lossy(buf.get(..n)?);
+        (!s.is_empty()).then_some(s)
+    }
+
+    fn class(hwnd: HWND) -> Option<String> {
+        let mut buf = [0u16; 256];
+        // SAFETY: the buffer's length is passed; the call writes at most that many units.
+        let n = unsafe { GetClassNameW(hwnd, buf.as_mut_ptr(), buf.len() as i32) };
+        text(&buf, usize::try_from(n).ok()?)
+    }
+
+    fn title(hwnd: HWND) -> Option<String> {
+        let mut buf = [0u16; 512];
+        // SAFETY: as for the class name.
+        let n = unsafe { GetWindowTextW(hwnd, buf.as_mut_ptr(), buf.len() as i32) };
+        text(&buf, usize::try_from(n).ok()?)
+    }
+
+    /// The file name of the window's process image (`Game.exe`).
+    fn process(hwnd: HWND) -> Option<String> {
+        let mut pid = 0u32;
+        // SAFETY: `pid` is a valid place for the id.
+        unsafe { GetWindowThreadProcessId(hwnd, &mut pid) };
+        if pid == 0 {
+            return None;
+        }
+        // SAFETY: a handle is opened for reading the image name only, and closed below.
+        let handle = unsafe { OpenProcess(PROCESS_QUERY_LIMITED_INFORMATION, 0, pid) };
+        if handle.is_null() {
+            return None;
+        }
+        let mut buf = [0u16; 1024];
+        let mut len = buf.len() as u32;
+        // SAFETY: `len` holds the buffer's size and receives the length written.
+        let ok = unsafe {
+            QueryFullProcessImageNameW(handle, PROCESS_NAME_WIN32, buf.as_mut_ptr(), &mut len)
+        };
+        // SAFETY: the handle was opened above and is closed once.
+        unsafe { CloseHandle(handle) };
+        if ok == 0 {
+            return None;
+        }
+        let path = text(&buf, len as usize)?;
+        path.rsplit(['\\', '/']).next().map(str::to_string)
+    }
+
+    impl ActiveWindow for ForegroundWindow {
+        fn active(&self) -> Option<WindowInfo> {
+            // SAFETY: no arguments; a null window means none is in the foreground.
+            let hwnd = unsafe { GetForegroundWindow() };
+            if hwnd.is_null() {
+                return None;
+            }
+            Some(WindowInfo {
+                class: class(hwnd),
+                title: title(hwnd),
+                process: process(hwnd),
+            })
+        }
+    }
+}
+
+#[cfg(not(any(windows, all(unix, not(target_os = "macos")))))]
 mod other {
     use crate::core::games::{ActiveWindow, WindowInfo};
 

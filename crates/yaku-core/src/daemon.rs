@@ -463,6 +463,10 @@ impl Daemon {
     /// when it must be translated (a cached answer is shown at once).
     fn accept(&mut self, event: ClipEvent) -> Option<Line> {
         let source = event.source();
+        // The game decides which script the gates look for.
+        let profile = self.profile_for(source);
+        self.gates
+            .use_language(profile.as_ref().and_then(|p| p.source_language.as_deref()));
         let text = match intake(event, &mut self.gates, self.settings.collapse_repeats) {
             Intake::Rejected { rejection, chars } => {
                 // Never the text: only which gate and how long it was.
@@ -478,7 +482,6 @@ impl Daemon {
         };
         self.count(|c| c.accepted += 1);
         let now = self.clock.now();
-        let profile = self.profile_for(source);
         let game = profile.as_ref().map(|p| p.name.clone());
         if game != self.game {
             // Another game's lines are no context for this one.
@@ -1208,6 +1211,45 @@ mod tests {
         );
         let _ = r.stop.send(());
         r.done.await.unwrap();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_games_source_language_is_the_script_the_gates_look_for() {
+        use crate::games::GameProfile;
+        let mut settings = settings(0, true);
+        settings.games = Games::new(vec![GameProfile {
+            name: "hangul".into(),
+            matcher: regex::Regex::new("^hangul").unwrap(),
+            glossary: None,
+            instructions: None,
+            source_language: Some("Korean".into()),
+            context_lines: None,
+        }]);
+        let window = Arc::new(fake::FakeWindow::default());
+        let r = rig_window(vec![], fake::ok("ok"), settings, Some(window.clone()));
+        // Japanese is the configured language: no Korean line passes without the game.
+        r.tx.send(copy("안녕하세요 여러분")).await.unwrap();
+        settle().await;
+        window.set_class("hangul");
+        r.tx.send(copy("안녕하세요 여러분")).await.unwrap();
+        settle().await;
+        r.tx.send(copy("おはようございます")).await.unwrap();
+        settle().await;
+        *window.0.lock().unwrap() = None;
+        r.tx.send(copy("おはようございます")).await.unwrap();
+        settle().await;
+        assert_eq!(
+            *r.store.games.lock().unwrap(),
+            vec![Some("hangul".to_string()), None],
+            "the Korean line under its game, the Japanese one without"
+        );
+        let _ = r.stop.send(());
+        let counts = r.done.await.unwrap();
+        assert_eq!(
+            counts.rejected_by_gate.get("wrong_script"),
+            Some(&2),
+            "{counts:?}"
+        );
     }
 
     #[tokio::test(start_paused = true)]

@@ -345,6 +345,18 @@ impl Gates {
         })
     }
 
+    /// From now on the script gate looks for `language`'s script (a game profile's
+    /// `source_language`); None, or a language it has no check for: the configured one's.
+    /// The rest of the state (repeats, own output) is kept: it is the reader's, not a game's.
+    pub fn use_language(&mut self, language: Option<&str>) {
+        if !self.cfg.require_script {
+            return;
+        }
+        self.script = language
+            .and_then(Script::for_language)
+            .or_else(|| Script::for_language(&self.cfg.source_language));
+    }
+
     /// The configuration the gates enforce.
     pub fn config(&self) -> &GateConfig {
         &self.cfg

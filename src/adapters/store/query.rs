@@ -776,6 +776,7 @@ fn csv_row(out: &mut String, row: &HistoryRow) -> Result<(), StoreError> {
     csv_opt(out, row.error.as_deref());
     out.push(',');
     csv_opt(out, row.speaker.as_deref());
+    out.push(',');
     if let Some(n) = row.chosen {
         csv_num(out, n);
     }
