@@ -81,7 +81,10 @@ fn status_json_then_pause_reads_nothing_and_after_resume_only_a_new_copy_is_tran
         ]
     );
     assert_eq!(v["pid"].as_u64(), Some(u64::from(yaku.pid())));
-    assert_eq!(v["watch"], "poll", "the harness polls unless a test says otherwise");
+    assert_eq!(
+        v["watch"], "poll",
+        "the harness polls unless a test says otherwise"
+    );
     assert_eq!(v["paused"], false);
     assert_eq!(v["providers"][0]["state"], "closed");
 

@@ -4,5 +4,5 @@ pub mod clipboard;
 pub mod notify;
 pub mod provider;
 pub mod store;
-pub mod window;
 pub mod websocket;
+pub mod window;

@@ -551,7 +551,9 @@ mod tests {
         let e = e.to_string();
         assert!(e.contains("intake.game") || e.contains("game"), "{e}");
         assert!(e.contains("known: sakura"), "{e}");
-        let e = parse("[intake]\ngame = \"sakura\"\n").unwrap_err().to_string();
+        let e = parse("[intake]\ngame = \"sakura\"\n")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("known: none"), "{e}");
     }
 }

@@ -461,7 +461,11 @@ fn intake(v: &Validator<'_>, i: &RawIntake, games: &Games) -> Result<IntakeConfi
         name if games.get(name).is_some() => Some(name.to_string()),
         name => {
             let known = games.names().collect::<Vec<_>>().join(", ");
-            let known = if known.is_empty() { "none".to_string() } else { known };
+            let known = if known.is_empty() {
+                "none".to_string()
+            } else {
+                known
+            };
             return Err(v.err(
                 &["intake", "game"],
                 &format!("\"{name}\" is not the name of a [[games]] profile (known: {known})"),

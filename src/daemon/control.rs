@@ -9,19 +9,16 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use serde_json::Value;
-use tokio::sync::oneshot;
+use std::time::Instant;
 
+use serde_json::Value;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::core::daemon::DaemonCommand;
 use crate::protocol::Request;
 // The server's own imports; Windows has no control server yet.
 #[cfg(unix)]
-use {
-    crate::core::daemon::{DaemonCommand, DaemonStatus},
-    crate::protocol,
-    std::sync::Arc,
-    std::time::Instant,
-    tokio::sync::{Semaphore, mpsc},
-};
+use {crate::core::daemon::DaemonStatus, crate::protocol, std::sync::Arc, tokio::sync::Semaphore};
 
 /// Connections served at once; the CLI needs one.
 pub const MAX_CONNECTIONS: usize = 16;
@@ -51,7 +48,6 @@ pub fn socket_path(runtime_dir: &Path) -> PathBuf {
 pub type ReloadRequest = oneshot::Sender<Result<(), String>>;
 
 /// What a connection needs to answer, whatever transport carried the request.
-#[cfg(unix)]
 #[derive(Clone)]
 pub struct Handles {
     pub commands: mpsc::Sender<DaemonCommand>,

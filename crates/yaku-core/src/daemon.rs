@@ -1185,20 +1185,18 @@ mod tests {
         window.set_class("sakura");
         r.tx.send(copy("おはよう。")).await.unwrap();
         settle().await;
-        r.tx
-            .send(ClipEvent::Pushed {
-                text: "またね。".into(),
-            })
-            .await
-            .unwrap();
+        r.tx.send(ClipEvent::Pushed {
+            text: "またね。".into(),
+        })
+        .await
+        .unwrap();
         settle().await;
         *window.0.lock().unwrap() = None;
-        r.tx
-            .send(ClipEvent::Pushed {
-                text: "さようなら。".into(),
-            })
-            .await
-            .unwrap();
+        r.tx.send(ClipEvent::Pushed {
+            text: "さようなら。".into(),
+        })
+        .await
+        .unwrap();
         settle().await;
         assert_eq!(
             *r.store.games.lock().unwrap(),

@@ -6,7 +6,9 @@
 
 use clipboard_win::{formats, raw};
 
-use super::{FormatProbe, WINDOWS_DWORD_FORMATS, WINDOWS_MARKER_FORMATS, windows_concealed};
+use super::{
+    Events, FormatProbe, WINDOWS_DWORD_FORMATS, WINDOWS_MARKER_FORMATS, windows_concealed,
+};
 use crate::core::intake::{ClipboardError, ClipboardRead, ClipboardSource};
 
 /// How many times to try opening the clipboard while another program holds it open.
@@ -16,13 +18,24 @@ const OPEN_ATTEMPTS: usize = 10;
 pub struct WindowsClipboard {
     /// Texts longer than this many UTF-16 bytes are reported as oversized without being read.
     max_bytes: usize,
+    /// The format listener is not built yet: "auto" polls, "events" cannot be had.
+    events: Events,
+    /// The sequence number of the last read: each copy has its own, so the same text
+    /// copied again is a new change.
+    seq: Option<u64>,
 }
 
 impl WindowsClipboard {
     pub fn new(max_chars: usize) -> Self {
         Self {
             max_bytes: max_chars.saturating_mul(4).max(64),
+            events: Events::Off,
+            seq: None,
         }
+    }
+
+    pub fn with_events(self, events: Events) -> Self {
+        Self { events, ..self }
     }
 }
 
@@ -82,7 +95,13 @@ fn read_open(max_bytes: usize) -> Result<Option<ClipboardRead>, ClipboardError> 
 
 impl ClipboardSource for WindowsClipboard {
     fn read(&mut self) -> Result<ClipboardRead, ClipboardError> {
+        if self.events == Events::Required {
+            return Err(ClipboardError::Unavailable(
+                "clipboard change events are not built for Windows yet: set `[clipboard] watch` to \"auto\" or \"poll\"".into(),
+            ));
+        }
         let before = raw::seq_num();
+        self.seq = before.map(|n| u64::from(n.get()));
         let read = read_open(self.max_bytes)?;
         let after = raw::seq_num();
         match read {
@@ -91,5 +110,9 @@ impl ClipboardSource for WindowsClipboard {
             Some(ClipboardRead::Empty) => Ok(ClipboardRead::Empty),
             _ => Ok(ClipboardRead::Undecidable),
         }
+    }
+
+    fn copy_id(&self) -> Option<u64> {
+        self.seq
     }
 }

@@ -248,8 +248,7 @@ const ODD_ATTEMPTS: &str = "SELECT id FROM attempts WHERE (?1 IS NULL OR at_ms >
         AND typeof(opened_breaker) = 'integer' AND opened_breaker IN (0, 1)
     ) LIMIT ?2";
 
-const ROW_COLUMNS: &str =
-    "id, at_ms, text, source, status, provider, model, best, options, latency_ms, error, speaker, \
+const ROW_COLUMNS: &str = "id, at_ms, text, source, status, provider, model, best, options, latency_ms, error, speaker, \
      game, chosen";
 
 /// `LINE_TOTALS` for the lines of one game (`?2`); `?1` NULL: since the start.
