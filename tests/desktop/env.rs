@@ -15,7 +15,7 @@ use std::process::{Command, ExitStatus, Stdio};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tempfile::TempDir;
 use x11rb::protocol::xproto::{AtomEnum, ConnectionExt as _};
@@ -353,7 +353,18 @@ impl DesktopEnv {
     pub fn restart_x(&mut self) {
         assert!(self.xvfb.is_none(), "restart_x: the X server is running");
         self.reservation = None;
-        let (xvfb, display) = spawn_xvfb(self.dir.path(), Some(self.display), &self.counter);
+        // The killed server's socket can linger a moment (a child forked elsewhere in this
+        // process may hold the reservation until it execs): try again, within a bound.
+        let deadline = Instant::now() + START_TIMEOUT;
+        let (xvfb, display) = loop {
+            match try_spawn_xvfb(self.dir.path(), Some(self.display), &self.counter) {
+                Ok(started) => break started,
+                Err(why) if Instant::now() < deadline && why.contains("already running") => {
+                    std::thread::sleep(Duration::from_millis(200));
+                }
+                Err(why) => panic!("{why}"),
+            }
+        };
         assert_eq!(
             display, self.display,
             "the restarted X server reported another display"
@@ -604,6 +615,15 @@ fn read_first_line(out: impl std::io::Read + Send + 'static, timeout: Duration) 
 /// `Xvfb [:N] -displayfd 1 ...`: the server writes its display number to the pipe on stdout
 /// once it accepts connections.
 fn spawn_xvfb(dir: &Path, display: Option<u32>, counter: &AtomicUsize) -> (Proc, u32) {
+    try_spawn_xvfb(dir, display, counter).unwrap_or_else(|why| panic!("{why}"))
+}
+
+/// [`spawn_xvfb`], with why it did not start.
+fn try_spawn_xvfb(
+    dir: &Path,
+    display: Option<u32>,
+    counter: &AtomicUsize,
+) -> Result<(Proc, u32), String> {
     let log = dir.join(format!(
         "logs/xvfb-{}.log",
         counter.fetch_add(1, Ordering::Relaxed)
@@ -633,12 +653,12 @@ fn spawn_xvfb(dir: &Path, display: Option<u32>, counter: &AtomicUsize) -> (Proc,
     let line = read_first_line(out, START_TIMEOUT);
     let number = line.as_deref().and_then(|l| l.trim().parse::<u32>().ok());
     match number {
-        Some(n) => (xvfb, n),
-        None => panic!(
+        Some(n) => Ok((xvfb, n)),
+        None => Err(format!(
             "Xvfb did not report a display number (got {line:?}, exit {:?}):\n{}",
             xvfb.try_wait(),
             read_lossy(&log)
-        ),
+        )),
     }
 }
 

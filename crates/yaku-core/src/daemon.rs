@@ -1166,19 +1166,22 @@ mod tests {
         r.done.await.unwrap();
     }
 
-    #[tokio::test(start_paused = true)]
-    async fn websocket_lines_take_the_game_intake_names_and_copies_the_active_windows() {
-        use crate::games::GameProfile;
-        let profile = |name: &str| GameProfile {
+    /// A profile that only names its game, matched by a window class starting with the name.
+    fn bare_profile(name: &str) -> crate::games::GameProfile {
+        crate::games::GameProfile {
             name: name.into(),
             matcher: regex::Regex::new(&format!("^{name}")).unwrap(),
             glossary: None,
             instructions: None,
             source_language: None,
             context_lines: None,
-        };
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn websocket_lines_take_the_game_intake_names_and_copies_the_active_windows() {
         let mut settings = settings(0, true);
-        settings.games = Games::new(vec![profile("sakura"), profile("steins")]);
+        settings.games = Games::new(vec![bare_profile("sakura"), bare_profile("steins")]);
         settings.websocket_game = Some("steins".into());
         let window = Arc::new(fake::FakeWindow::default());
         let r = rig_window(vec![], fake::ok("ok"), settings, Some(window.clone()));
@@ -1216,12 +1219,8 @@ mod tests {
         use crate::games::GameProfile;
         let mut settings = settings(0, true);
         settings.games = Games::new(vec![GameProfile {
-            name: "hangul".into(),
-            matcher: regex::Regex::new("^hangul").unwrap(),
-            glossary: None,
-            instructions: None,
             source_language: Some("Korean".into()),
-            context_lines: None,
+            ..bare_profile("hangul")
         }]);
         let window = Arc::new(fake::FakeWindow::default());
         let r = rig_window(vec![], fake::ok("ok"), settings, Some(window.clone()));
@@ -1252,17 +1251,8 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn the_same_line_in_two_games_is_cached_per_game() {
-        use crate::games::GameProfile;
-        let profile = |name: &str| GameProfile {
-            name: name.into(),
-            matcher: regex::Regex::new(&format!("^{name}")).unwrap(),
-            glossary: None,
-            instructions: None,
-            source_language: None,
-            context_lines: None,
-        };
         let mut settings = settings(0, true);
-        settings.games = Games::new(vec![profile("sakura"), profile("steins")]);
+        settings.games = Games::new(vec![bare_profile("sakura"), bare_profile("steins")]);
         let window = Arc::new(fake::FakeWindow::default());
         let r = rig_window(vec![], fake::ok("ok"), settings, Some(window.clone()));
         for class in ["sakura", "steins", "sakura", "steins"] {

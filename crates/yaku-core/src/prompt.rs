@@ -89,45 +89,13 @@ impl Prompt {
                  Use them only to understand the line (who speaks, names, gender, tone); never translate them.",
             );
         }
-        if !req.glossary.is_empty() {
-            system.push_str(
-                "\nThe object may hold \"glossary\": required renderings. Always translate each term as given.",
-            );
-        }
-        let extra = req.instructions.trim();
-        if !extra.is_empty() {
-            system.push_str("\nAdditional guidance from the reader: ");
-            system.push_str(extra);
-        }
+        push_guidance(&mut system, !req.glossary.is_empty(), &req.instructions);
         let mut object = serde_json::Map::new();
         if !req.context.is_empty() {
-            let numbered: Vec<String> = req
-                .context
-                .iter()
-                .enumerate()
-                .map(|(i, c)| match speaker::split(c) {
-                    speaker::Spoken {
-                        speaker: Some(name),
-                        line,
-                    } => format!("{}. {name}: {line}", i + 1),
-                    _ => format!("{}. {c}", i + 1),
-                })
-                .collect();
-            object.insert("context".into(), numbered.into());
+            object.insert("context".into(), numbered_context(&req.context).into());
         }
         if !req.glossary.is_empty() {
-            let entries: Vec<serde_json::Value> = req
-                .glossary
-                .iter()
-                .map(|e| {
-                    let mut v = serde_json::json!({ "term": e.source, "translation": e.target });
-                    if !e.note.is_empty() {
-                        v["note"] = e.note.clone().into();
-                    }
-                    v
-                })
-                .collect();
-            object.insert("glossary".into(), entries.into());
+            object.insert("glossary".into(), glossary_json(&req.glossary).into());
         }
         if let Some(name) = spoken.speaker {
             object.insert("speaker".into(), name.into());
@@ -177,7 +145,8 @@ pub fn build_batch(reqs: &[TranslationRequest]) -> Prompt {
     );
     if !first.context.is_empty() {
         system.push_str(
-            "\nThe object may hold \"context\": the lines of the scene before these, oldest first, numbered. \
+            "\nThe object may hold \"context\": the lines of the scene before these, oldest first, numbered, \
+             a line's speaker before a colon. \
              Use them only to understand the lines (who speaks, names, gender, tone); never translate them.",
         );
     }
@@ -187,38 +156,13 @@ pub fn build_batch(reqs: &[TranslationRequest]) -> Prompt {
             glossary.push(e);
         }
     }
-    if !glossary.is_empty() {
-        system.push_str(
-            "\nThe object may hold \"glossary\": required renderings. Always translate each term as given.",
-        );
-    }
-    let extra = first.instructions.trim();
-    if !extra.is_empty() {
-        system.push_str("\nAdditional guidance from the reader: ");
-        system.push_str(extra);
-    }
+    push_guidance(&mut system, !glossary.is_empty(), &first.instructions);
     let mut object = serde_json::Map::new();
     if !first.context.is_empty() {
-        let numbered: Vec<String> = first
-            .context
-            .iter()
-            .enumerate()
-            .map(|(i, c)| format!("{}. {c}", i + 1))
-            .collect();
-        object.insert("context".into(), numbered.into());
+        object.insert("context".into(), numbered_context(&first.context).into());
     }
     if !glossary.is_empty() {
-        let entries: Vec<serde_json::Value> = glossary
-            .iter()
-            .map(|e| {
-                let mut v = serde_json::json!({ "term": e.source, "translation": e.target });
-                if !e.note.is_empty() {
-                    v["note"] = e.note.clone().into();
-                }
-                v
-            })
-            .collect();
-        object.insert("glossary".into(), entries.into());
+        object.insert("glossary".into(), glossary_json(glossary).into());
     }
     let lines: Vec<serde_json::Value> = reqs.iter().map(|r| r.text.clone().into()).collect();
     object.insert("lines".into(), lines.into());
@@ -231,6 +175,52 @@ pub fn build_batch(reqs: &[TranslationRequest]) -> Prompt {
         user,
         options: n,
     }
+}
+
+/// The system text's closing parts: the glossary's rule when there is one, then the reader's
+/// own instructions.
+fn push_guidance(system: &mut String, has_glossary: bool, instructions: &str) {
+    if has_glossary {
+        system.push_str(
+            "\nThe object may hold \"glossary\": required renderings. Always translate each term as given.",
+        );
+    }
+    let extra = instructions.trim();
+    if !extra.is_empty() {
+        system.push_str("\nAdditional guidance from the reader: ");
+        system.push_str(extra);
+    }
+}
+
+/// The context lines, numbered from 1, a line's speaker before a colon.
+fn numbered_context(context: &[String]) -> Vec<String> {
+    context
+        .iter()
+        .enumerate()
+        .map(|(i, c)| match speaker::split(c) {
+            speaker::Spoken {
+                speaker: Some(name),
+                line,
+            } => format!("{}. {name}: {line}", i + 1),
+            _ => format!("{}. {c}", i + 1),
+        })
+        .collect()
+}
+
+/// The glossary entries as the request object carries them.
+fn glossary_json<'a>(
+    entries: impl IntoIterator<Item = &'a GlossaryEntry>,
+) -> Vec<serde_json::Value> {
+    entries
+        .into_iter()
+        .map(|e| {
+            let mut v = serde_json::json!({ "term": e.source, "translation": e.target });
+            if !e.note.is_empty() {
+                v["note"] = e.note.clone().into();
+            }
+            v
+        })
+        .collect()
 }
 
 #[cfg(test)]
