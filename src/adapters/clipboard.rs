@@ -24,6 +24,17 @@ pub enum Events {
 #[cfg(all(unix, not(target_os = "macos")))]
 pub use x11::X11Clipboard as SystemClipboard;
 
+/// On a platform whose change events are not built yet: "events" cannot be had, and says so.
+#[cfg(not(all(unix, not(target_os = "macos"))))]
+fn polling_only(events: Events) -> Result<(), crate::core::intake::ClipboardError> {
+    if events == Events::Required {
+        return Err(crate::core::intake::ClipboardError::Unavailable(
+            "clipboard change events are not built for this platform yet: set `[clipboard] watch` to \"auto\" or \"poll\"".into(),
+        ));
+    }
+    Ok(())
+}
+
 #[cfg(windows)]
 pub use windows::WindowsClipboard as SystemClipboard;
 
@@ -546,11 +557,7 @@ mod other {
 
     impl ClipboardSource for ArboardClipboard {
         fn read(&mut self) -> Result<ClipboardRead, ClipboardError> {
-            if self.events == Events::Required {
-                return Err(ClipboardError::Unavailable(
-                    "clipboard change events are not built for this platform yet: set `[clipboard] watch` to \"auto\" or \"poll\"".into(),
-                ));
-            }
+            polling_only(self.events)?;
             if self.clipboard.is_none() {
                 self.clipboard = Some(
                     arboard::Clipboard::new()

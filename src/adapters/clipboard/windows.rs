@@ -95,11 +95,7 @@ fn read_open(max_bytes: usize) -> Result<Option<ClipboardRead>, ClipboardError> 
 
 impl ClipboardSource for WindowsClipboard {
     fn read(&mut self) -> Result<ClipboardRead, ClipboardError> {
-        if self.events == Events::Required {
-            return Err(ClipboardError::Unavailable(
-                "clipboard change events are not built for Windows yet: set `[clipboard] watch` to \"auto\" or \"poll\"".into(),
-            ));
-        }
+        super::polling_only(self.events)?;
         let before = raw::seq_num();
         self.seq = before.map(|n| u64::from(n.get()));
         let read = read_open(self.max_bytes)?;

@@ -546,30 +546,18 @@ fn line_totals(
     stats: &mut Stats,
     providers: &mut BTreeMap<String, ProviderStats>,
 ) -> Result<bool, StoreError> {
-    let read = sql("reading the statistics");
     let mut odd_lines = false;
-    let mut stmt = match (from, game) {
-        (_, Some(_)) => conn.prepare_cached(LINE_TOTALS_GAME),
-        (Some(_), None) => conn.prepare_cached(LINE_TOTALS),
-        (None, None) => conn.prepare_cached(LINE_TOTALS_ALL),
-    }
-    .map_err(&read)?;
-    let mut found = match (from, game) {
-        (from, Some(g)) => stmt.query(params![from, g]),
-        (Some(from), None) => stmt.query([from]),
-        (None, None) => stmt.query([]),
-    }
-    .map_err(&read)?;
-    while let Some(r) = found.next().map_err(&read)? {
+    let forms = [LINE_TOTALS_GAME, LINE_TOTALS, LINE_TOTALS_ALL];
+    each_total(conn, forms, from, game, |r| {
         let mut c = Cells::new(r);
-        let status: Stored<Status> = c.word(0).map_err(&read)?;
-        let provider = c.text(1, true).map_err(&read)?;
-        let count = c.count(2, false).map_err(&read)?.unwrap_or(0);
+        let status: Stored<Status> = c.word(0)?;
+        let provider = c.text(1, true)?;
+        let count = c.count(2, false)?.unwrap_or(0);
         // A REAL sum means a row holds something other than an integer.
-        let fallback = c.count(3, true).map_err(&read)?.unwrap_or(0).min(count);
+        let fallback = c.count(3, true)?.unwrap_or(0).min(count);
         odd_lines |= c.odd;
         match status.known() {
-            Some(Status::Pending) => continue,
+            Some(Status::Pending) => return Ok(()),
             Some(Status::Translated) => {
                 stats.translated += count;
                 if let Some(p) = provider {
@@ -585,11 +573,41 @@ fn line_totals(
             None => {}
         }
         stats.lines += count;
-    }
+        Ok(())
+    })?;
     Ok(odd_lines)
 }
 
-/// Adds the requests' totals and ok-latency percentiles per provider; whether a row was odd.
+/// Runs the form of a totals query that `from` and `game` call for (`[one game's lines,
+/// since from, all history]`; the game form takes a NULL `from` as since the start) and
+/// hands each row to `each`.
+fn each_total(
+    conn: &Connection,
+    forms: [&str; 3],
+    from: Option<i64>,
+    game: Option<&str>,
+    mut each: impl FnMut(&rusqlite::Row<'_>) -> rusqlite::Result<()>,
+) -> Result<(), StoreError> {
+    let read = sql("reading the statistics");
+    let [of_game, since, all] = forms;
+    let mut stmt = match (from, game) {
+        (_, Some(_)) => conn.prepare_cached(of_game),
+        (Some(_), None) => conn.prepare_cached(since),
+        (None, None) => conn.prepare_cached(all),
+    }
+    .map_err(&read)?;
+    let mut found = match (from, game) {
+        (from, Some(g)) => stmt.query(params![from, g]),
+        (Some(from), None) => stmt.query([from]),
+        (None, None) => stmt.query([]),
+    }
+    .map_err(&read)?;
+    while let Some(r) = found.next().map_err(&read)? {
+        each(r).map_err(&read)?;
+    }
+    Ok(())
+}
+
 /// Counts the prefetch's requests apart; a provider only the prefetch asked is listed too.
 fn prefetch_totals(
     conn: &Connection,
@@ -610,37 +628,26 @@ fn prefetch_totals(
     Ok(())
 }
 
+/// Adds the requests' totals and ok-latency percentiles per provider; whether a row was odd.
 fn attempt_totals(
     conn: &Connection,
     from: Option<i64>,
     game: Option<&str>,
     providers: &mut BTreeMap<String, ProviderStats>,
 ) -> Result<bool, StoreError> {
-    let read = sql("reading the statistics");
     let mut odd_attempts = false;
-    let mut stmt = match (from, game) {
-        (_, Some(_)) => conn.prepare_cached(ATTEMPT_TOTALS_GAME),
-        (Some(_), None) => conn.prepare_cached(ATTEMPT_TOTALS),
-        (None, None) => conn.prepare_cached(ATTEMPT_TOTALS_ALL),
-    }
-    .map_err(&read)?;
-    let mut found = match (from, game) {
-        (from, Some(g)) => stmt.query(params![from, g]),
-        (Some(from), None) => stmt.query([from]),
-        (None, None) => stmt.query([]),
-    }
-    .map_err(&read)?;
     // Per provider: (latency, count) of ok requests.
     let mut ok_latencies: BTreeMap<String, Vec<(u64, u64)>> = BTreeMap::new();
-    while let Some(r) = found.next().map_err(&read)? {
+    let forms = [ATTEMPT_TOTALS_GAME, ATTEMPT_TOTALS, ATTEMPT_TOTALS_ALL];
+    each_total(conn, forms, from, game, |r| {
         let mut c = Cells::new(r);
-        let name = c.text(0, false).map_err(&read)?;
-        let outcome = c.text(1, false).map_err(&read)?;
-        let latency = c.count(2, false).map_err(&read)?;
-        let count = c.count(3, false).map_err(&read)?.unwrap_or(0);
-        let opened = c.count(4, true).map_err(&read)?.unwrap_or(0).min(count);
+        let name = c.text(0, false)?;
+        let outcome = c.text(1, false)?;
+        let latency = c.count(2, false)?;
+        let count = c.count(3, false)?.unwrap_or(0);
+        let opened = c.count(4, true)?.unwrap_or(0).min(count);
         odd_attempts |= c.odd;
-        let Some(name) = name else { continue };
+        let Some(name) = name else { return Ok(()) };
         let p = provider_entry(providers, &name);
         p.requests += count;
         p.breaker_opens += opened;
@@ -660,7 +667,8 @@ fn attempt_totals(
             // A class added later, or a hand edit: counted in `requests` only.
             _ => odd_attempts = true,
         }
-    }
+        Ok(())
+    })?;
     for (name, histogram) in &mut ok_latencies {
         // SQLite orders text after numbers, so a latency read from text or rounded
         // from a REAL can be out of place; the groups are few, and sorting is cheap.
