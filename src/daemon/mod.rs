@@ -7,6 +7,8 @@ pub mod control;
 pub mod lock;
 pub mod logging;
 mod reload;
+#[cfg(windows)]
+mod session;
 mod watch;
 
 use std::sync::Arc;
@@ -50,6 +52,9 @@ struct Signals {
     ctrl_logoff: Option<tokio::signal::windows::CtrlLogoff>,
     #[cfg(windows)]
     ctrl_shutdown: Option<tokio::signal::windows::CtrlShutdown>,
+    /// Sign-out or shutdown told to the hidden window, as a windowless yaku learns of it.
+    #[cfg(windows)]
+    session_end: Option<tokio::sync::mpsc::Receiver<()>>,
 }
 
 impl Signals {
@@ -73,6 +78,7 @@ impl Signals {
                 ctrl_close: windows::ctrl_close().ok(),
                 ctrl_logoff: windows::ctrl_logoff().ok(),
                 ctrl_shutdown: windows::ctrl_shutdown().ok(),
+                session_end: session::watch(),
             }
         }
         #[cfg(not(any(unix, windows)))]
@@ -114,6 +120,7 @@ async fn shutdown_signal(signals: &mut Signals) {
             Some(()) = either(s.ctrl_close.as_mut().map(|c| c.recv())) => tracing::info!("console closed: stopping"),
             Some(()) = either(s.ctrl_logoff.as_mut().map(|c| c.recv())) => tracing::info!("signing out: stopping"),
             Some(()) = either(s.ctrl_shutdown.as_mut().map(|c| c.recv())) => tracing::info!("shutting down: stopping"),
+            Some(()) = either(s.session_end.as_mut().map(|c| c.recv())) => tracing::info!("the Windows session is ending: stopping"),
             // No event can arrive: `yaku stop` still can.
             else => std::future::pending().await,
         }
@@ -177,6 +184,9 @@ pub fn run(config: &Config) -> anyhow::Result<()> {
         Err(e) => tracing::error!("yaku stopped: {e:#}"),
     }
     drop(guard);
+    // A held WM_ENDSESSION may return now: everything is written.
+    #[cfg(windows)]
+    session::stopped();
     result
 }
 
