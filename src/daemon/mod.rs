@@ -88,14 +88,15 @@ impl Signals {
 
 /// Waits for `signal` if it could be registered, else never.
 #[cfg(windows)]
-async fn either<F: std::future::Future<Output = Option<()>>>(signal: Option<F>) -> Option<()> {
+async fn or_never<F: std::future::Future<Output = Option<()>>>(signal: Option<F>) -> Option<()> {
     match signal {
         Some(f) => f.await,
         None => std::future::pending().await,
     }
 }
 
-/// Resolves when SIGINT or SIGTERM arrives (Windows: a console control event).
+/// Resolves when SIGINT or SIGTERM arrives (Windows: a console control event or the end of
+/// the session).
 async fn shutdown_signal(signals: &mut Signals) {
     #[cfg(unix)]
     {
@@ -115,12 +116,12 @@ async fn shutdown_signal(signals: &mut Signals) {
     {
         let s = signals;
         tokio::select! {
-            Some(()) = either(s.ctrl_c.as_mut().map(|c| c.recv())) => tracing::info!("Ctrl-C: stopping"),
-            Some(()) = either(s.ctrl_break.as_mut().map(|c| c.recv())) => tracing::info!("Ctrl-Break: stopping"),
-            Some(()) = either(s.ctrl_close.as_mut().map(|c| c.recv())) => tracing::info!("console closed: stopping"),
-            Some(()) = either(s.ctrl_logoff.as_mut().map(|c| c.recv())) => tracing::info!("signing out: stopping"),
-            Some(()) = either(s.ctrl_shutdown.as_mut().map(|c| c.recv())) => tracing::info!("shutting down: stopping"),
-            Some(()) = either(s.session_end.as_mut().map(|c| c.recv())) => tracing::info!("the Windows session is ending: stopping"),
+            Some(()) = or_never(s.ctrl_c.as_mut().map(|c| c.recv())) => tracing::info!("Ctrl-C: stopping"),
+            Some(()) = or_never(s.ctrl_break.as_mut().map(|c| c.recv())) => tracing::info!("Ctrl-Break: stopping"),
+            Some(()) = or_never(s.ctrl_close.as_mut().map(|c| c.recv())) => tracing::info!("console closed: stopping"),
+            Some(()) = or_never(s.ctrl_logoff.as_mut().map(|c| c.recv())) => tracing::info!("signing out: stopping"),
+            Some(()) = or_never(s.ctrl_shutdown.as_mut().map(|c| c.recv())) => tracing::info!("shutting down: stopping"),
+            Some(()) = or_never(s.session_end.as_mut().map(|c| c.recv())) => tracing::info!("the Windows session is ending: stopping"),
             // No event can arrive: `yaku stop` still can.
             else => std::future::pending().await,
         }
