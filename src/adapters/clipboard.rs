@@ -5,7 +5,8 @@
 //! owner changes, and the clipboard is read only then. arboard keeps one process-wide X11
 //! connection that never recovers after the server restarts, which is why it is not used on
 //! X11. On Windows clipboard-win reads the password-manager formats and the text in one pass
-//! (clipboard/windows.rs). Elsewhere arboard reads the text.
+//! (clipboard/windows.rs), and a clipboard format listener tells of changes. Elsewhere arboard
+//! reads the text.
 
 #[cfg(not(windows))]
 use crate::core::intake::{ClipboardError, ClipboardRead, ClipboardSource};
@@ -25,7 +26,7 @@ pub enum Events {
 pub use x11::X11Clipboard as SystemClipboard;
 
 /// On a platform whose change events are not built yet: "events" cannot be had, and says so.
-#[cfg(not(all(unix, not(target_os = "macos"))))]
+#[cfg(not(any(all(unix, not(target_os = "macos")), windows)))]
 fn polling_only(events: Events) -> Result<(), crate::core::intake::ClipboardError> {
     if events == Events::Required {
         return Err(crate::core::intake::ClipboardError::Unavailable(

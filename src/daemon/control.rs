@@ -1,5 +1,6 @@
-//! The control channel: a Unix domain socket (0600) in yaku's runtime dir that the daemon
-//! serves and `yaku status`, `pause`, `resume`, `reload` and `stop` use (the protocol is in
+//! The control channel: a Unix domain socket (0600) in yaku's runtime dir, or on Windows a
+//! named pipe only the current user can open (control/pipe.rs), that the daemon serves and
+//! `yaku status`, `pause`, `resume`, `reload` and `stop` use (the protocol is in
 //! `crate::protocol`). Whether yaku runs is judged by an answer on it, never by a PID file.
 //!
 //! The server bounds itself: at most [`MAX_CONNECTIONS`] at once (more are closed at once),
@@ -14,18 +15,22 @@ use std::time::Instant;
 use serde_json::Value;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::core::daemon::DaemonCommand;
-use crate::protocol::Request;
-// The server's own imports; Windows has no control server yet.
+use crate::core::daemon::{DaemonCommand, DaemonStatus};
+use crate::protocol::{self, Request};
 #[cfg(unix)]
-use {crate::core::daemon::DaemonStatus, crate::protocol, std::sync::Arc, tokio::sync::Semaphore};
+use {std::sync::Arc, tokio::sync::Semaphore};
+
+#[cfg(any(windows, test))]
+mod pipe;
+#[cfg(windows)]
+pub use pipe::{request, serve};
 
 /// Connections served at once; the CLI needs one.
 pub const MAX_CONNECTIONS: usize = 16;
 /// How long a client may take to send its request line.
 pub const READ_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long the server waits after a failed accept before the next one.
-#[cfg(unix)]
+#[cfg(any(unix, windows))]
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(250);
 
 /// A failure to talk to the daemon.
@@ -40,8 +45,16 @@ pub enum ControlError {
 }
 
 /// The socket's path in the runtime dir.
+#[cfg(not(windows))]
 pub fn socket_path(runtime_dir: &Path) -> PathBuf {
     runtime_dir.join("yaku.sock")
+}
+
+/// The control pipe's name (`\\.\pipe\yaku-<user SID>`): one per user, whatever the
+/// runtime dir.
+#[cfg(windows)]
+pub fn socket_path(_runtime_dir: &Path) -> PathBuf {
+    PathBuf::from(pipe::pipe_name())
 }
 
 /// Asks a reload of the composition root; the reply says whether the new config was taken.
@@ -93,7 +106,8 @@ pub async fn serve(path: PathBuf, handles: Handles) -> std::io::Result<()> {
         };
         let handles = handles.clone();
         tokio::spawn(async move {
-            if let Err(e) = handle(stream, &handles).await {
+            let mut stream = stream;
+            if let Err(e) = handle(&mut stream, &handles).await {
                 tracing::debug!(error = %e, "control connection ended badly");
             }
             drop(slot);
@@ -101,15 +115,19 @@ pub async fn serve(path: PathBuf, handles: Handles) -> std::io::Result<()> {
     }
 }
 
-#[cfg(unix)]
-async fn handle(stream: tokio::net::UnixStream, handles: &Handles) -> std::io::Result<()> {
+/// Reads one request line from a connection, whatever the transport, and writes the reply.
+async fn handle<S>(stream: &mut S, handles: &Handles) -> std::io::Result<()>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
     use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
-    let (read, mut write) = stream.into_split();
     let mut line = Vec::new();
-    // A request is a short line; a client sending more is cut off there.
-    let mut reader = BufReader::new(read.take(protocol::MAX_REQUEST_BYTES));
-    let reply = match tokio::time::timeout(READ_TIMEOUT, reader.read_until(b'\n', &mut line)).await
-    {
+    let read = {
+        // A request is a short line; a client sending more is cut off there.
+        let mut reader = BufReader::new((&mut *stream).take(protocol::MAX_REQUEST_BYTES));
+        tokio::time::timeout(READ_TIMEOUT, reader.read_until(b'\n', &mut line)).await
+    };
+    let reply = match read {
         Err(_) => protocol::error_reply("no request within 5 s"),
         Ok(read) => {
             read?;
@@ -120,15 +138,14 @@ async fn handle(stream: tokio::net::UnixStream, handles: &Handles) -> std::io::R
         }
     };
     let _ = tokio::time::timeout(READ_TIMEOUT, async {
-        write.write_all(format!("{reply}\n").as_bytes()).await?;
-        write.shutdown().await
+        stream.write_all(format!("{reply}\n").as_bytes()).await?;
+        stream.shutdown().await
     })
     .await;
     Ok(())
 }
 
 /// Acts on one validated request and returns the reply: the same for every transport.
-#[cfg(unix)]
 pub async fn answer(req: Request, h: &Handles) -> Value {
     let gone = || protocol::error_reply("the daemon is shutting down");
     let status = |st: DaemonStatus| {
@@ -195,7 +212,13 @@ pub fn request(path: &Path, req: &Request) -> Result<Value, ControlError> {
     BufReader::new(stream)
         .read_line(&mut line)
         .map_err(broken)?;
-    let v: Value = serde_json::from_str(&line).map_err(|e| ControlError::Broken(e.to_string()))?;
+    reply_of(&line)
+}
+
+/// The daemon's reply line: its JSON when it says `ok`, else why it refused.
+#[cfg(any(unix, windows))]
+fn reply_of(line: &str) -> Result<Value, ControlError> {
+    let v: Value = serde_json::from_str(line).map_err(|e| ControlError::Broken(e.to_string()))?;
     if v.get("ok").and_then(Value::as_bool) == Some(true) {
         Ok(v)
     } else {
@@ -208,7 +231,7 @@ pub fn request(path: &Path, req: &Request) -> Result<Value, ControlError> {
     }
 }
 
-#[cfg(not(unix))]
+#[cfg(not(any(unix, windows)))]
 pub fn request(_path: &Path, _req: &Request) -> Result<Value, ControlError> {
     Err(ControlError::Broken(
         "the control socket is not built for this platform yet".into(),

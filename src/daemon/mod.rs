@@ -1,11 +1,14 @@
 //! `yaku run`: the daemon's composition — single instance, log files, the clipboard thread,
-//! the notifier worker, the pipeline, the control socket, reloads, and shutdown on
-//! SIGINT/SIGTERM or `yaku stop`.
+//! the notifier worker, the pipeline, the control socket (a named pipe on Windows), reloads,
+//! and shutdown on SIGINT/SIGTERM (Windows: Ctrl-C, Ctrl-Break, console close, sign-out,
+//! shutdown) or `yaku stop`.
 
 pub mod control;
 pub mod lock;
 pub mod logging;
 mod reload;
+#[cfg(windows)]
+mod session;
 mod watch;
 
 use std::sync::Arc;
@@ -37,6 +40,21 @@ struct Signals {
     interrupt: Option<tokio::signal::unix::Signal>,
     #[cfg(unix)]
     hangup: Option<tokio::signal::unix::Signal>,
+    #[cfg(windows)]
+    ctrl_c: Option<tokio::signal::windows::CtrlC>,
+    #[cfg(windows)]
+    ctrl_break: Option<tokio::signal::windows::CtrlBreak>,
+    /// The console window is being closed: Windows ends the process once the handler
+    /// returns, and tokio's handler waits, so the stop below runs to its end.
+    #[cfg(windows)]
+    ctrl_close: Option<tokio::signal::windows::CtrlClose>,
+    #[cfg(windows)]
+    ctrl_logoff: Option<tokio::signal::windows::CtrlLogoff>,
+    #[cfg(windows)]
+    ctrl_shutdown: Option<tokio::signal::windows::CtrlShutdown>,
+    /// Sign-out or shutdown told to the hidden window, as a windowless yaku learns of it.
+    #[cfg(windows)]
+    session_end: Option<tokio::sync::mpsc::Receiver<()>>,
 }
 
 impl Signals {
@@ -51,12 +69,34 @@ impl Signals {
                 hangup: signal(SignalKind::hangup()).ok(),
             }
         }
-        #[cfg(not(unix))]
+        #[cfg(windows)]
+        {
+            use tokio::signal::windows;
+            Signals {
+                ctrl_c: windows::ctrl_c().ok(),
+                ctrl_break: windows::ctrl_break().ok(),
+                ctrl_close: windows::ctrl_close().ok(),
+                ctrl_logoff: windows::ctrl_logoff().ok(),
+                ctrl_shutdown: windows::ctrl_shutdown().ok(),
+                session_end: session::watch(),
+            }
+        }
+        #[cfg(not(any(unix, windows)))]
         Signals {}
     }
 }
 
-/// Resolves when SIGINT or SIGTERM arrives.
+/// Waits for `signal` if it could be registered, else never.
+#[cfg(windows)]
+async fn or_never<F: std::future::Future<Output = Option<()>>>(signal: Option<F>) -> Option<()> {
+    match signal {
+        Some(f) => f.await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Resolves when SIGINT or SIGTERM arrives (Windows: a console control event or the end of
+/// the session).
 async fn shutdown_signal(signals: &mut Signals) {
     #[cfg(unix)]
     {
@@ -72,7 +112,21 @@ async fn shutdown_signal(signals: &mut Signals) {
             }
         }
     }
-    #[cfg(not(unix))]
+    #[cfg(windows)]
+    {
+        let s = signals;
+        tokio::select! {
+            Some(()) = or_never(s.ctrl_c.as_mut().map(|c| c.recv())) => tracing::info!("Ctrl-C: stopping"),
+            Some(()) = or_never(s.ctrl_break.as_mut().map(|c| c.recv())) => tracing::info!("Ctrl-Break: stopping"),
+            Some(()) = or_never(s.ctrl_close.as_mut().map(|c| c.recv())) => tracing::info!("console closed: stopping"),
+            Some(()) = or_never(s.ctrl_logoff.as_mut().map(|c| c.recv())) => tracing::info!("signing out: stopping"),
+            Some(()) = or_never(s.ctrl_shutdown.as_mut().map(|c| c.recv())) => tracing::info!("shutting down: stopping"),
+            Some(()) = or_never(s.session_end.as_mut().map(|c| c.recv())) => tracing::info!("the Windows session is ending: stopping"),
+            // No event can arrive: `yaku stop` still can.
+            else => std::future::pending().await,
+        }
+    }
+    #[cfg(not(any(unix, windows)))]
     {
         let _ = signals;
         let _ = tokio::signal::ctrl_c().await;
@@ -100,6 +154,10 @@ pub fn run(config: &Config) -> anyhow::Result<()> {
     let _lock = match lock::acquire_lock(&dirs.runtime)? {
         Ok(lock) => lock,
         Err(pid) => {
+            // Windows locks are mandatory: the lock file cannot be read while it is held, so
+            // the running daemon is asked its pid.
+            #[cfg(windows)]
+            let pid = pid.or_else(|| running_pid(&dirs.runtime));
             match pid {
                 Some(pid) => println!("yaku is already running (pid {pid})"),
                 None => println!("yaku is already running"),
@@ -127,6 +185,9 @@ pub fn run(config: &Config) -> anyhow::Result<()> {
         Err(e) => tracing::error!("yaku stopped: {e:#}"),
     }
     drop(guard);
+    // A held WM_ENDSESSION may return now: everything is written.
+    #[cfg(windows)]
+    session::stopped();
     result
 }
 
@@ -210,6 +271,7 @@ async fn serve(
     if let Some(task) = notifier {
         task.abort();
     }
+    #[cfg(unix)]
     let _ = std::fs::remove_file(&socket);
     tracing::info!(
         accepted = counts.accepted,
@@ -281,12 +343,23 @@ fn spawn_reloader(
     (reload_tx, task)
 }
 
-/// The control socket; without it the daemon still translates, and says so once.
+/// The control socket (pipe); without it the daemon still translates, and says so once.
 async fn serve_control(socket: std::path::PathBuf, handles: control::Handles) {
-    #[cfg(unix)]
+    #[cfg(any(unix, windows))]
     if let Err(e) = control::serve(socket.clone(), handles).await {
         tracing::warn!(path = %socket.display(), error = %e, "no control socket: `yaku status`, `pause` and `reload` will not reach this daemon");
     }
-    #[cfg(not(unix))]
+    #[cfg(not(any(unix, windows)))]
     drop((socket, handles));
+}
+
+/// The pid the running daemon gives in its status, if it answers.
+#[cfg(windows)]
+fn running_pid(runtime: &std::path::Path) -> Option<u32> {
+    let status = control::request(
+        &control::socket_path(runtime),
+        &crate::protocol::Request::Status,
+    )
+    .ok()?;
+    status["pid"].as_u64().and_then(|p| u32::try_from(p).ok())
 }
