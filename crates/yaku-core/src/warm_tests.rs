@@ -297,7 +297,7 @@ async fn providers_are_warmed_at_start_every_45_s_while_active_and_not_once_idle
 async fn nothing_is_warmed_while_paused_and_a_resume_warms_at_once() {
     let t0 = tokio::time::Instant::now();
     let a = Warmable::new("gemini", false);
-    let rig = start(chain_of(&[a.clone()], 0), true);
+    let rig = start(chain_of(std::slice::from_ref(&a), 0), true);
     at(7200, t0).await;
     assert_eq!(a.warms(), 0, "paused for two hours: no warm");
     rig.paused.store(false, Ordering::Relaxed);
@@ -310,10 +310,10 @@ async fn nothing_is_warmed_while_paused_and_a_resume_warms_at_once() {
 async fn a_reload_warms_the_new_chains_providers_at_once() {
     let t0 = tokio::time::Instant::now();
     let old = Warmable::new("gemini", false);
-    let rig = start(chain_of(&[old.clone()], 0), false);
+    let rig = start(chain_of(std::slice::from_ref(&old), 0), false);
     at(10, t0).await;
     let new = Warmable::new("gemini", false);
-    rig.chains.send_replace(chain_of(&[new.clone()], 0));
+    rig.chains.send_replace(chain_of(std::slice::from_ref(&new), 0));
     at(11, t0).await;
     assert_eq!((old.warms(), new.warms()), (1, 1));
     rig.task.abort();
@@ -324,7 +324,7 @@ async fn failed_warms_never_open_the_breaker_spend_a_request_or_count_as_an_atte
     let t0 = tokio::time::Instant::now();
     let a = Warmable::new("gemini", true);
     // One request a minute: a warm that took the cell would hold the line back.
-    let chain = chain_of(&[a.clone()], 1);
+    let chain = chain_of(std::slice::from_ref(&a), 1);
     let rig = start(chain.clone(), false);
     at(100, t0).await;
     assert_eq!(
