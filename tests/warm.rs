@@ -177,3 +177,89 @@ fn no_warming_while_paused_a_resume_warms_and_an_idle_reader_is_left_alone_until
     assert_eq!(server.posts(), 1);
     assert_eq!(lines_and_attempts(&env), (1, 1));
 }
+
+/// The adapters' warm request, on each wire format: a free model-list `GET` with the key in
+/// its usual header (never the URL); any HTTP answer is a warm connection, a refused connection
+/// is a transient failure in our own words.
+#[tokio::test]
+async fn warming_is_a_model_list_get_with_the_key_in_its_header_and_any_answer_counts() {
+    use wiremock::matchers::any;
+    use wiremock::{Mock, MockServer, ResponseTemplate};
+    use ::yaku::adapters::provider::{Settings, gemini::Gemini, openai::OpenAi};
+    use ::yaku::core::provider::{FailureClass, Provider};
+
+    const KEY: &str = "AIzaSyWarmKey0123456789abcdefghijk";
+    let server = MockServer::start().await;
+    Mock::given(any())
+        .respond_with(ResponseTemplate::new(401).set_body_string("{}"))
+        .mount(&server)
+        .await;
+    let settings = |base_url: String| Settings {
+        name: "p".into(),
+        model: "m".into(),
+        base_url,
+        api_key: Some(KEY.into()),
+        timeout: Duration::from_secs(5),
+        extra: serde_json::Value::Null,
+        json_mode: true,
+    };
+    let gemini = Gemini::new(settings(format!("{}/v1beta", server.uri()))).unwrap();
+    let openai = OpenAi::new(settings(format!("{}/openai/v1", server.uri()))).unwrap();
+    gemini
+        .warm()
+        .await
+        .expect("a 401 still warms the connection");
+    openai
+        .warm()
+        .await
+        .expect("a 401 still warms the connection");
+    let sent = server.received_requests().await.unwrap();
+    let seen: Vec<(String, String, Option<String>, Option<String>)> = sent
+        .iter()
+        .map(|r| {
+            let header = |name: &str| r.headers.get(name).map(|v| v.to_str().unwrap().to_string());
+            (
+                r.method.to_string(),
+                match r.url.query() {
+                    Some(q) => format!("{}?{q}", r.url.path()),
+                    None => r.url.path().to_string(),
+                },
+                header("x-goog-api-key"),
+                header("authorization"),
+            )
+        })
+        .collect();
+    assert_eq!(
+        seen,
+        vec![
+            (
+                "GET".into(),
+                "/v1beta/models?pageSize=1".into(),
+                Some(KEY.into()),
+                None
+            ),
+            (
+                "GET".into(),
+                "/openai/v1/models".into(),
+                None,
+                Some(format!("Bearer {KEY}"))
+            ),
+        ]
+    );
+
+    // Nothing listens there any more: a transport failure, with no key or URL in it.
+    let closed = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        format!("http://{}", l.local_addr().unwrap())
+    };
+    let f = OpenAi::new(settings(closed.clone()))
+        .unwrap()
+        .warm()
+        .await
+        .unwrap_err();
+    assert_eq!(f.class, FailureClass::Transient);
+    assert!(
+        !f.detail.contains(&KEY[..8]) && !f.detail.contains(&closed),
+        "{f}"
+    );
+}
