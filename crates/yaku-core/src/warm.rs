@@ -17,23 +17,15 @@ use crate::chain::Chain;
 use crate::clock::{Clock, later};
 use crate::daemon::DaemonCounts;
 
-/// `[connections]`: how often a connection is used again, and for how long after the last line.
+/// `[connections]`: how often a connection is used again, and for how long after the last line
+/// (the defaults are the config's, in `config/raw.rs`).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct WarmConfig {
     /// A connection unused for this long is warmed: below the servers' idle timeouts (nginx
-    /// closes at 75 s, reqwest's pool would at 90 s).
+    /// closes an idle keep-alive connection at 75 s).
     pub every: Duration,
     /// Without a line for this long the reader is gone, and warming stops until the next line.
     pub idle_after: Duration,
-}
-
-impl Default for WarmConfig {
-    fn default() -> Self {
-        Self {
-            every: Duration::from_secs(45),
-            idle_after: Duration::from_secs(1800),
-        }
-    }
 }
 
 /// What to do now: the providers to warm (by name) and when to look again; None: not until

@@ -149,7 +149,11 @@ fn warm_policy_table() {
             }
         }
     }
-    let mut policy = WarmPolicy::new(WarmConfig::default(), Instant::now());
+    let cfg = WarmConfig {
+        every: Duration::from_secs(45),
+        idle_after: Duration::from_secs(1800),
+    };
+    let mut policy = WarmPolicy::new(cfg, Instant::now());
     assert_eq!(
         policy.plan(Instant::now(), false, &[]),
         WarmPlan {
@@ -313,7 +317,8 @@ async fn a_reload_warms_the_new_chains_providers_at_once() {
     let rig = start(chain_of(std::slice::from_ref(&old), 0), false);
     at(10, t0).await;
     let new = Warmable::new("gemini", false);
-    rig.chains.send_replace(chain_of(std::slice::from_ref(&new), 0));
+    rig.chains
+        .send_replace(chain_of(std::slice::from_ref(&new), 0));
     at(11, t0).await;
     assert_eq!((old.warms(), new.warms()), (1, 1));
     rig.task.abort();
