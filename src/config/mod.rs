@@ -69,6 +69,7 @@ pub struct Config {
     pub path: PathBuf,
     pub translation: TranslationConfig,
     pub breaker: BreakerConfig,
+    pub connections: ConnectionsConfig,
     pub providers: Vec<ProviderConfig>,
     pub clipboard: ClipboardConfig,
     pub notify: NotifyConfig,
@@ -81,6 +82,13 @@ pub struct Config {
     /// of them reloads the config.
     pub glossary_files: Vec<PathBuf>,
     pub intake: IntakeConfig,
+}
+
+/// `[connections]`: the providers' connections.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ConnectionsConfig {
+    /// `keep_warm`: how the daemon keeps each provider's connection open; None: it does not.
+    pub keep_warm: Option<crate::core::warm::WarmConfig>,
 }
 
 /// `[intake]`: where lines come from besides the clipboard.
@@ -280,6 +288,7 @@ mod tests {
         let defaults = Config::defaults().unwrap();
         assert_eq!(example.translation, defaults.translation);
         assert_eq!(example.breaker, defaults.breaker);
+        assert_eq!(example.connections, defaults.connections);
         assert_eq!(example.providers, defaults.providers);
         assert_eq!(example.notify, defaults.notify);
         assert_eq!(example.log, defaults.log);

@@ -7,6 +7,7 @@ use serde::Deserialize;
 pub(super) struct RawConfig {
     pub(super) translation: RawTranslation,
     pub(super) breaker: RawBreaker,
+    pub(super) connections: RawConnections,
     pub(super) clipboard: RawClipboard,
     pub(super) notify: RawNotify,
     pub(super) log: RawLog,
@@ -25,6 +26,7 @@ impl Default for RawConfig {
         Self {
             translation: RawTranslation::default(),
             breaker: RawBreaker::default(),
+            connections: RawConnections::default(),
             clipboard: RawClipboard::default(),
             notify: RawNotify::default(),
             log: RawLog::default(),
@@ -215,6 +217,25 @@ impl Default for RawBreaker {
             failures_to_open: 3,
             open_secs: 30.0,
             max_open_secs: 900.0,
+        }
+    }
+}
+
+/// `[connections]`: warm provider connections (`core::warm`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(super) struct RawConnections {
+    pub(super) keep_warm: bool,
+    pub(super) warm_every_secs: f64,
+    pub(super) idle_after_secs: f64,
+}
+
+impl Default for RawConnections {
+    fn default() -> Self {
+        Self {
+            keep_warm: true,
+            warm_every_secs: 45.0,
+            idle_after_secs: 1800.0,
         }
     }
 }

@@ -12,6 +12,7 @@ use crate::core::breaker::BreakerConfig;
 use crate::core::games::{GameProfile, Games};
 use crate::core::gates::{GateConfig, GateConfigError, Gates};
 use crate::core::memory::{Glossary, GlossaryEntry, parse_glossary_tsv};
+use crate::core::warm::WarmConfig;
 
 impl Config {
     pub(super) fn from_raw(
@@ -23,6 +24,7 @@ impl Config {
         let v = Validator { text, path };
         let translation = translation(&v, &raw.translation)?;
         let breaker = breaker(&v, &raw.breaker)?;
+        let connections = connections(&v, &raw.connections)?;
         if raw.providers.is_empty() {
             return Err(v.err(&["providers"], "at least one [[providers]] entry is needed"));
         }
@@ -62,6 +64,7 @@ impl Config {
             log,
             translation,
             breaker,
+            connections,
             providers,
         })
     }
@@ -116,6 +119,15 @@ fn breaker(v: &Validator<'_>, b: &RawBreaker) -> Result<BreakerConfig, ConfigErr
         failures_to_open,
         open,
         max_open,
+    })
+}
+
+fn connections(v: &Validator<'_>, c: &RawConnections) -> Result<ConnectionsConfig, ConfigError> {
+    let at = |key: &'static str| ["connections", key];
+    let every = v.secs(c.warm_every_secs, 0.1, 3600.0, &at("warm_every_secs"))?;
+    let idle_after = v.secs(c.idle_after_secs, 0.1, 86_400.0, &at("idle_after_secs"))?;
+    Ok(ConnectionsConfig {
+        keep_warm: c.keep_warm.then_some(WarmConfig { every, idle_after }),
     })
 }
 

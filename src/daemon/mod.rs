@@ -226,6 +226,16 @@ async fn serve(
     }
 
     let (control, events_rx) = watch_clipboard(config, &mut daemon)?;
+    // Warm connections: started with the daemon, so the first line finds its connection open.
+    let warm = config.connections.keep_warm.map(|cfg| {
+        tokio::spawn(crate::core::warm::keep_warm(
+            clock.clone(),
+            cfg,
+            daemon.chains(),
+            daemon.counts(),
+            daemon.pause_flag(),
+        ))
+    });
     let (reload_tx, reloader) = spawn_reloader(config, clock.clone(), &commands, &control);
     let socket = control::socket_path(&dirs.runtime);
     let (stop_tx, mut stop_rx) = tokio::sync::mpsc::channel(1);
@@ -269,6 +279,9 @@ async fn serve(
         task.abort();
     }
     if let Some(task) = notifier {
+        task.abort();
+    }
+    if let Some(task) = warm {
         task.abort();
     }
     #[cfg(unix)]

@@ -41,6 +41,8 @@ pub struct ProviderRequest {
 
 struct State {
     requests: Vec<ProviderRequest>,
+    /// Warming `GET /models` requests, kept out of `requests`.
+    warms: usize,
     delay: Duration,
     translate: Translator,
 }
@@ -51,9 +53,15 @@ struct Responder {
 
 impl Respond for Responder {
     fn respond(&self, request: &Request) -> ResponseTemplate {
+        let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        if request.method.as_str() == "GET" && request.url.path() == "/models" {
+            // The daemon's warming (`[connections] keep_warm`): no translation request.
+            st.warms += 1;
+            return ResponseTemplate::new(200)
+                .set_body_json(json!({ "object": "list", "data": [{ "id": "test-model" }] }));
+        }
         let body = String::from_utf8_lossy(&request.body).into_owned();
         let line = line_of(&body);
-        let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
         let now = Instant::now();
         let delay = st.delay;
         st.requests.push(ProviderRequest {
@@ -132,6 +140,7 @@ impl FakeProvider {
             .unwrap_or_else(|e| panic!("tokio runtime for the fake provider: {e}"));
         let state = Arc::new(Mutex::new(State {
             requests: Vec::new(),
+            warms: 0,
             delay: Duration::ZERO,
             translate: Arc::new(|line: &str| vec![best_option(line), second_option(line)]),
         }));
@@ -185,6 +194,11 @@ impl FakeProvider {
             .iter()
             .map(|r| r.line.clone().unwrap_or_else(|| "<unparsed>".into()))
             .collect()
+    }
+
+    /// Warming `GET /models` requests so far (not in `requests`).
+    pub fn warms(&self) -> usize {
+        self.lock().warms
     }
 
     pub fn count(&self) -> usize {

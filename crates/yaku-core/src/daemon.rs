@@ -170,6 +170,8 @@ pub struct Daemon {
     window: Option<Arc<dyn ActiveWindow>>,
     /// The game of the last accepted line: the context window is its game's.
     game: Option<String>,
+    /// The chain in force, for the tasks that follow reloads (`warm::keep_warm`).
+    chains: watch::Sender<Arc<Chain>>,
 }
 
 impl Daemon {
@@ -193,6 +195,7 @@ impl Daemon {
             resumes: Vec::new(),
             window: None,
             game: None,
+            chains: watch::Sender::new(chain.clone()),
             lines: Lines::new(store),
             context,
             chain,
@@ -247,6 +250,11 @@ impl Daemon {
     /// The pause switch the clipboard thread must obey.
     pub fn pause_flag(&self) -> Arc<AtomicBool> {
         self.paused.clone()
+    }
+
+    /// The chain in force, replaced by each reload.
+    pub fn chains(&self) -> watch::Receiver<Arc<Chain>> {
+        self.chains.subscribe()
     }
 
     /// A live view of the counts.
@@ -366,6 +374,7 @@ impl Daemon {
                 let kept = chain.keep_state_of(&self.chain);
                 tracing::info!(kept = ?kept, "unchanged providers keep their breaker and limits");
                 self.chain = chain;
+                self.chains.send_replace(self.chain.clone());
                 self.gates = gates;
                 self.context = ContextWindow::new(settings.context_lines, settings.context_reset);
                 self.game = None;

@@ -24,6 +24,7 @@ pub mod ratelimit;
 pub mod reply;
 pub mod speaker;
 pub mod store;
+pub mod warm;
 
 /// In-memory fakes of the ports, for tests here and in the shell (`test-support`).
 #[cfg(any(test, feature = "test-support"))]

@@ -114,6 +114,13 @@ pub trait Provider: Send + Sync {
     ) -> BoxFuture<'a, Result<Reply, ProviderFailure>> {
         Box::pin(async move { self.complete(prompt).await.map(Reply::text) })
     }
+    /// Opens (or uses) the connection a later `complete` will reuse, with nothing billable:
+    /// no translation, no rate-limit cell, no breaker outcome, no attempt recorded (the chain
+    /// never calls it; `warm::keep_warm` does). A reply of any status is a warm connection;
+    /// only a transport failure is an error. Default: nothing to warm (in-memory fakes).
+    fn warm(&self) -> BoxFuture<'_, Result<(), ProviderFailure>> {
+        Box::pin(async { Ok(()) })
+    }
 }
 
 /// What a provider said about its own budget on a reply (OpenAI-compatible APIs send

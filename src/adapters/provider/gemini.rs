@@ -28,6 +28,8 @@ pub struct Gemini {
     settings: Settings,
     client: reqwest::Client,
     url: String,
+    /// `models.list` with one model a page: free, and what a warm connection is kept with.
+    models_url: String,
 }
 
 impl Gemini {
@@ -38,10 +40,29 @@ impl Gemini {
             settings.base_url.trim_end_matches('/'),
             settings.model
         );
+        let models_url = format!(
+            "{}/models?pageSize=1",
+            settings.base_url.trim_end_matches('/')
+        );
         Ok(Self {
             settings,
             client,
             url,
+            models_url,
+        })
+    }
+
+    /// A request carrying the key in `x-goog-api-key` (never in the URL).
+    fn keyed(
+        &self,
+        req: reqwest::RequestBuilder,
+    ) -> Result<reqwest::RequestBuilder, ProviderFailure> {
+        Ok(match &self.settings.api_key {
+            Some(key) => req.header(
+                HeaderName::from_static("x-goog-api-key"),
+                http::key_header(key)?,
+            ),
+            None => req,
         })
     }
 
@@ -73,13 +94,7 @@ impl Gemini {
     }
 
     async fn request(&self, prompt: &Prompt) -> Result<String, ProviderFailure> {
-        let mut req = self.client.post(&self.url).json(&self.body(prompt));
-        if let Some(key) = &self.settings.api_key {
-            req = req.header(
-                HeaderName::from_static("x-goog-api-key"),
-                http::key_header(key)?,
-            );
-        }
+        let req = self.keyed(self.client.post(&self.url).json(&self.body(prompt)))?;
         let s = &self.settings;
         let json = http::exchange(req, s.timeout, s.api_key.as_deref(), rate_limit).await?;
         reply_text(&json)
@@ -101,6 +116,12 @@ impl Provider for Gemini {
             self.settings.api_key.as_deref(),
             self.request(prompt),
         ))
+    }
+    fn warm(&self) -> BoxFuture<'_, Result<(), ProviderFailure>> {
+        Box::pin(http::without_key(self.settings.api_key.as_deref(), async {
+            let req = self.keyed(self.client.get(&self.models_url))?;
+            http::warm(req, self.settings.timeout).await
+        }))
     }
 }
 

@@ -12,11 +12,24 @@ use crate::core::provider::{FailureClass, ProviderFailure, QuotaScope};
 /// Replies larger than this are not read further: no translation reply comes near it.
 pub const MAX_BODY_BYTES: usize = 2 * 1024 * 1024;
 
+/// How long an unused connection stays in the client's pool: longer than any warm interval
+/// (`[connections] warm_every_secs`), so the warming, not reqwest's 90 s default, decides how
+/// long a connection lives (the server may still close it first).
+pub const POOL_IDLE: Duration = Duration::from_secs(3600);
+
 /// Connect and total timeouts for one provider. reqwest has no default timeout.
+///
+/// Connections are kept for reuse (warm connections, `core::warm`): the pool keeps them for
+/// [`POOL_IDLE`], at most two per host (a line and a warm beside it; more would only be open
+/// sockets), and TCP keep-alive probes every 30 s keep a NAT's or firewall's state of an idle
+/// connection and notice one that died.
 pub fn client(timeout: Duration) -> Result<reqwest::Client, reqwest::Error> {
     reqwest::Client::builder()
         .connect_timeout(timeout.min(Duration::from_secs(5)))
         .timeout(timeout)
+        .pool_idle_timeout(POOL_IDLE)
+        .pool_max_idle_per_host(2)
+        .tcp_keepalive(Duration::from_secs(30))
         .user_agent(concat!("yaku/", env!("CARGO_PKG_VERSION")))
         .build()
 }
@@ -107,6 +120,13 @@ pub async fn send(
         headers,
         body,
     })
+}
+
+/// Sends a warming request (a free `GET`, never a translation) and reads its (bounded) reply so
+/// the connection goes back to the pool. Any HTTP status is a warm connection; only a transport
+/// failure is an error, in our own words.
+pub async fn warm(req: reqwest::RequestBuilder, timeout: Duration) -> Result<(), ProviderFailure> {
+    send(req, timeout).await.map(drop)
 }
 
 /// A header value carrying a key, marked sensitive so it never shows in `Debug` output.

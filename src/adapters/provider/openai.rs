@@ -16,6 +16,8 @@ pub struct OpenAi {
     settings: Settings,
     client: reqwest::Client,
     url: String,
+    /// `GET /models`: free, and what a warm connection is kept with.
+    models_url: String,
 }
 
 impl OpenAi {
@@ -25,10 +27,23 @@ impl OpenAi {
             "{}/chat/completions",
             settings.base_url.trim_end_matches('/')
         );
+        let models_url = format!("{}/models", settings.base_url.trim_end_matches('/'));
         Ok(Self {
             settings,
             client,
             url,
+            models_url,
+        })
+    }
+
+    /// A request carrying the key as a bearer token, when there is one.
+    fn keyed(
+        &self,
+        req: reqwest::RequestBuilder,
+    ) -> Result<reqwest::RequestBuilder, ProviderFailure> {
+        Ok(match &self.settings.api_key {
+            Some(key) => req.header(AUTHORIZATION, http::key_header(&format!("Bearer {key}"))?),
+            None => req,
         })
     }
 
@@ -51,10 +66,7 @@ impl OpenAi {
     }
 
     async fn request(&self, prompt: &Prompt) -> Result<Reply, ProviderFailure> {
-        let mut req = self.client.post(&self.url).json(&self.body(prompt));
-        if let Some(key) = &self.settings.api_key {
-            req = req.header(AUTHORIZATION, http::key_header(&format!("Bearer {key}"))?);
-        }
+        let req = self.keyed(self.client.post(&self.url).json(&self.body(prompt)))?;
         let s = &self.settings;
         let (json, headers) =
             http::exchange_with_headers(req, s.timeout, s.api_key.as_deref(), rate_limit).await?;
@@ -86,6 +98,12 @@ impl Provider for OpenAi {
             self.settings.api_key.as_deref(),
             self.request(prompt),
         ))
+    }
+    fn warm(&self) -> BoxFuture<'_, Result<(), ProviderFailure>> {
+        Box::pin(http::without_key(self.settings.api_key.as_deref(), async {
+            let req = self.keyed(self.client.get(&self.models_url))?;
+            http::warm(req, self.settings.timeout).await
+        }))
     }
 }
 
