@@ -1422,8 +1422,12 @@ fn start_yaku_with_script(env: &DesktopEnv) -> Yaku {
     std::fs::write(&script, SCRIPT.join("\n") + "\n").unwrap();
     let config = YakuConfig::new(&env.provider.url()).to_toml()
         + "\n[lookahead]\nscript = \"script.txt\"  # relative to the config file\nlines = 5\n";
-    let path = env.write_config_text(&config);
-    let yaku = env.spawn_yaku_at(&path);
+    start_yaku_at(env, &env.write_config_text(&config))
+}
+
+/// `yaku run --config PATH`, polling the clipboard once its first read is seen.
+fn start_yaku_at(env: &DesktopEnv, path: &std::path::Path) -> Yaku {
+    let yaku = env.spawn_yaku_at(path);
     let owner = env.clipboard_owner();
     let probe = owner.offer("yaku desktop test: is the daemon polling the clipboard?");
     await_state(
@@ -1498,7 +1502,8 @@ fn copying_a_script_line_asks_for_the_next_five_in_one_batch_and_copying_one_of_
     });
 
     // Stats count the look-ahead's request apart from the live one.
-    let (st, out, err) = env.yaku_command(&["stats", "--json"]);
+    let config = yaku.config_path.display().to_string();
+    let (st, out, err) = env.yaku_command(&["stats", "--json", "--config", &config]);
     assert!(st.success(), "{out} {err}");
     let stats: serde_json::Value = serde_json::from_str(&out).unwrap();
     let fake = &stats["providers"][0];
@@ -1563,8 +1568,7 @@ fn a_missing_lookahead_script_is_a_warning_and_lines_are_translated_as_before() 
     let env = DesktopEnv::start();
     let config = YakuConfig::new(&env.provider.url()).to_toml()
         + "\n[lookahead]\nscript = \"no-such-script.txt\"\n";
-    let path = env.write_config_text(&config);
-    let yaku = env.spawn_yaku_at(&path);
+    let yaku = start_yaku_at(&env, &env.write_config_text(&config));
     await_state(&env, &yaku, secs(10), "the warning about the script", || {
         env.log()
             .lines()
