@@ -1448,17 +1448,16 @@ fn copying_a_script_line_asks_for_the_next_five_in_one_batch_and_copying_one_of_
     let yaku = start_yaku_with_script(&env);
     let k = 3;
     env.set_clipboard(SCRIPT[k]);
-    await_state(
-        &env,
-        &yaku,
-        secs(5),
-        "line k's translation",
-        || notified(&env, &best_option(SCRIPT[k])),
-    );
+    await_state(&env, &yaku, secs(5), "line k's translation", || {
+        notified(&env, &best_option(SCRIPT[k]))
+    });
     await_state(&env, &yaku, secs(10), "one look-ahead batch", || {
         !env.provider.batches().is_empty()
     });
-    let want: Vec<String> = SCRIPT[k + 1..=k + 5].iter().map(|s| s.to_string()).collect();
+    let want: Vec<String> = SCRIPT[k + 1..=k + 5]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
     assert_eq!(
         env.provider.batches(),
         vec![want],
@@ -1494,7 +1493,10 @@ fn copying_a_script_line_asks_for_the_next_five_in_one_batch_and_copying_one_of_
                 .as_ref()
                 .is_some_and(|b| b.iter().any(|l| l == SCRIPT[k + 2]))),
         "no request for line k+2: {:?}",
-        later.iter().map(|r| (&r.line, &r.batch)).collect::<Vec<_>>()
+        later
+            .iter()
+            .map(|r| (&r.line, &r.batch))
+            .collect::<Vec<_>>()
     );
     assert!(!requested(&env, SCRIPT[k + 2]));
     await_state(&env, &yaku, secs(10), "the cache hit in the log", || {
@@ -1525,9 +1527,13 @@ fn a_copied_line_is_not_delayed_by_a_look_ahead_batch_in_flight() {
     await_state(&env, &yaku, secs(5), "line 0's translation", || {
         notified(&env, &best_option(SCRIPT[0]))
     });
-    await_state(&env, &yaku, secs(10), "a look-ahead batch in flight", || {
-        !env.provider.batches().is_empty()
-    });
+    await_state(
+        &env,
+        &yaku,
+        secs(10),
+        "a look-ahead batch in flight",
+        || !env.provider.batches().is_empty(),
+    );
     let batch_answers = env
         .provider
         .requests()
@@ -1569,11 +1575,17 @@ fn a_missing_lookahead_script_is_a_warning_and_lines_are_translated_as_before() 
     let config = YakuConfig::new(&env.provider.url()).to_toml()
         + "\n[lookahead]\nscript = \"no-such-script.txt\"\n";
     let yaku = start_yaku_at(&env, &env.write_config_text(&config));
-    await_state(&env, &yaku, secs(10), "the warning about the script", || {
-        env.log()
-            .lines()
-            .any(|l| l.contains("WARN") && l.contains("look-ahead is off"))
-    });
+    await_state(
+        &env,
+        &yaku,
+        secs(10),
+        "the warning about the script",
+        || {
+            env.log()
+                .lines()
+                .any(|l| l.contains("WARN") && l.contains("look-ahead is off"))
+        },
+    );
     assert!(yaku.is_running());
     env.set_clipboard(LINE);
     await_state(&env, &yaku, secs(5), "the line's translation", || {

@@ -91,7 +91,8 @@ fn script_lines_are_cleaned_as_copied_lines_and_gated_ones_left_out() {
 #[test]
 fn the_next_uncached_lines_go_in_one_batch_and_cached_ones_are_skipped_table() {
     // (position copied, cached texts, expected batch)
-    let cases: &[(&str, &[&str], Option<&[usize]>)] = &[
+    type Case<'a> = (&'a str, &'a [&'a str], Option<&'a [usize]>);
+    let cases: &[Case] = &[
         ("おはよう。", &[], Some(&[1, 2, 3, 5, 6])),
         (
             "おはよう。",
@@ -374,7 +375,10 @@ fn a_batch_is_stored_as_lookahead_rows_with_its_request_counted_once() {
         store.statuses(),
         [("学校に行こう。".to_string(), "translated")]
     );
-    assert_eq!(store.rows.lock().unwrap()[0].2, [attempt.clone()]);
+    assert_eq!(
+        store.rows.lock().unwrap()[0].2,
+        std::slice::from_ref(&attempt)
+    );
     assert!(store.cache.lock().unwrap().contains_key("k0"));
 
     let failed: Result<Answered<crate::batch::BatchReply>, ChainFailure> = Err(ChainFailure {
