@@ -1195,6 +1195,73 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
+    async fn a_script_line_copied_sends_the_next_lines_as_one_batch_and_a_failed_batch_is_not_retried()
+     {
+        let raw: Vec<crate::prefetch::ScriptLine> =
+            ["おはよう", "こんにちは", "さようなら", "ありがとう"]
+                .iter()
+                .map(|t| crate::prefetch::ScriptLine {
+                    speaker: None,
+                    text: t.to_string(),
+                })
+                .collect();
+        let mut gates = Gates::new(GateConfig::default()).unwrap();
+        let script = crate::lookahead::Script::new("s.txt", &raw, &mut gates, true);
+        let mut s = settings(2, true);
+        s.lookahead = Some(LookaheadSettings {
+            script: Arc::new(script),
+            lines: 2,
+            daily_share: 0.5,
+            shares: Vec::new(),
+        });
+        let batch = Scripted {
+            latency: Duration::from_millis(300),
+            result: Ok(
+                r#"{"translations":[{"options":["Hello."]},{"options":["Goodbye."]}]}"#.into(),
+            ),
+        };
+        let r = rig_settings(vec![fake::ok("Good morning.")], batch, s);
+        r.tx.send(copy("おはよう")).await.unwrap();
+        settle().await;
+        assert_eq!(calls(&r), 2, "the line, then one batch");
+        let user = r.provider.prompts.lock().unwrap()[1].user.clone();
+        let object: serde_json::Value =
+            serde_json::from_str(&user[user.find('{').unwrap()..]).unwrap();
+        assert_eq!(
+            object["lines"],
+            serde_json::json!(["こんにちは", "さようなら"])
+        );
+        let st = status(&r).await.lookahead.unwrap();
+        assert_eq!(
+            (st.position, st.ready_ahead, st.in_flight),
+            (Some(0), 2, false)
+        );
+
+        r.tx.send(copy("こんにちは")).await.unwrap();
+        settle().await;
+        assert_eq!(r.shown.last().unwrap().summary, "Hello.", "from the cache");
+        // The next window's one missing line goes as a batch of one; the two-entry reply does
+        // not match it, and look-ahead does not ask again by itself.
+        assert_eq!(calls(&r), 3);
+        settle().await;
+        assert_eq!(calls(&r), 3, "a failed batch is not retried");
+        let _ = r.stop.send(());
+        let counts = r.done.await.unwrap();
+        assert_eq!((counts.translated, counts.cached), (1, 1));
+        let statuses = r.store.statuses();
+        assert_eq!(
+            statuses,
+            vec![
+                ("おはよう".into(), "translated"),
+                ("こんにちは".into(), "translated"),
+                ("さようなら".into(), "translated"),
+                ("こんにちは".into(), "cached"),
+                ("ありがとう".into(), "failed"),
+            ]
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn a_cached_answer_without_options_is_a_miss_and_the_fresh_answer_replaces_it() {
         // With the text in the log, the "cached" line names the best option.
         let r = rig_settings(

@@ -136,7 +136,9 @@ pub struct Lookahead {
     ready: HashSet<String>,
     /// The script lines of the batch in flight.
     in_flight: Option<Vec<usize>>,
-    /// Set when the position moved or a batch ended: worth planning again.
+    /// Set by each copy of a script line: worth planning again. A batch's end does not set
+    /// it, so a batch that failed (or found no provider to spare) is not sent again until the
+    /// reader copies another line: look-ahead never retries.
     stale: bool,
 }
 
@@ -188,7 +190,7 @@ impl Lookahead {
     /// The batch to send now, if any: when one of the `lines` lines after the position is not
     /// ready, the next `lines` lines that are not (each text once, at most `SCAN` windows
     /// ahead). `cached` asks the cache about a text; what it says is remembered. Nothing while
-    /// a batch is in flight, and nothing twice for the same position.
+    /// a batch is in flight, and nothing more until the next copy.
     pub fn plan(&mut self, cached: &mut dyn FnMut(&str) -> bool) -> Option<Vec<usize>> {
         if self.in_flight.is_some() || !self.stale {
             return None;
@@ -237,15 +239,8 @@ impl Lookahead {
                 self.ready.insert(l.text.clone());
             }
         }
+        // A copy during the batch has set `stale`: the next plan starts from its position.
         self.in_flight = None;
-        // A copy during the batch may have moved the position past what it fetched.
-        self.stale = true;
-    }
-
-    /// A batch was planned but never sent (no task could start): plan again next time.
-    pub fn abandoned(&mut self) {
-        self.in_flight = None;
-        self.stale = true;
     }
 
     /// What look-ahead may spend now (`now`: the wall clock, for the budget days).

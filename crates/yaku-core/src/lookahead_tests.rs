@@ -126,7 +126,7 @@ fn the_next_uncached_lines_go_in_one_batch_and_cached_ones_are_skipped_table() {
 }
 
 #[test]
-fn nothing_is_planned_twice_for_one_position_nor_while_a_batch_is_in_flight() {
+fn nothing_is_planned_while_a_batch_is_in_flight_nor_again_before_the_next_copy() {
     let mut la = Lookahead::new(settings(2, 0.5, Vec::new()));
     la.copied("おはよう。", false);
     assert_eq!(la.plan(&mut |_| false), Some(vec![1, 2]));
@@ -142,10 +142,17 @@ fn nothing_is_planned_twice_for_one_position_nor_while_a_batch_is_in_flight() {
     la.done(&[]);
     assert_eq!(
         la.plan(&mut |_| false),
+        None,
+        "a failed batch is not sent again before the next copy"
+    );
+    la.copied("今日は晴れだね。", true);
+    assert_eq!(
+        la.plan(&mut |_| false),
         Some(vec![3, 5]),
-        "failed lines are asked again"
+        "the next copy asks for its lines again"
     );
     la.done(&[3, 5]);
+    la.copied("今日は晴れだね。", true);
     assert_eq!(la.plan(&mut |_| false), None, "same position, all ready");
     let st = la.status();
     assert_eq!(
