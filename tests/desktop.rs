@@ -1593,3 +1593,21 @@ fn a_missing_lookahead_script_is_a_warning_and_lines_are_translated_as_before() 
     });
     assert!(status_json(&env)["lookahead"].is_null());
 }
+
+#[test]
+fn a_saved_script_is_read_again_without_a_command() {
+    let env = DesktopEnv::start();
+    let yaku = start_yaku_with_script(&env);
+    assert_eq!(status_json(&env)["lookahead"]["lines"], SCRIPT.len());
+    let script = env.dir.path().join("config/script.txt");
+    std::fs::write(&script, SCRIPT[..4].join("\n") + "\n").unwrap();
+    await_state(&env, &yaku, secs(10), "the saved script in status", || {
+        status_json(&env)["lookahead"]["lines"] == 4
+    });
+    // The new script's lines are looked ahead: copying its first asks for the other three.
+    env.set_clipboard(SCRIPT[0]);
+    await_state(&env, &yaku, secs(10), "one look-ahead batch", || {
+        !env.provider.batches().is_empty()
+    });
+    assert_eq!(env.provider.batches()[0], SCRIPT[1..4].to_vec());
+}
