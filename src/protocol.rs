@@ -120,6 +120,15 @@ pub fn status_json(st: &DaemonStatus, uptime: Duration) -> Value {
             "reason": p.reason,
             "daily_remaining": p.daily_remaining,
         })).collect::<Vec<_>>(),
+        // The position is 1-based, in the script's lines as yaku reads them.
+        "lookahead": st.lookahead.as_ref().map(|l| json!({
+            "script": l.script,
+            "position": l.position.map(|p| p + 1),
+            "lines": l.lines,
+            "ahead": l.ahead,
+            "ready_ahead": l.ready_ahead,
+            "in_flight": l.in_flight,
+        })),
     })
 }
 

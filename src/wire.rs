@@ -17,6 +17,7 @@ use crate::core::chain::{Chain, ChainConfig, ChainEntry, SkipReason, Skipped};
 use crate::core::clock::Clock;
 use crate::core::daemon::DaemonSettings;
 use crate::core::gates::Gates;
+use crate::core::lookahead::{DailyShare, LookaheadSettings, Script};
 use crate::core::notice::Notice;
 use crate::core::prompt::TranslationRequest;
 use crate::core::provider::Provider;
@@ -261,12 +262,85 @@ pub fn build_parts(config: &Config, clock: Arc<dyn Clock>) -> anyhow::Result<Par
         cache_enabled: config.store.cache_enabled,
         games: config.games.clone(),
         websocket_game: config.intake.game.clone(),
+        lookahead: lookahead_settings(config),
     };
     Ok(Parts {
         chain,
         gates,
         settings,
     })
+}
+
+/// `[lookahead]` with its script read, cleaned as copied lines are, and each provider's
+/// daily share seeded with the look-ahead requests of its budget day (as
+/// [`seed_daily_budgets`] seeds the budgets). A script that cannot be read is a warning:
+/// the daemon translates as before, without look-ahead.
+pub fn lookahead_settings(config: &Config) -> Option<LookaheadSettings> {
+    let path = config.lookahead.script.as_ref()?;
+    if !config.store.cache_enabled {
+        tracing::warn!("look-ahead is off: it needs the cache (`[cache] enabled = true`)");
+        return None;
+    }
+    let lines = std::fs::read_to_string(path)
+        .map_err(|e| e.to_string())
+        .and_then(|text| crate::core::prefetch::parse_script(&text).map_err(|e| e.to_string()));
+    let lines = match lines {
+        Ok(lines) => lines,
+        Err(e) => {
+            tracing::warn!(script = %path.display(), error = %e, "look-ahead is off: the [lookahead] script cannot be read");
+            return None;
+        }
+    };
+    let mut gates = match Gates::new(config.clipboard.gates.clone()) {
+        Ok(g) => g,
+        Err(e) => {
+            tracing::warn!(error = %e, "look-ahead is off: the privacy gates could not be set up");
+            return None;
+        }
+    };
+    let name = path.display().to_string();
+    let script = Script::new(&name, &lines, &mut gates, config.clipboard.collapse_repeats);
+    Some(LookaheadSettings {
+        script: Arc::new(script),
+        lines: config.lookahead.lines,
+        daily_share: config.lookahead.daily_share,
+        shares: daily_shares(config),
+    })
+}
+
+/// Each daily-budgeted provider's look-ahead requests since its budget day began.
+fn daily_shares(config: &Config) -> Vec<DailyShare> {
+    let now = std::time::SystemTime::now();
+    let store = store_path(config)
+        .ok()
+        .filter(|p| p.exists())
+        .and_then(|_| open_store_for_command(config).ok());
+    config
+        .providers
+        .iter()
+        .filter(|p| p.requests_per_day > 0)
+        .map(|p| {
+            let reset = daily_reset(p.kind);
+            let day = reset.day_start(now);
+            let spent = store
+                .as_ref()
+                .and_then(|s| s.stats(Some(day)).ok())
+                .and_then(|st| {
+                    st.providers
+                        .iter()
+                        .find(|s| s.provider == p.name)
+                        .map(|s| s.lookahead_requests)
+                })
+                .unwrap_or(0);
+            DailyShare {
+                provider: p.name.clone(),
+                per_day: p.requests_per_day,
+                reset,
+                spent: u32::try_from(spent).unwrap_or(u32::MAX),
+                day,
+            }
+        })
+        .collect()
 }
 
 /// The history store's file: `[store] path`, else the platform data dir.

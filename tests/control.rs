@@ -69,6 +69,7 @@ fn status_json_then_pause_reads_nothing_and_after_resume_only_a_new_copy_is_tran
             "game",
             "last_latency_ms",
             "lines",
+            "lookahead",
             "paused",
             "paused_for_secs",
             "pid",
@@ -86,6 +87,7 @@ fn status_json_then_pause_reads_nothing_and_after_resume_only_a_new_copy_is_tran
         "the harness polls unless a test says otherwise"
     );
     assert_eq!(v["paused"], false);
+    assert!(v["lookahead"].is_null(), "no [lookahead] script: null");
     assert_eq!(v["providers"][0]["state"], "closed");
 
     let (st, out, _) = env.yaku_command(&["pause", "--for", "10m"]);

@@ -1393,3 +1393,221 @@ fn without_xfixes_auto_polls_and_says_so_once_and_events_mode_says_why_it_cannot
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(v["clipboard"]["watch"], "events", "{v}");
 }
+
+// ---- [lookahead] ----
+
+/// A short script: every line distinct and Japanese enough for the gates.
+const SCRIPT: [&str; 14] = [
+    "朝の教室は静かだった。",
+    "春香：「おはよう、今日は早いね。」",
+    "窓の外では桜が散っている。",
+    "先生がまだ来ていない。",
+    "「宿題、やってきた？」と彼女が聞いた。",
+    "僕は黙って首を振った。",
+    "「やっぱりね」と春香は笑った。",
+    "チャイムが鳴り、皆が席に着いた。",
+    "扉が開いて先生が入ってきた。",
+    "今日は転校生が来るらしい。",
+    "教室がざわめき始めた。",
+    "僕の隣の席が空いている。",
+    "廊下から足音が聞こえてくる。",
+    "そして、扉が再び開いた。",
+];
+
+/// `yaku run` with `[lookahead]` reading SCRIPT (as a file beside the config), polling the
+/// clipboard once its first read is seen.
+fn start_yaku_with_script(env: &DesktopEnv) -> Yaku {
+    let script = env.dir.path().join("config/script.txt");
+    std::fs::create_dir_all(script.parent().unwrap()).unwrap();
+    std::fs::write(&script, SCRIPT.join("\n") + "\n").unwrap();
+    let config = YakuConfig::new(&env.provider.url()).to_toml()
+        + "\n[lookahead]\nscript = \"script.txt\"  # relative to the config file\nlines = 5\n";
+    start_yaku_at(env, &env.write_config_text(&config))
+}
+
+/// `yaku run --config PATH`, polling the clipboard once its first read is seen.
+fn start_yaku_at(env: &DesktopEnv, path: &std::path::Path) -> Yaku {
+    let yaku = env.spawn_yaku_at(path);
+    let owner = env.clipboard_owner();
+    let probe = owner.offer("yaku desktop test: is the daemon polling the clipboard?");
+    await_state(
+        env,
+        &yaku,
+        secs(10),
+        "the daemon's first clipboard read",
+        || owner.served(probe).targets >= 1,
+    );
+    env.keep_owner(owner);
+    yaku
+}
+
+#[test]
+fn copying_a_script_line_asks_for_the_next_five_in_one_batch_and_copying_one_of_them_is_a_cache_hit()
+ {
+    let env = DesktopEnv::start();
+    let yaku = start_yaku_with_script(&env);
+    let k = 3;
+    env.set_clipboard(SCRIPT[k]);
+    await_state(&env, &yaku, secs(5), "line k's translation", || {
+        notified(&env, &best_option(SCRIPT[k]))
+    });
+    await_state(&env, &yaku, secs(10), "one look-ahead batch", || {
+        !env.provider.batches().is_empty()
+    });
+    let want: Vec<String> = SCRIPT[k + 1..=k + 5]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    assert_eq!(
+        env.provider.batches(),
+        vec![want],
+        "lines k+1..k+5 in one request"
+    );
+    await_state(&env, &yaku, secs(10), "status: 5 lines ready ahead", || {
+        status_json(&env)["lookahead"]["ready_ahead"] == 5
+    });
+    let st = status_json(&env);
+    assert_eq!(st["lookahead"]["position"], k + 1, "{st}");
+    assert_eq!(st["lookahead"]["lines"], SCRIPT.len(), "{st}");
+    assert_eq!(st["lookahead"]["in_flight"], false, "{st}");
+    let (_, text, _) = env.yaku_command(&["status"]);
+    assert!(
+        text.contains(&format!("look-ahead: line {} of {}", k + 1, SCRIPT.len())),
+        "{text}"
+    );
+
+    let before = env.provider.count();
+    env.set_clipboard(SCRIPT[k + 2]);
+    await_state(
+        &env,
+        &yaku,
+        secs(5),
+        "line k+2's translation, from the cache",
+        || notified(&env, &best_option(SCRIPT[k + 2])),
+    );
+    let later = &env.provider.requests()[before..];
+    assert!(
+        later.iter().all(|r| r.line.is_none()
+            && !r
+                .batch
+                .as_ref()
+                .is_some_and(|b| b.iter().any(|l| l == SCRIPT[k + 2]))),
+        "no request for line k+2: {:?}",
+        later
+            .iter()
+            .map(|r| (&r.line, &r.batch))
+            .collect::<Vec<_>>()
+    );
+    assert!(!requested(&env, SCRIPT[k + 2]));
+    await_state(&env, &yaku, secs(10), "the cache hit in the log", || {
+        env.log().lines().any(|l| l.contains("cached"))
+    });
+
+    // Stats count the look-ahead's request apart from the live one.
+    let config = yaku.config_path.display().to_string();
+    let (st, out, err) = env.yaku_command(&["stats", "--json", "--config", &config]);
+    assert!(st.success(), "{out} {err}");
+    let stats: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let fake = &stats["providers"][0];
+    assert_eq!(fake["provider"], "fake", "{stats}");
+    assert!(fake["lookahead_requests"].as_u64() >= Some(1), "{stats}");
+    assert_eq!(
+        fake["requests"].as_u64().unwrap() - fake["lookahead_requests"].as_u64().unwrap(),
+        1,
+        "one live request (line k): {stats}"
+    );
+}
+
+#[test]
+fn a_copied_line_is_not_delayed_by_a_look_ahead_batch_in_flight() {
+    let env = DesktopEnv::start();
+    let yaku = start_yaku_with_script(&env);
+    env.provider.set_batch_delay(secs(8));
+    env.set_clipboard(SCRIPT[0]);
+    await_state(&env, &yaku, secs(5), "line 0's translation", || {
+        notified(&env, &best_option(SCRIPT[0]))
+    });
+    await_state(
+        &env,
+        &yaku,
+        secs(10),
+        "a look-ahead batch in flight",
+        || !env.provider.batches().is_empty(),
+    );
+    let batch_answers = env
+        .provider
+        .requests()
+        .iter()
+        .find(|r| r.batch.is_some())
+        .map(|r| r.answer_at)
+        .unwrap();
+    assert_eq!(status_json(&env)["lookahead"]["in_flight"], true);
+
+    env.set_clipboard(LINE);
+    let copied = Instant::now();
+    await_state(
+        &env,
+        &yaku,
+        secs(5),
+        "the copied line's translation while the batch is in flight",
+        || notified(&env, &best_option(LINE)),
+    );
+    let n = env
+        .yaku_notifications()
+        .into_iter()
+        .find(|n| n.summary == best_option(LINE))
+        .unwrap();
+    assert!(
+        n.seen_at < batch_answers,
+        "shown before the batch's answer was due"
+    );
+    assert!(
+        n.seen_at.duration_since(copied) <= secs(3),
+        "not delayed: {:?}",
+        n.seen_at.duration_since(copied)
+    );
+    assert!(requested(&env, LINE));
+}
+
+#[test]
+fn a_missing_lookahead_script_is_a_warning_and_lines_are_translated_as_before() {
+    let env = DesktopEnv::start();
+    let config = YakuConfig::new(&env.provider.url()).to_toml()
+        + "\n[lookahead]\nscript = \"no-such-script.txt\"\n";
+    let yaku = start_yaku_at(&env, &env.write_config_text(&config));
+    await_state(
+        &env,
+        &yaku,
+        secs(10),
+        "the warning about the script",
+        || {
+            env.log()
+                .lines()
+                .any(|l| l.contains("WARN") && l.contains("look-ahead is off"))
+        },
+    );
+    assert!(yaku.is_running());
+    env.set_clipboard(LINE);
+    await_state(&env, &yaku, secs(5), "the line's translation", || {
+        notified(&env, &best_option(LINE))
+    });
+    assert!(status_json(&env)["lookahead"].is_null());
+}
+
+#[test]
+fn a_saved_script_is_read_again_without_a_command() {
+    let env = DesktopEnv::start();
+    let yaku = start_yaku_with_script(&env);
+    assert_eq!(status_json(&env)["lookahead"]["lines"], SCRIPT.len());
+    let script = env.dir.path().join("config/script.txt");
+    std::fs::write(&script, SCRIPT[..4].join("\n") + "\n").unwrap();
+    await_state(&env, &yaku, secs(10), "the saved script in status", || {
+        status_json(&env)["lookahead"]["lines"] == 4
+    });
+    // The new script's lines are looked ahead: copying its first asks for the other three.
+    env.set_clipboard(SCRIPT[0]);
+    await_state(&env, &yaku, secs(10), "one look-ahead batch", || {
+        !env.provider.batches().is_empty()
+    });
+    assert_eq!(env.provider.batches()[0], SCRIPT[1..4].to_vec());
+}

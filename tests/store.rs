@@ -1092,6 +1092,7 @@ fn stats_match_a_scripted_sequence_of_outcomes() {
         bad_request: 0,
         breaker_opens: 2,
         prefetch_requests: 0,
+        lookahead_requests: 0,
         lines_served: 10,
         lines_fallback: 0,
         // ok latencies 100..=1000: nearest rank 5 of 10 and 10 of 10 (interpolation would
@@ -1111,6 +1112,7 @@ fn stats_match_a_scripted_sequence_of_outcomes() {
         bad_request: 1,
         breaker_opens: 0,
         prefetch_requests: 0,
+        lookahead_requests: 0,
         lines_served: 2,
         lines_fallback: 2,
         p50_ms: Some(250),
@@ -1213,6 +1215,7 @@ fn stats_json_has_the_documented_shape() {
         "bad_request",
         "breaker_opens",
         "prefetch_requests",
+        "lookahead_requests",
         "lines_served",
         "lines_fallback",
         "p50_ms",

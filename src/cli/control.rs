@@ -139,6 +139,23 @@ pub fn status(as_json: bool) -> anyhow::Result<()> {
         let gates: Vec<String> = by_gate.iter().map(|(g, n)| format!("{g} {n}")).collect();
         println!("rejected: {} ({})", l["rejected"], gates.join(", "));
     }
+    let ahead = &v["lookahead"];
+    if let Some(script) = ahead["script"].as_str() {
+        let lines = &ahead["lines"];
+        match ahead["position"].as_u64() {
+            Some(pos) => println!(
+                "look-ahead: line {pos} of {lines} in {script}; {} of the next {} ready{}",
+                ahead["ready_ahead"],
+                ahead["ahead"],
+                if ahead["in_flight"].as_bool() == Some(true) {
+                    ", a batch in flight"
+                } else {
+                    ""
+                }
+            ),
+            None => println!("look-ahead: {script} ({lines} lines), no line of it copied yet"),
+        }
+    }
     if let Some(ms) = v["last_latency_ms"].as_u64() {
         println!("last translation took {ms} ms");
     }

@@ -82,6 +82,20 @@ pub struct Config {
     /// of them reloads the config.
     pub glossary_files: Vec<PathBuf>,
     pub intake: IntakeConfig,
+    pub lookahead: LookaheadConfig,
+}
+
+/// `[lookahead]`: translating the next lines of the game's script before they are copied.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LookaheadConfig {
+    /// The script file, relative paths resolved against the config file's directory; None:
+    /// look-ahead is off. Read when the daemon starts or reloads (a missing file is a
+    /// warning, not an error).
+    pub script: Option<PathBuf>,
+    /// How many lines ahead are kept ready (one batch asks for at most this many).
+    pub lines: usize,
+    /// The most of any provider's daily budget look-ahead may use (0.0 to 1.0).
+    pub daily_share: f64,
 }
 
 /// `[connections]`: the providers' connections.
@@ -295,6 +309,7 @@ mod tests {
         assert_eq!(example.context, defaults.context);
         assert_eq!(example.store, defaults.store);
         assert_eq!(example.intake, defaults.intake);
+        assert_eq!(example.lookahead, defaults.lookahead);
         assert!(defaults.context.glossary.is_empty());
         assert!(example.games.is_empty() && defaults.games.is_empty());
         assert_eq!(

@@ -16,6 +16,7 @@ pub(super) struct RawConfig {
     pub(super) history: RawHistory,
     pub(super) store: RawStore,
     pub(super) intake: RawIntake,
+    pub(super) lookahead: RawLookahead,
     #[serde(default = "default_providers")]
     pub(super) providers: Vec<RawProvider>,
     pub(super) games: Vec<RawGame>,
@@ -35,6 +36,7 @@ impl Default for RawConfig {
             history: RawHistory::default(),
             store: RawStore::default(),
             intake: RawIntake::default(),
+            lookahead: RawLookahead::default(),
             providers: default_providers(),
             games: Vec::new(),
         }
@@ -76,6 +78,25 @@ pub(super) struct RawIntake {
     pub(super) websocket: String,
     /// The `[[games]]` profile of the WebSocket's lines; empty: the active window's.
     pub(super) game: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(super) struct RawLookahead {
+    /// The game's script (plain text or GalTransl JSON); empty: no look-ahead.
+    pub(super) script: String,
+    pub(super) lines: i64,
+    pub(super) daily_share: f64,
+}
+
+impl Default for RawLookahead {
+    fn default() -> Self {
+        Self {
+            script: String::new(),
+            lines: 5,
+            daily_share: 0.5,
+        }
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]

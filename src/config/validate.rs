@@ -51,7 +51,9 @@ impl Config {
         let store = store(&v, &raw)?;
         let games = games(&v, &raw, &clipboard.gates, &mut glossary_files)?;
         let intake = intake(&v, &raw.intake, &games)?;
+        let lookahead = lookahead(&v, &raw.lookahead)?;
         Ok(Config {
+            lookahead,
             games,
             glossary_files,
             intake,
@@ -458,6 +460,31 @@ fn glossary_file(
         line: Some(line),
         key: "glossary_file".into(),
         message,
+    })
+}
+
+/// `[lookahead]`: the script's path is resolved against the config file's directory (as a
+/// `glossary_file` is) but not read here: a missing script only turns look-ahead off.
+fn lookahead(v: &Validator<'_>, l: &RawLookahead) -> Result<LookaheadConfig, ConfigError> {
+    let lines = v.int_range(l.lines, 1, 50, &["lookahead", "lines"])? as usize;
+    if !(l.daily_share.is_finite() && (0.0..=1.0).contains(&l.daily_share)) {
+        return Err(v.err(
+            &["lookahead", "daily_share"],
+            &format!("{} is out of range: must be 0.0 to 1.0", l.daily_share),
+        ));
+    }
+    let script = match l.script.trim() {
+        "" => None,
+        name => Some(
+            v.path
+                .parent()
+                .map_or_else(|| PathBuf::from(name), |dir| dir.join(name)),
+        ),
+    };
+    Ok(LookaheadConfig {
+        script,
+        lines,
+        daily_share: l.daily_share,
     })
 }
 

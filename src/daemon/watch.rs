@@ -18,12 +18,15 @@ use crate::config::Config;
 /// Events closer together than this are one save (editors write, truncate and rename).
 const DEBOUNCE: Duration = Duration::from_millis(200);
 
-/// The files a config depends on, as absolute paths: itself and its glossary files.
+/// The files a config depends on, as absolute paths: itself, its glossary files and the
+/// look-ahead script.
 fn watched_files(config_path: &Path) -> Vec<PathBuf> {
     let mut files = vec![config_path.to_path_buf()];
     // A config that does not load keeps only itself watched: fixing it is the next change.
     if let Ok(c) = Config::load(config_path) {
         files.extend(c.glossary_files);
+        // A saved script is read again too (a reload keeps the position on an unchanged one).
+        files.extend(c.lookahead.script);
     }
     files
         .into_iter()

@@ -32,6 +32,8 @@ pub struct ProviderRequest {
     pub path: String,
     /// The copied line, parsed back out of the user message; None if the body did not parse.
     pub line: Option<String>,
+    /// A batch request's lines (look-ahead), parsed back out of the user message.
+    pub batch: Option<Vec<String>>,
     pub authorization: Option<String>,
     pub body: String,
     pub at: Instant,
@@ -44,6 +46,8 @@ struct State {
     /// Warming `GET /models` requests, kept out of `requests`.
     warms: usize,
     delay: Duration,
+    /// How long a batch request takes; None: `delay`.
+    batch_delay: Option<Duration>,
     translate: Translator,
 }
 
@@ -62,12 +66,17 @@ impl Respond for Responder {
         }
         let body = String::from_utf8_lossy(&request.body).into_owned();
         let line = line_of(&body);
+        let batch = batch_of(&body);
         let now = Instant::now();
-        let delay = st.delay;
+        let delay = match &batch {
+            Some(_) => st.batch_delay.unwrap_or(st.delay),
+            None => st.delay,
+        };
         st.requests.push(ProviderRequest {
             method: request.method.to_string(),
             path: request.url.path().to_owned(),
             line: line.clone(),
+            batch: batch.clone(),
             authorization: request
                 .headers
                 .get("authorization")
@@ -79,6 +88,16 @@ impl Respond for Responder {
         if request.method.as_str() != "POST" || request.url.path() != "/chat/completions" {
             return ResponseTemplate::new(404)
                 .set_body_json(json!({ "error": { "message": "unknown path" } }));
+        }
+        if let Some(lines) = batch {
+            let entries: Vec<Value> = lines
+                .iter()
+                .map(|l| json!({ "options": (st.translate)(l) }))
+                .collect();
+            let content = json!({ "translations": entries }).to_string();
+            return ResponseTemplate::new(200)
+                .set_body_json(chat_content(&content))
+                .set_delay(delay);
         }
         let Some(line) = line else {
             return ResponseTemplate::new(400).set_body_json(
@@ -94,6 +113,11 @@ impl Respond for Responder {
 
 /// An OpenAI-compatible JSON-mode answer carrying `options`.
 pub fn chat_completion(options: &[String]) -> Value {
+    chat_content(&json!({ "options": options }).to_string())
+}
+
+/// An OpenAI-compatible answer whose message is `content`.
+fn chat_content(content: &str) -> Value {
     json!({
         "id": "chatcmpl-desktop-test",
         "object": "chat.completion",
@@ -101,7 +125,7 @@ pub fn chat_completion(options: &[String]) -> Value {
         "model": "test-model",
         "choices": [{
             "index": 0,
-            "message": { "role": "assistant", "content": json!({ "options": options }).to_string() },
+            "message": { "role": "assistant", "content": content },
             "finish_reason": "stop"
         }],
         "usage": { "prompt_tokens": 100, "completion_tokens": 20, "total_tokens": 120 }
@@ -124,6 +148,23 @@ pub fn line_of(body: &str) -> Option<String> {
     object.get("line")?.as_str().map(str::to_owned)
 }
 
+/// A batch request's lines: the user message's object holds `"lines": [...]`.
+pub fn batch_of(body: &str) -> Option<Vec<String>> {
+    let body: Value = serde_json::from_str(body).ok()?;
+    let messages = body.get("messages")?.as_array()?;
+    let user = messages
+        .iter()
+        .rev()
+        .find(|m| m.get("role").and_then(Value::as_str) == Some("user"))?;
+    let content = user.get("content")?.as_str()?;
+    let object: Value = serde_json::from_str(content.get(content.find('{')?..)?.trim()).ok()?;
+    let lines = object.get("lines")?.as_array()?;
+    lines
+        .iter()
+        .map(|l| l.as_str().map(str::to_owned))
+        .collect()
+}
+
 /// The provider; stops when dropped.
 pub struct FakeProvider {
     // Declared first so the server goes before the runtime it was started on.
@@ -142,6 +183,7 @@ impl FakeProvider {
             requests: Vec::new(),
             warms: 0,
             delay: Duration::ZERO,
+            batch_delay: None,
             translate: Arc::new(|line: &str| vec![best_option(line), second_option(line)]),
         }));
         let server = runtime.block_on(async {
@@ -170,6 +212,22 @@ impl FakeProvider {
     /// Answers every later request after `delay`.
     pub fn set_delay(&self, delay: Duration) {
         self.lock().delay = delay;
+    }
+
+    /// Answers later batch requests (look-ahead) after `delay`, single lines as before.
+    #[allow(dead_code)] // only the look-ahead tests
+    pub fn set_batch_delay(&self, delay: Duration) {
+        self.lock().batch_delay = Some(delay);
+    }
+
+    /// The lines of each batch request so far, in arrival order.
+    #[allow(dead_code)] // only the look-ahead tests
+    pub fn batches(&self) -> Vec<Vec<String>> {
+        self.lock()
+            .requests
+            .iter()
+            .filter_map(|r| r.batch.clone())
+            .collect()
     }
 
     /// Never answers later requests (within any test's time).

@@ -154,6 +154,7 @@ pub fn settings(cache: bool, context_lines: usize) -> DaemonSettings {
         cache_enabled: cache,
         games: Default::default(),
         websocket_game: None,
+        lookahead: None,
     }
 }
 

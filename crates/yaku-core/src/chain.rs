@@ -853,6 +853,10 @@ impl Drop for PendingCall<'_> {
     }
 }
 
+/// Look-ahead's one spare try (`Chain::spare_batch`).
+#[path = "chain_spare.rs"]
+mod spare;
+
 #[cfg(test)]
 #[path = "chain_tests.rs"]
 mod tests;

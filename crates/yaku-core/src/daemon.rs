@@ -18,6 +18,7 @@ use super::games::{ActiveWindow, GameProfile, Games};
 use super::gates::Gates;
 use super::intake::{ClipEvent, Intake, WatchControl, WatchMode, intake};
 use super::line::{Accepted, CacheUse, Lines};
+use super::lookahead::{AheadItem, Lookahead, LookaheadSettings, LookaheadStatus};
 use super::memory::{ContextWindow, Glossary};
 use super::notice::{self, Notice, OutageNotices};
 use super::prompt::TranslationRequest;
@@ -64,6 +65,8 @@ pub struct DaemonSettings {
     pub games: Games,
     /// `[intake] game`: the profile of every WebSocket line; None: the active window's.
     pub websocket_game: Option<String>,
+    /// `[lookahead]` with its script; None: off (no script, or one that could not be read).
+    pub lookahead: Option<LookaheadSettings>,
 }
 
 /// Counts for status output and tests.
@@ -135,10 +138,40 @@ pub struct DaemonStatus {
     /// How the clipboard watch learns of changes; None before its first read (or without
     /// one).
     pub watch: Option<WatchMode>,
+    /// The script position and what is ready ahead; None without `[lookahead] script`.
+    pub lookahead: Option<LookaheadStatus>,
 }
 
 type Work =
     std::pin::Pin<Box<dyn Future<Output = (u64, Result<Translation, ChainFailure>)> + Send>>;
+
+/// A look-ahead batch's request may take longer than one line's.
+const LOOKAHEAD_DEADLINE: Duration = Duration::from_secs(120);
+
+/// What a look-ahead batch did, sent back to the pipeline by its task.
+struct AheadDone {
+    /// Script indices now cached.
+    translated: Vec<usize>,
+    /// Requests made, per provider (each counts against its daily share).
+    requests: Vec<String>,
+}
+
+/// Look-ahead in the daemon: the policy, and the one batch task it may have running.
+struct Ahead {
+    policy: Lookahead,
+    /// The batch in flight, aborted when the daemon stops or the look-ahead is turned off.
+    task: Option<tokio::task::JoinHandle<()>>,
+    done_tx: mpsc::Sender<AheadDone>,
+    done: mpsc::Receiver<AheadDone>,
+}
+
+impl Drop for Ahead {
+    fn drop(&mut self) {
+        if let Some(t) = self.task.take() {
+            t.abort();
+        }
+    }
+}
 
 pub struct Daemon {
     chain: Arc<Chain>,
@@ -172,6 +205,8 @@ pub struct Daemon {
     game: Option<String>,
     /// The chain in force, for the tasks that follow reloads (`warm::keep_warm`).
     chains: watch::Sender<Arc<Chain>>,
+    /// `[lookahead]`, when a script is configured.
+    ahead: Option<Ahead>,
 }
 
 impl Daemon {
@@ -196,6 +231,7 @@ impl Daemon {
             window: None,
             game: None,
             chains: watch::Sender::new(chain.clone()),
+            ahead: settings.lookahead.clone().map(Ahead::new),
             lines: Lines::new(store),
             context,
             chain,
@@ -291,6 +327,12 @@ impl Daemon {
                     _ => std::future::pending().await,
                 }
             };
+            let ahead_done = async {
+                match self.ahead.as_mut() {
+                    Some(a) => a.done.recv().await,
+                    None => std::future::pending().await,
+                }
+            };
             tokio::select! {
                 biased;
                 () = &mut shutdown => break,
@@ -299,6 +341,7 @@ impl Daemon {
                 }
                 Some(cmd) = self.commands.recv() => self.command(cmd),
                 true = marked => self.answer_resumes(),
+                Some(done) = ahead_done => self.ahead_finished(done),
                 (id, result) = work => {
                     if let Some(line) = self.in_flight.take().filter(|l| l.id == id) {
                         self.finish(line, result);
@@ -316,7 +359,13 @@ impl Daemon {
                     }
                 }
             }
+            // Look-ahead is the lowest priority: it starts only when no copied line is
+            // being translated or waiting, so it never takes the cell a copied line needs.
+            if self.in_flight.is_none() && self.queue.is_empty() {
+                self.look_ahead();
+            }
         }
+        self.ahead = None;
         drop(inflight);
         if let Some(line) = self.in_flight.take() {
             tracing::info!(
@@ -378,6 +427,11 @@ impl Daemon {
                 self.gates = gates;
                 self.context = ContextWindow::new(settings.context_lines, settings.context_reset);
                 self.game = None;
+                self.ahead = match (self.ahead.take(), settings.lookahead.clone()) {
+                    (Some(a), Some(new)) => Some(a.reconfigured(new)),
+                    (None, Some(new)) => Some(Ahead::new(new)),
+                    (_, None) => None,
+                };
                 self.settings = settings;
                 tracing::info!("config reloaded: providers, gates and settings replaced");
             }
@@ -461,6 +515,7 @@ impl Daemon {
             counts: self.counts.borrow().clone(),
             game: self.active_profile().map(|p| p.name.clone()),
             watch: self.marks.as_ref().and_then(|(c, _)| c.mode()),
+            lookahead: self.ahead.as_ref().map(|a| a.policy.status()),
         }
     }
 
@@ -538,6 +593,17 @@ impl Daemon {
                 "line accepted"
             );
         }
+        if let Some(a) = self.ahead.as_mut()
+            && let Some(at) = a
+                .policy
+                .copied(&line.text, matches!(accepted, Accepted::Cached(..)))
+        {
+            tracing::debug!(
+                line_id = line.id,
+                position = at,
+                "look-ahead: script position"
+            );
+        }
         match accepted {
             Accepted::Pending(entry) => {
                 line.entry = entry;
@@ -607,6 +673,142 @@ impl Daemon {
         )
     }
 
+    /// Starts the look-ahead batch the policy asks for, as a task of its own: the copied
+    /// lines never wait behind it, and it holds no lock while it waits.
+    fn look_ahead(&mut self) {
+        if !self.settings.cache_enabled || self.paused.load(Ordering::Relaxed) {
+            return;
+        }
+        let Some(mut a) = self.ahead.take() else {
+            return;
+        };
+        let batch = {
+            let game = self.game.clone();
+            let mut cached = |text: &str| {
+                let (request, own) = self.ahead_request(text, &[], game.as_deref());
+                self.lines.is_cached(&crate::line::key_for(&request, &own))
+            };
+            a.policy.plan(&mut cached)
+        };
+        if let Some(batch) = batch {
+            let items = self.ahead_items(a.policy.script(), &batch);
+            let allowance = a.policy.allowance(std::time::SystemTime::now());
+            let (chain, store, tx) = (self.chain.clone(), self.lines.store(), a.done_tx.clone());
+            tracing::info!(
+                lines = items.len(),
+                "look-ahead: translating the next script lines"
+            );
+            let work = async move {
+                let reqs: Vec<TranslationRequest> =
+                    items.iter().map(|i| i.request.clone()).collect();
+                let allow =
+                    |e: &crate::chain::ChainEntry| allowance.allows(&e.name, e.day_remaining());
+                let reply = chain.spare_batch(&reqs, LOOKAHEAD_DEADLINE, &allow).await;
+                let Some(reply) = reply else {
+                    tracing::info!("look-ahead: no provider has a request to spare now");
+                    let _ = tx
+                        .send(AheadDone {
+                            translated: Vec::new(),
+                            requests: Vec::new(),
+                        })
+                        .await;
+                    return;
+                };
+                let requests = match &reply {
+                    Ok(r) => r.attempts.iter().map(|a| a.provider.clone()).collect(),
+                    Err(f) => f.attempts.iter().map(|a| a.provider.clone()).collect(),
+                };
+                let translated = store
+                    .and_then(|s| {
+                        s.with("stored look-ahead translations", |st| {
+                            crate::lookahead::keep(st, &items, &reply)
+                        })
+                    })
+                    .unwrap_or_default();
+                match &reply {
+                    Ok(r) => {
+                        tracing::info!(provider = %r.provider, lines = reqs.len(), cached = translated.len(), latency_ms = r.latency.as_millis() as u64, "look-ahead: batch done")
+                    }
+                    Err(f) => {
+                        tracing::info!(reasons = %Skipped::reasons(&f.skipped), "look-ahead: batch failed (not retried)")
+                    }
+                }
+                let _ = tx
+                    .send(AheadDone {
+                        translated,
+                        requests,
+                    })
+                    .await;
+            };
+            a.task = Some(tokio::spawn(
+                work.instrument(tracing::info_span!("lookahead")),
+            ));
+        }
+        self.ahead = Some(a);
+    }
+
+    fn ahead_finished(&mut self, done: AheadDone) {
+        let Some(a) = self.ahead.as_mut() else {
+            return;
+        };
+        a.task = None;
+        for p in &done.requests {
+            a.policy.spent(p, 1);
+        }
+        a.policy.done(&done.translated);
+    }
+
+    /// The request for script line `text` of `game`, with `context`, as a copied line of
+    /// that game would be asked (so its cache key is the one a copy looks up); and the
+    /// glossary entries of the line itself.
+    fn ahead_request(
+        &self,
+        text: &str,
+        context: &[String],
+        game: Option<&str>,
+    ) -> (TranslationRequest, Vec<crate::memory::GlossaryEntry>) {
+        let profile = game.and_then(|g| self.settings.games.get(g));
+        let glossary = profile
+            .as_ref()
+            .and_then(|p| p.glossary.as_ref())
+            .unwrap_or(&self.settings.glossary);
+        let mut request = self.settings.request.clone();
+        if let Some(p) = &profile {
+            p.apply(&mut request);
+        }
+        request.text = text.to_string();
+        request.context = context.to_vec();
+        request.glossary = glossary.applicable(text, context);
+        (request, glossary.applicable(text, &[]))
+    }
+
+    /// The batch's requests: each line with the script lines before it as its context.
+    fn ahead_items(&self, script: &crate::lookahead::Script, batch: &[usize]) -> Vec<AheadItem> {
+        let game = self.game.clone();
+        let lines = game
+            .as_deref()
+            .and_then(|g| self.settings.games.get(g))
+            .and_then(|p| p.context_lines)
+            .unwrap_or(self.settings.context_lines);
+        batch
+            .iter()
+            .filter_map(|&i| {
+                let text = &script.lines.get(i)?.text;
+                let context: Vec<String> = (i.saturating_sub(lines)..i)
+                    .filter_map(|j| script.shown(j))
+                    .collect();
+                let (request, own) = self.ahead_request(text, &context, game.as_deref());
+                let key = crate::line::key_for(&request, &own);
+                Some(AheadItem {
+                    index: i,
+                    request,
+                    key,
+                    game: game.clone(),
+                })
+            })
+            .collect()
+    }
+
     fn show(&mut self, line: &Line, t: &Translation) {
         for option in &t.options {
             self.gates.record_output(option);
@@ -651,6 +853,11 @@ impl Daemon {
                 for s in &t.skipped {
                     tracing::info!(provider = %s.provider, reason = s.reason.as_str(), "fallback: {}", s.summary());
                 }
+                if let Some(a) = self.ahead.as_mut()
+                    && line.entry.cache_key.is_some()
+                {
+                    a.policy.mark_ready(&line.text);
+                }
                 self.show(&line, &t);
             }
             Err(f) => {
@@ -666,6 +873,34 @@ impl Daemon {
                     self.notices.send_replace(Some(notice::outage(&f)));
                 }
             }
+        }
+    }
+}
+
+impl Ahead {
+    fn new(settings: LookaheadSettings) -> Self {
+        let (done_tx, done) = mpsc::channel(1);
+        tracing::info!(script = %settings.script.name, lines = settings.script.lines.len(), "look-ahead: script loaded");
+        Self {
+            policy: Lookahead::new(settings),
+            task: None,
+            done_tx,
+            done,
+        }
+    }
+
+    /// A reload: the policy keeps its position on the same script; a batch in flight
+    /// finishes into the new one.
+    fn reconfigured(mut self, settings: LookaheadSettings) -> Self {
+        let (task, done_tx) = (self.task.take(), self.done_tx.clone());
+        let (_, placeholder) = mpsc::channel(1);
+        let done = std::mem::replace(&mut self.done, placeholder);
+        let policy = self.policy.clone().reconfigured(settings);
+        Self {
+            policy,
+            task,
+            done_tx,
+            done,
         }
     }
 }
@@ -769,6 +1004,7 @@ mod tests {
             cache_enabled,
             games: Games::default(),
             websocket_game: None,
+            lookahead: None,
         }
     }
 
@@ -965,6 +1201,73 @@ mod tests {
             ]
         );
         assert_eq!(r.shown.last().unwrap().summary, "Good morning.");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_script_line_copied_sends_the_next_lines_as_one_batch_and_a_failed_batch_is_not_retried()
+     {
+        let raw: Vec<crate::prefetch::ScriptLine> =
+            ["おはよう", "こんにちは", "さようなら", "ありがとう"]
+                .iter()
+                .map(|t| crate::prefetch::ScriptLine {
+                    speaker: None,
+                    text: t.to_string(),
+                })
+                .collect();
+        let mut gates = Gates::new(GateConfig::default()).unwrap();
+        let script = crate::lookahead::Script::new("s.txt", &raw, &mut gates, true);
+        let mut s = settings(2, true);
+        s.lookahead = Some(LookaheadSettings {
+            script: Arc::new(script),
+            lines: 2,
+            daily_share: 0.5,
+            shares: Vec::new(),
+        });
+        let batch = Scripted {
+            latency: Duration::from_millis(300),
+            result: Ok(
+                r#"{"translations":[{"options":["Hello."]},{"options":["Goodbye."]}]}"#.into(),
+            ),
+        };
+        let r = rig_settings(vec![fake::ok("Good morning.")], batch, s);
+        r.tx.send(copy("おはよう")).await.unwrap();
+        settle().await;
+        assert_eq!(calls(&r), 2, "the line, then one batch");
+        let user = r.provider.prompts.lock().unwrap()[1].user.clone();
+        let object: serde_json::Value =
+            serde_json::from_str(&user[user.find('{').unwrap()..]).unwrap();
+        assert_eq!(
+            object["lines"],
+            serde_json::json!(["こんにちは", "さようなら"])
+        );
+        let st = status(&r).await.lookahead.unwrap();
+        assert_eq!(
+            (st.position, st.ready_ahead, st.in_flight),
+            (Some(0), 2, false)
+        );
+
+        r.tx.send(copy("こんにちは")).await.unwrap();
+        settle().await;
+        assert_eq!(r.shown.last().unwrap().summary, "Hello.", "from the cache");
+        // The next window's one missing line goes as a batch of one; the two-entry reply does
+        // not match it, and look-ahead does not ask again by itself.
+        assert_eq!(calls(&r), 3);
+        settle().await;
+        assert_eq!(calls(&r), 3, "a failed batch is not retried");
+        let _ = r.stop.send(());
+        let counts = r.done.await.unwrap();
+        assert_eq!((counts.translated, counts.cached), (1, 1));
+        let statuses = r.store.statuses();
+        assert_eq!(
+            statuses,
+            vec![
+                ("おはよう".into(), "translated"),
+                ("こんにちは".into(), "translated"),
+                ("さようなら".into(), "translated"),
+                ("こんにちは".into(), "cached"),
+                ("ありがとう".into(), "failed"),
+            ]
+        );
     }
 
     #[tokio::test(start_paused = true)]

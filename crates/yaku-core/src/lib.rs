@@ -14,6 +14,7 @@ pub mod games;
 pub mod gates;
 pub mod intake;
 pub mod line;
+pub mod lookahead;
 pub mod memory;
 pub mod notice;
 pub mod prefetch;

@@ -143,6 +143,19 @@ impl Lines {
         }
     }
 
+    /// Whether `key` has a usable cached answer (look-ahead skips such lines). A store that
+    /// is down answers no.
+    pub fn is_cached(&self, key: &str) -> bool {
+        self.with("read the cache", |st| st.cache_get(key))
+            .flatten()
+            .is_some_and(|a| a.options.iter().any(|o| !o.trim().is_empty()))
+    }
+
+    /// The store, for work that keeps its own rows (look-ahead batches).
+    pub fn store(&self) -> Option<Arc<StoreHandle>> {
+        self.store.clone()
+    }
+
     /// A cached answer with at least one usable option; one with none (a hand-edited row, an
     /// old bug) is a miss, so the line is asked fresh and the entry replaced.
     fn cached(&self, key: &str) -> Option<Translation> {
@@ -175,7 +188,7 @@ impl Lines {
 /// The cache key of `request`'s line with its own glossary entries; a speaker the glossary
 /// knows is left out of both (`speaker::cache_line`).
 /// A game's lines have keys of their own: its glossary and instructions change the answer.
-fn key_for(request: &TranslationRequest, own: &[GlossaryEntry]) -> String {
+pub fn key_for(request: &TranslationRequest, own: &[GlossaryEntry]) -> String {
     let (line, own) = crate::speaker::cache_line(&request.text, own);
     let key = cache_key(
         line,

@@ -16,6 +16,8 @@ pub enum Source {
     Prefetch,
     /// A text hooker's WebSocket (`[intake] websocket`).
     Websocket,
+    /// `[lookahead]`: a script line the daemon translated before the reader copied it.
+    Lookahead,
 }
 
 impl Source {
@@ -25,6 +27,7 @@ impl Source {
             Source::Cli => "cli",
             Source::Prefetch => "prefetch",
             Source::Websocket => "websocket",
+            Source::Lookahead => "lookahead",
         }
     }
 }

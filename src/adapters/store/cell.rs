@@ -37,9 +37,14 @@ impl Vocabulary for Source {
         Source::as_str(self)
     }
     fn parse(s: &str) -> Option<Self> {
-        [Source::Clipboard, Source::Cli, Source::Prefetch]
-            .into_iter()
-            .find(|w| w.as_str() == s)
+        [
+            Source::Clipboard,
+            Source::Cli,
+            Source::Prefetch,
+            Source::Lookahead,
+        ]
+        .into_iter()
+        .find(|w| w.as_str() == s)
     }
 }
 

@@ -129,6 +129,8 @@ pub struct ProviderStats {
     pub breaker_opens: u64,
     /// Of `requests`, those sent by `yaku prefetch` (lines with source `prefetch`).
     pub prefetch_requests: u64,
+    /// Of `requests`, those the daemon's look-ahead sent (lines with source `lookahead`).
+    pub lookahead_requests: u64,
     /// Lines whose final status is `translated` with this provider.
     pub lines_served: u64,
     /// Of those, lines first sent to another provider.
@@ -154,6 +156,7 @@ impl ProviderStats {
             "bad_request": self.bad_request,
             "breaker_opens": self.breaker_opens,
             "prefetch_requests": self.prefetch_requests,
+            "lookahead_requests": self.lookahead_requests,
             "lines_served": self.lines_served,
             "lines_fallback": self.lines_fallback,
             "p50_ms": self.p50_ms,
@@ -217,10 +220,11 @@ const ATTEMPT_TOTALS: &str =
       GROUP BY provider, outcome, latency_ms
       ORDER BY provider, outcome, latency_ms";
 
-/// Requests per provider sent for `yaku prefetch`'s lines since ?1 (all when NULL).
+/// Requests per provider sent for `yaku prefetch`'s lines (source ?2 = 'prefetch') or the
+/// daemon's look-ahead (?2 = 'lookahead') since ?1 (all when NULL).
 const PREFETCH_TOTALS: &str =
     "SELECT a.provider, count(*) FROM attempts a JOIN lines l ON l.id = a.line_id
-      WHERE l.source = 'prefetch' AND (?1 IS NULL OR a.at_ms >= ?1)
+      WHERE l.source = ?2 AND (?1 IS NULL OR a.at_ms >= ?1)
       GROUP BY a.provider";
 
 /// `ATTEMPT_TOTALS` over all history, as `LINE_TOTALS_ALL`.
@@ -453,6 +457,7 @@ impl SqliteStore {
         let odd_lines = line_totals(&conn, from, game, &mut stats, &mut providers)?;
         let odd_attempts = attempt_totals(&conn, from, game, &mut providers)?;
         prefetch_totals(&conn, from, &mut providers)?;
+        lookahead_totals(&conn, from, &mut providers)?;
         let read = sql("reading the statistics");
         for (odd, table, query) in [
             (odd_lines, "lines", ODD_LINES),
@@ -486,7 +491,7 @@ impl SqliteStore {
         let mut stmt = conn
             .prepare_cached(
                 "SELECT id, text, options FROM lines
-                  WHERE status IN ('translated', 'cached') AND source != 'prefetch'
+                  WHERE status IN ('translated', 'cached') AND source NOT IN ('prefetch', 'lookahead')
                   ORDER BY id DESC LIMIT 1",
             )
             .map_err(&read)?;
@@ -614,15 +619,38 @@ fn prefetch_totals(
     from: Option<i64>,
     providers: &mut BTreeMap<String, ProviderStats>,
 ) -> Result<(), StoreError> {
+    source_totals(conn, from, "prefetch", providers, |p, n| {
+        p.prefetch_requests += n
+    })
+}
+
+/// Counts the look-ahead's requests apart, as the prefetch's.
+fn lookahead_totals(
+    conn: &Connection,
+    from: Option<i64>,
+    providers: &mut BTreeMap<String, ProviderStats>,
+) -> Result<(), StoreError> {
+    source_totals(conn, from, "lookahead", providers, |p, n| {
+        p.lookahead_requests += n
+    })
+}
+
+fn source_totals(
+    conn: &Connection,
+    from: Option<i64>,
+    source: &str,
+    providers: &mut BTreeMap<String, ProviderStats>,
+    add: fn(&mut ProviderStats, u64),
+) -> Result<(), StoreError> {
     let read = sql("reading the statistics");
     let mut stmt = conn.prepare_cached(PREFETCH_TOTALS).map_err(&read)?;
-    let mut found = stmt.query([from]).map_err(&read)?;
+    let mut found = stmt.query(params![from, source]).map_err(&read)?;
     while let Some(r) = found.next().map_err(&read)? {
         let mut c = Cells::new(r);
         let name = c.text(0, false).map_err(&read)?;
         let count = c.count(1, false).map_err(&read)?.unwrap_or(0);
         if let Some(name) = name {
-            provider_entry(providers, &name).prefetch_requests += count;
+            add(provider_entry(providers, &name), count);
         }
     }
     Ok(())
@@ -812,9 +840,10 @@ pub fn render_table(stats: &Stats) -> String {
         out.push_str("\nNo provider requests.\n");
         return out;
     }
-    let metrics: [Metric; 14] = [
+    let metrics: [Metric; 15] = [
         ("requests", |p| p.requests.to_string()),
         ("  by prefetch", |p| p.prefetch_requests.to_string()),
+        ("  by look-ahead", |p| p.lookahead_requests.to_string()),
         ("ok", |p| p.ok.to_string()),
         ("rate limited", |p| p.rate_limited.to_string()),
         ("transient", |p| p.transient.to_string()),
