@@ -2,8 +2,8 @@
 //! poll loop (on its own thread: a hung clipboard owner must not stall anything else), and the
 //! intake step that cleans a change and runs it through the privacy gates.
 
-use std::sync::{Arc, Mutex};
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use super::clean::collapse_repeats;
@@ -408,6 +408,85 @@ mod tests {
             );
             std::thread::sleep(Duration::from_millis(5));
         }
+    }
+
+    /// An event source over a FakeClipboard: `wait_change` blocks until `notify` or its
+    /// waker, and records each bound it was given.
+    #[derive(Clone)]
+    struct Evented {
+        clip: FakeClipboard,
+        signal: Arc<(Mutex<bool>, std::sync::Condvar)>,
+        bounds: Arc<Mutex<Vec<Duration>>>,
+    }
+
+    impl Evented {
+        fn notify(&self) {
+            *self.signal.0.lock().unwrap() = true;
+            self.signal.1.notify_all();
+        }
+    }
+
+    impl ClipboardSource for Evented {
+        fn read(&mut self) -> Result<ClipboardRead, ClipboardError> {
+            self.clip.read()
+        }
+        fn wait_change(&mut self, timeout: Duration) -> bool {
+            self.bounds.lock().unwrap().push(timeout);
+            let (lock, cv) = &*self.signal;
+            let guard = lock.lock().unwrap();
+            let (mut woke, _) = cv.wait_timeout_while(guard, timeout, |w| !*w).unwrap();
+            std::mem::take(&mut *woke)
+        }
+        fn mode(&self) -> WatchMode {
+            WatchMode::Events
+        }
+        fn waker(&self) -> Option<Waker> {
+            let me = self.clone();
+            Some(Arc::new(move || me.notify()))
+        }
+    }
+
+    #[test]
+    fn an_event_source_with_a_waker_waits_long_between_changes_and_a_mark_wakes_it_at_once() {
+        let source = Evented {
+            clip: FakeClipboard::new(500),
+            signal: Arc::new((Mutex::new(false), std::sync::Condvar::new())),
+            bounds: Arc::new(Mutex::new(Vec::new())),
+        };
+        let control = WatchControl {
+            interval_ms: Arc::new(AtomicU64::new(250)),
+            ..WatchControl::default()
+        };
+        let (tx, _rx) = tokio::sync::mpsc::channel(8);
+        {
+            let (source, control) = (source.clone(), control.clone());
+            std::thread::spawn(move || watch(source, tx, control));
+        }
+        await_reads(&source.clip, 1);
+        let started = Instant::now();
+        while !source.bounds.lock().unwrap().contains(&EVENT_WAIT) {
+            assert!(started.elapsed() < Duration::from_secs(10), "no long wait");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        // A resume's mark: taken now, not when the 30 s wait ends.
+        let reads = source.clip.reads();
+        let wanted = control.want_mark();
+        let mut taken = control.marks_taken.subscribe();
+        let woke = Instant::now();
+        while *taken.borrow_and_update() < wanted {
+            assert!(
+                woke.elapsed() < Duration::from_secs(10),
+                "the mark waited for the end of the wait"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert!(source.clip.reads() > reads, "the mark reads the clipboard");
+        // A copy (the source's event) is read as at once, too.
+        source.clip.copy("一行目です");
+        source.notify();
+        await_reads(&source.clip, reads + 2);
+        control.stop.store(true, Ordering::Relaxed);
+        source.notify();
     }
 
     #[test]
