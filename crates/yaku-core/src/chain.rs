@@ -581,6 +581,9 @@ impl Chain {
                     .filter(|&at| at < deadline)
                     .map(|at| self.clock.deadline(at));
                 let mut won = None;
+                // The race's rows, in the order sent (first, hedge): the first row of a line
+                // names the provider asked first, whichever answered first.
+                let mut rows: [Option<AttemptRecord>; 2] = [None, None];
                 while won.is_none() && (first.is_some() || hedge.is_some()) {
                     let event = tokio::select! {
                         biased;
@@ -611,26 +614,30 @@ impl Chain {
                             }
                             continue;
                         }
-                        Event::First(s) => (first.take().map(|r| r.slot), s),
-                        Event::Hedge(s) => (hedge.take().map(|r| r.slot), s),
+                        Event::First(s) => (first.take().map(|r| (0, r.slot)), s),
+                        Event::Hedge(s) => (hedge.take().map(|r| (1, r.slot)), s),
                     };
                     // Once a request is over, no hedge begins: a failure is handled by the walk.
                     timer = None;
-                    let Some(k) = racer else { continue };
-                    sent.push(done.record);
+                    let Some((row, k)) = racer else { continue };
+                    rows[row] = Some(done.record);
                     let e = &self.entries[used[k]];
                     won = self
                         .settle(e, &mut attempts[k], done.result, deadline)
                         .map(|value| (k, value));
                 }
-                let Some((k, value)) = won else { continue };
+                let Some((k, value)) = won else {
+                    sent.extend(rows.into_iter().flatten());
+                    continue;
+                };
                 // The request still in flight lost: dropping it cancels it (and releases a probe).
-                for loser in [first.take(), hedge.take()].into_iter().flatten() {
+                for (row, loser) in [(0, first.take()), (1, hedge.take())] {
+                    let Some(loser) = loser else { continue };
                     let (lost_slot, sent_at) = (loser.slot, loser.sent_at);
                     drop(loser);
                     let e = &self.entries[used[lost_slot]];
                     tracing::debug!(provider = %e.name, "cancelled: another provider answered first");
-                    sent.push(AttemptRecord {
+                    rows[row] = Some(AttemptRecord {
                         provider: e.name.clone(),
                         outcome: CANCELLED,
                         latency_ms: self
@@ -641,6 +648,7 @@ impl Chain {
                         opened_breaker: false,
                     });
                 }
+                sent.extend(rows.into_iter().flatten());
                 let e = &self.entries[used[k]];
                 let now = self.clock.now();
                 return Ok(Answered {

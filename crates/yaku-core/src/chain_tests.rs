@@ -739,7 +739,7 @@ struct HedgeCase {
     shown: Option<&'static str>,
     /// Requests each provider got.
     calls: (usize, usize),
-    /// The attempt rows, in order: (provider, outcome, latency in ms).
+    /// The attempt rows, in the order sent: (provider, outcome, latency in ms).
     attempts: &'static [(&'static str, &'static str, u64)],
     /// When the line was done, after it began.
     latency_ms: u64,
@@ -759,7 +759,7 @@ async fn a_hedge_asks_the_next_provider_once_the_first_is_late_and_the_first_usa
             fallback: after(100, ok("groq")),
             shown: Some("groq"),
             calls: (1, 1),
-            attempts: &[("groq", "ok", 100), ("gemini", "cancelled", 600)],
+            attempts: &[("gemini", "cancelled", 600), ("groq", "ok", 100)],
             latency_ms: 600,
         },
         HedgeCase {
@@ -819,7 +819,7 @@ async fn a_hedge_asks_the_next_provider_once_the_first_is_late_and_the_first_usa
             fallback: after(100, fake::fail(FailureClass::Refused)),
             shown: Some("gemini"),
             calls: (1, 1),
-            attempts: &[("groq", "refused", 100), ("gemini", "ok", 3000)],
+            attempts: &[("gemini", "ok", 3000), ("groq", "refused", 100)],
             latency_ms: 3000,
         },
         HedgeCase {
@@ -855,7 +855,7 @@ async fn a_hedge_asks_the_next_provider_once_the_first_is_late_and_the_first_usa
             fallback: after(100, ok("groq")),
             shown: Some("groq"),
             calls: (1, 1),
-            attempts: &[("groq", "ok", 100), ("gemini", "cancelled", 600)],
+            attempts: &[("gemini", "cancelled", 600), ("groq", "ok", 100)],
             latency_ms: 600,
         },
     ];
