@@ -327,6 +327,9 @@ struct Ask<'p, T> {
     /// The request's estimated cost for a `tokens_per_minute` budget.
     tokens: u32,
     parse: Parse<'p, T>,
+    /// Whether a late request may be hedged: a line's, not a prefetch batch's (a batch is
+    /// slow by nature, so a line's `hedge_after` would double every batch's cost).
+    hedge: bool,
 }
 
 /// A reply the chain accepted, from the provider that gave it.
@@ -474,7 +477,7 @@ impl Chain {
             let speaker = speaks.then(|| crate::reply::parse_speaker(text)).flatten();
             Ok((checked, speaker))
         };
-        let a: Answered<(Checked, Option<String>)> = self.walk(prompt, &parse, only).await?;
+        let a: Answered<(Checked, Option<String>)> = self.walk(prompt, &parse, only, true).await?;
         let (checked, speaker) = a.value;
         if !checked.dropped.is_empty() {
             let dropped: Vec<&str> = checked.dropped.iter().map(|p| p.as_str()).collect();
@@ -511,7 +514,7 @@ impl Chain {
         let max = usize::from(prompt.options);
         let n = reqs.len();
         let parse = move |text: &str| Ok(parse_batch(text, n, &checks, max));
-        self.walk(prompt, &parse, only).await
+        self.walk(prompt, &parse, only, false).await
     }
 
     /// The walk over the providers for one prompt: the first reply `parse` accepts wins.
@@ -520,8 +523,10 @@ impl Chain {
         prompt: Prompt,
         parse: Parse<'_, T>,
         only: Option<&str>,
+        hedge: bool,
     ) -> Result<Answered<T>, ChainFailure> {
         let ask = Ask {
+            hedge,
             tokens: prompt.estimated_tokens(),
             prompt,
             parse,
@@ -577,6 +582,7 @@ impl Chain {
                 // A hedge that could only start at or after the deadline is never sent.
                 let mut timer = entry
                     .hedge_after
+                    .filter(|_| ask.hedge)
                     .map(|d| crate::clock::later(now, d))
                     .filter(|&at| at < deadline)
                     .map(|at| self.clock.deadline(at));

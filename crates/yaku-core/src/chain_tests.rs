@@ -999,3 +999,27 @@ async fn a_primary_probe_cancelled_by_a_winning_hedge_leaves_its_breaker_ready_t
     let t = c.translate(&req(), None).await.unwrap();
     assert_eq!(t.provider, "gemini", "the next line probes gemini at once");
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_prefetch_batch_is_never_hedged() {
+    let gemini = Arc::new(FakeProvider::new(
+        "gemini",
+        vec![],
+        after(3000, fake::ok("gemini")),
+    ));
+    let groq = Arc::new(FakeProvider::new(
+        "groq",
+        vec![],
+        after(100, fake::ok("groq")),
+    ));
+    let c = chain(
+        vec![
+            entry(&gemini, 0, 0).with_hedge_after(Duration::from_millis(500)),
+            entry(&groq, 0, 0),
+        ],
+        20 * S,
+    );
+    let a = c.translate_batch(&[req(), req()], None).await.unwrap();
+    assert_eq!(a.provider, "gemini");
+    assert_eq!((gemini.calls().len(), groq.calls().len()), (1, 0));
+}
