@@ -72,7 +72,8 @@ pub fn build_chain(
                 limit,
                 p.key_advice(source.as_ref()),
             )
-            .with_settings_id(id),
+            .with_settings_id(id)
+            .with_hedge_after(p.hedge_after),
         );
     }
     let cfg = ChainConfig {

@@ -872,6 +872,7 @@ fn out_of_range(path: &str) -> Option<Vec<&'static str>> {
         ("providers", "requests_per_day") => &["-1", "10000001"],
         ("providers", "tokens_per_minute") => &["-1", "100000001"],
         ("providers", "timeout_secs") => &["0", "0.9", "601"],
+        ("providers", "hedge_after_ms") => &["-1", "600001"],
         ("providers", "json_mode") => return Some(Vec::new()),
         ("providers", "extra") => return Some(Vec::new()),
         ("clipboard", "watch") => &["\"xfixes\"", "\"\""],

@@ -1611,3 +1611,79 @@ fn a_saved_script_is_read_again_without_a_command() {
     });
     assert_eq!(env.provider.batches()[0], SCRIPT[1..4].to_vec());
 }
+
+/// Context switches of yaku's clipboard watch thread so far (voluntary and involuntary).
+fn watch_thread_switches(yaku: &Yaku) -> u64 {
+    let tasks = format!("/proc/{}/task", yaku.pid());
+    let mut total = 0;
+    for task in std::fs::read_dir(&tasks).unwrap().flatten() {
+        let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
+        if comm.trim() != "yaku-clipboard" {
+            continue;
+        }
+        let status = std::fs::read_to_string(task.path().join("status")).unwrap_or_default();
+        total += status
+            .lines()
+            .filter(|l| l.contains("ctxt_switches"))
+            .filter_map(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+            .sum::<u64>();
+    }
+    total
+}
+
+#[test]
+fn in_auto_mode_an_x_server_with_xfixes_is_watched_by_events_and_the_idle_watch_thread_is_not_woken()
+ {
+    let env = DesktopEnv::start();
+    let config = YakuConfig::new(&env.provider.url()).watch("auto");
+    let yaku = start_yaku(&env, &config);
+    env.set_clipboard(LINE);
+    await_state(&env, &yaku, secs(5), "the line's notification", || {
+        notified(&env, &best_option(LINE))
+    });
+    let v = status_json(&env);
+    assert_eq!(v["watch"], "events", "{v}");
+    // Polling at 250 ms would wake the thread at least 8 times in 2 s; waiting for events it
+    // sleeps in poll(2) until the next owner change.
+    let before = watch_thread_switches(&yaku);
+    assert!(before > 0, "no yaku-clipboard thread found");
+    std::thread::sleep(secs(2));
+    let woken = watch_thread_switches(&yaku) - before;
+    assert!(
+        woken <= 1,
+        "the idle watch thread was woken {woken} times in 2 s"
+    );
+    // And it still wakes for a copy.
+    env.set_clipboard(LINE2);
+    await_state(&env, &yaku, secs(5), "the next line's notification", || {
+        notified(&env, &best_option(LINE2))
+    });
+}
+
+#[test]
+fn in_event_mode_a_line_copied_after_a_text_too_large_to_read_is_seen_at_once() {
+    let env = DesktopEnv::start();
+    let yaku = start_yaku(&env, &YakuConfig::new(&env.provider.url()).watch("events"));
+    // Over max_chars × 4 bytes: not read at all, and the connection is replaced afterwards.
+    let huge: String = (0..800u32)
+        .filter_map(|i| char::from_u32(0x4E00 + i))
+        .collect();
+    let owner = env.clipboard_owner();
+    let offer = owner.offer(&huge);
+    await_read_once(&env, &yaku, &owner, offer, "the oversized text's targets");
+    await_state(&env, &yaku, secs(5), "the rejection in the log", || {
+        env.log().contains("clipboard text rejected")
+    });
+    env.keep_owner(owner);
+    // Well within the longest wait for an event (30 s): the new connection listens at once.
+    let copied = Instant::now();
+    env.set_clipboard(LINE);
+    await_state(&env, &yaku, secs(5), "the next line's request", || {
+        requested(&env, LINE)
+    });
+    eprintln!(
+        "oversized, then a copy: requested after {:?}",
+        copied.elapsed()
+    );
+    assert!(env.provider.lines().iter().all(|l| l == LINE));
+}

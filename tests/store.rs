@@ -1097,7 +1097,9 @@ fn stats_match_a_scripted_sequence_of_outcomes() {
         lines_fallback: 0,
         // ok latencies 100..=1000: nearest rank 5 of 10 and 10 of 10 (interpolation would
         // give 550 and 955).
+        cancelled: 0,
         p50_ms: Some(500),
+        p90_ms: Some(900),
         p95_ms: Some(1000),
     };
     let groq = ProviderStats {
@@ -1115,7 +1117,9 @@ fn stats_match_a_scripted_sequence_of_outcomes() {
         lookahead_requests: 0,
         lines_served: 2,
         lines_fallback: 2,
+        cancelled: 0,
         p50_ms: Some(250),
+        p90_ms: Some(300),
         p95_ms: Some(300),
     };
     assert_eq!(s.providers, vec![gemini, groq]);
@@ -1213,12 +1217,14 @@ fn stats_json_has_the_documented_shape() {
         "unauthorized",
         "model_unavailable",
         "bad_request",
+        "cancelled",
         "breaker_opens",
         "prefetch_requests",
         "lookahead_requests",
         "lines_served",
         "lines_fallback",
         "p50_ms",
+        "p90_ms",
         "p95_ms",
     ]
     .into();

@@ -82,7 +82,10 @@ fn windows_concealed(markers: [FormatProbe; 2], dwords: [FormatProbe; 2]) -> boo
 
 #[cfg(all(unix, not(target_os = "macos")))]
 mod x11 {
+    use std::io::{Read, Write};
     use std::os::fd::AsRawFd;
+    use std::os::unix::net::UnixStream;
+    use std::sync::Arc;
     use std::time::{Duration, Instant};
 
     use x11rb::connection::{Connection, RequestConnection};
@@ -95,7 +98,7 @@ mod x11 {
     use x11rb::{COPY_DEPTH_FROM_PARENT, CURRENT_TIME};
 
     use super::*;
-    use crate::core::intake::WatchMode;
+    use crate::core::intake::{WatchMode, Waker};
 
     /// How long a clipboard owner may take to answer one conversion. A hung owner (a frozen
     /// game under Wine) must not hold the poll loop for long.
@@ -143,6 +146,20 @@ mod x11 {
         copy: Option<u64>,
         /// Said once: the X server has no XFixes, so "auto" polls.
         fallback_logged: bool,
+        /// A socket pair that cuts a wait for events short: `wait` polls the first end with
+        /// the X connection, the waker writes a byte to the second. None: it could not be made.
+        wake: Option<(UnixStream, Arc<UnixStream>)>,
+        /// The connection was dropped after a read we abandoned, not lost: the next wait
+        /// reconnects at once (re-selecting the events) rather than sleeping without one.
+        reread: bool,
+    }
+
+    /// A nonblocking socket pair for [`X11Clipboard::wake`].
+    fn wake_pair() -> Option<(UnixStream, Arc<UnixStream>)> {
+        let (r, w) = UnixStream::pair().ok()?;
+        r.set_nonblocking(true).ok()?;
+        w.set_nonblocking(true).ok()?;
+        Some((r, Arc::new(w)))
     }
 
     impl X11Clipboard {
@@ -158,6 +175,8 @@ mod x11 {
                 mode: WatchMode::Poll,
                 copy: None,
                 fallback_logged: false,
+                wake: wake_pair(),
+                reread: false,
             }
         }
 
@@ -318,22 +337,40 @@ mod x11 {
             Ok(())
         }
 
-        /// Blocks at most `timeout` for an owner change; true when one came.
-        fn wait(&mut self, timeout: Duration) -> Result<bool, ClipboardError> {
+        /// Blocks at most `timeout` for an owner change, or until `wake` is readable; true
+        /// when a change came.
+        fn wait(
+            &mut self,
+            timeout: Duration,
+            wake: Option<&UnixStream>,
+        ) -> Result<bool, ClipboardError> {
             // Events x11rb has already read off the socket would not wake poll(2).
             self.drain()?;
             if self.changed {
                 return Ok(true);
             }
-            let mut fd = libc::pollfd {
-                fd: self.conn.stream().as_raw_fd(),
+            let pollfd = |fd| libc::pollfd {
+                fd,
                 events: libc::POLLIN,
                 revents: 0,
             };
+            let mut fds = [
+                pollfd(self.conn.stream().as_raw_fd()),
+                pollfd(wake.map_or(-1, |w| w.as_raw_fd())), // -1: ignored by poll(2)
+            ];
             let ms = i32::try_from(timeout.as_millis()).unwrap_or(i32::MAX);
-            // SAFETY: one valid pollfd, the connection's socket, which outlives the call.
-            let n = unsafe { libc::poll(&mut fd, 1, ms) };
-            if n > 0 {
+            // SAFETY: two pollfds (the connection's socket and the wake socket, which outlive
+            // the call, or -1), and their count.
+            let n = unsafe { libc::poll(fds.as_mut_ptr(), 2, ms) };
+            if let Some(w) = wake
+                && fds[1].revents != 0
+            {
+                // Woken: empty the socket so the next wait blocks again.
+                let mut buf = [0u8; 64];
+                while matches!((&*w).read(&mut buf), Ok(n) if n > 0) {}
+            }
+            let fd = fds[0];
+            if n > 0 && fd.revents != 0 {
                 if fd.revents & (libc::POLLERR | libc::POLLHUP | libc::POLLNVAL) != 0 {
                     return Err(ClipboardError::Unavailable(
                         "the X connection was closed".into(),
@@ -498,6 +535,8 @@ mod x11 {
                 | Err(ClipboardError::Timeout) => {
                     self.conn = None;
                     self.generation = self.generation.wrapping_add(1);
+                    // Without a connection no event can come; a timeout backs off instead.
+                    self.reread = result.is_ok();
                 }
                 _ => {}
             }
@@ -505,11 +544,32 @@ mod x11 {
         }
 
         fn wait_change(&mut self, timeout: Duration) -> bool {
+            if self.conn.is_none()
+                && std::mem::take(&mut self.reread)
+                && self.mode == WatchMode::Events
+            {
+                // The owner whose text was abandoned: only a new owner is a change.
+                let abandoned = self.copy.map(|id| (id >> 32) as Window);
+                let Ok(c) = self.connect() else {
+                    return true; // the read says why
+                };
+                let owner = c
+                    .conn
+                    .get_selection_owner(c.atoms.clipboard)
+                    .ok()
+                    .and_then(|r| r.reply().ok())
+                    .map(|r| r.owner);
+                self.conn = Some(c);
+                // A copy made while no connection listened would raise no event.
+                if owner.is_none() || owner != abandoned {
+                    return true;
+                }
+            }
             let Some(c) = self.conn.as_mut().filter(|c| c.events) else {
                 std::thread::sleep(timeout);
                 return true;
             };
-            match c.wait(timeout) {
+            match c.wait(timeout, self.wake.as_ref().map(|(r, _)| r)) {
                 Ok(changed) => changed,
                 Err(_) => {
                     // The next read reconnects (and selects the events again) or says why not.
@@ -525,6 +585,15 @@ mod x11 {
 
         fn mode(&self) -> WatchMode {
             self.mode
+        }
+
+        fn waker(&self) -> Option<Waker> {
+            let (_, w) = self.wake.as_ref()?;
+            let w = w.clone();
+            // A full socket already holds a wake-up: nothing is lost when the write fails.
+            Some(Arc::new(move || {
+                let _ = (&*w).write(&[1]);
+            }))
         }
     }
 }

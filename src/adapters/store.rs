@@ -67,6 +67,10 @@
 //! ALTER TABLE lines ADD COLUMN chosen INTEGER;
 //! ```
 //!
+//! An attempt's `outcome` may also be 'cancelled' (no schema change: the column is TEXT): a
+//! hedged request dropped because another provider answered the line first. It counts as a
+//! request, never as a failure.
+//!
 //! The covering indexes `lines_status` and `attempts_stats` are what keep `yaku stats` fast
 //! on a large history: both aggregates read only an index, in its order.
 //!

@@ -201,6 +201,8 @@ pub struct ProviderConfig {
     /// 0 = no token budget; requests are estimated conservatively from their size.
     pub tokens_per_minute: u32,
     pub timeout: Duration,
+    /// `hedge_after_ms`: with no answer by then, the next provider is asked too; zero = never.
+    pub hedge_after: Duration,
     pub json_mode: bool,
     pub extra: serde_json::Value,
     /// Line of `api_key` in the file, to point at it when the file is not private.

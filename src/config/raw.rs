@@ -311,6 +311,8 @@ pub(super) struct RawProvider {
     pub(super) tokens_per_minute: i64,
     #[serde(default = "default_timeout")]
     pub(super) timeout_secs: f64,
+    #[serde(default)]
+    pub(super) hedge_after_ms: i64,
     #[serde(default = "default_true")]
     pub(super) json_mode: bool,
     #[serde(default)]
@@ -346,6 +348,7 @@ pub(super) fn default_providers() -> Vec<RawProvider> {
             requests_per_day: 0,
             tokens_per_minute: 0,
             timeout_secs: 15.0,
+            hedge_after_ms: 0,
             json_mode: true,
             extra: Some(gemini_extra),
         },
@@ -360,6 +363,7 @@ pub(super) fn default_providers() -> Vec<RawProvider> {
             requests_per_day: 1000,
             tokens_per_minute: 0,
             timeout_secs: 15.0,
+            hedge_after_ms: 0,
             json_mode: true,
             extra: Some(groq_extra),
         },

@@ -175,6 +175,8 @@ fn provider(v: &Validator<'_>, i: usize, p: RawProvider) -> Result<ProviderConfi
         &at("tokens_per_minute"),
     )? as u32;
     let timeout = v.secs_at(p.timeout_secs, 1.0, 600.0, &at("timeout_secs"))?;
+    let hedge_after_ms =
+        v.int_range_at(p.hedge_after_ms, 0, 600_000, &at("hedge_after_ms"))? as u64;
     let api_key_env = p
         .api_key_env
         .map(|s| s.trim().to_string())
@@ -197,6 +199,7 @@ fn provider(v: &Validator<'_>, i: usize, p: RawProvider) -> Result<ProviderConfi
         requests_per_day: rpd,
         tokens_per_minute: tpm,
         timeout,
+        hedge_after: Duration::from_millis(hedge_after_ms),
         json_mode: p.json_mode,
         extra,
         api_key_line,

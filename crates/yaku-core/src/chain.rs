@@ -17,6 +17,10 @@ use super::provider::{FailureClass, Provider, ProviderFailure, QuotaScope};
 use super::ratelimit::RateLimit;
 use super::store::AttemptRecord;
 
+/// The attempt outcome of a request dropped because another provider answered the line
+/// first: not a failure, so neither the breaker nor the statistics count it as one.
+pub const CANCELLED: &str = "cancelled";
+
 /// Why a provider did not give this line its translation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SkipReason {
@@ -204,6 +208,8 @@ pub struct ChainEntry {
     /// Identifies the settings the entry was built from (a hash; never the key itself), so a
     /// reload can tell an unchanged provider from a changed one. None: never the same.
     pub settings_id: Option<u64>,
+    /// `hedge_after_ms`: with no answer by then, the next provider is asked too (None: never).
+    pub hedge_after: Option<Duration>,
 }
 
 /// The state that must change together: a provider's breaker and its request budget.
@@ -230,12 +236,19 @@ impl ChainEntry {
                 limit,
             }),
             settings_id: None,
+            hedge_after: None,
         }
     }
 
     /// The entry with `settings_id` set (see the field).
     pub fn with_settings_id(mut self, id: u64) -> Self {
         self.settings_id = Some(id);
+        self
+    }
+
+    /// The entry hedged after `after` (see the field); zero turns hedging off.
+    pub fn with_hedge_after(mut self, after: Duration) -> Self {
+        self.hedge_after = (!after.is_zero()).then_some(after);
         self
     }
 
@@ -256,6 +269,7 @@ impl ChainEntry {
                 limit,
             }),
             settings_id: None,
+            hedge_after: None,
         }
     }
 
@@ -313,6 +327,9 @@ struct Ask<'p, T> {
     /// The request's estimated cost for a `tokens_per_minute` budget.
     tokens: u32,
     parse: Parse<'p, T>,
+    /// Whether a late request may be hedged: a line's, not a prefetch batch's (a batch is
+    /// slow by nature, so a line's `hedge_after` would double every batch's cost).
+    hedge: bool,
 }
 
 /// A reply the chain accepted, from the provider that gave it.
@@ -345,6 +362,43 @@ enum Clearance {
         skipped: Skipped,
         ready_at: Option<Instant>,
     },
+}
+
+/// What one request came to, and its row for the statistics.
+struct Sent<T> {
+    /// None: the deadline cut it off.
+    result: Option<Result<T, ProviderFailure>>,
+    record: AttemptRecord,
+}
+
+/// A request in flight for the line: whose, since when, and its future.
+struct Racer<'a, T> {
+    slot: usize,
+    sent_at: Instant,
+    call: super::clock::BoxFuture<'a, Sent<T>>,
+}
+
+/// What the race between a request, its hedge and the hedge timer came to next.
+enum Event<T> {
+    First(Sent<T>),
+    Hedge(Sent<T>),
+    HedgeTime,
+}
+
+/// Resolves with the racer's outcome; never, when there is none.
+async fn run<T>(racer: &mut Option<Racer<'_, T>>) -> Sent<T> {
+    match racer {
+        Some(r) => (&mut r.call).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Resolves when the timer does; never, when there is none.
+async fn ring(timer: &mut Option<super::clock::BoxFuture<'_, ()>>) {
+    match timer {
+        Some(t) => t.await,
+        None => std::future::pending().await,
+    }
 }
 
 impl Chain {
@@ -423,7 +477,7 @@ impl Chain {
             let speaker = speaks.then(|| crate::reply::parse_speaker(text)).flatten();
             Ok((checked, speaker))
         };
-        let a: Answered<(Checked, Option<String>)> = self.walk(prompt, &parse, only).await?;
+        let a: Answered<(Checked, Option<String>)> = self.walk(prompt, &parse, only, true).await?;
         let (checked, speaker) = a.value;
         if !checked.dropped.is_empty() {
             let dropped: Vec<&str> = checked.dropped.iter().map(|p| p.as_str()).collect();
@@ -460,7 +514,7 @@ impl Chain {
         let max = usize::from(prompt.options);
         let n = reqs.len();
         let parse = move |text: &str| Ok(parse_batch(text, n, &checks, max));
-        self.walk(prompt, &parse, only).await
+        self.walk(prompt, &parse, only, false).await
     }
 
     /// The walk over the providers for one prompt: the first reply `parse` accepts wins.
@@ -469,8 +523,10 @@ impl Chain {
         prompt: Prompt,
         parse: Parse<'_, T>,
         only: Option<&str>,
+        hedge: bool,
     ) -> Result<Answered<T>, ChainFailure> {
         let ask = Ask {
+            hedge,
             tokens: prompt.estimated_tokens(),
             prompt,
             parse,
@@ -516,48 +572,99 @@ impl Chain {
                 };
                 a.sent += 1;
                 tracing::debug!(provider = %entry.name, attempt = a.sent, probe, "sending");
-                let outcome = self
-                    .call(entry, provider.as_ref(), &ask, probe, deadline, &mut sent)
-                    .await;
-                let now = self.clock.now();
-                match outcome {
-                    Some(Ok(value)) => {
-                        let skipped = skipped_before(&attempts, slot);
-                        let latency = now.saturating_duration_since(start);
-                        return Ok(Answered {
-                            value,
-                            provider: entry.name.clone(),
-                            model: provider.model().to_string(),
-                            skipped,
-                            latency,
-                            attempts: sent,
-                        });
-                    }
-                    Some(Err(failure)) => {
-                        let a = &mut attempts[slot];
-                        a.last = Some(self.describe_failure(entry, &failure));
-                        if failure.class == FailureClass::Transient && a.sent < 2 {
-                            let at = crate::clock::later(now, self.backoff());
-                            a.not_before = Some(at);
-                            a.done = at >= deadline;
-                        } else {
-                            a.done = true;
+                let call = self.call(entry, provider.as_ref(), &ask, probe, deadline);
+                let mut first = Some(Racer {
+                    slot,
+                    sent_at: now,
+                    call: Box::pin(call),
+                });
+                let mut hedge: Option<Racer<'_, T>> = None;
+                // A hedge that could only start at or after the deadline is never sent.
+                let mut timer = entry
+                    .hedge_after
+                    .filter(|_| ask.hedge)
+                    .map(|d| crate::clock::later(now, d))
+                    .filter(|&at| at < deadline)
+                    .map(|at| self.clock.deadline(at));
+                let mut won = None;
+                // The race's rows, in the order sent (first, hedge): the first row of a line
+                // names the provider asked first, whichever answered first.
+                let mut rows: [Option<AttemptRecord>; 2] = [None, None];
+                while won.is_none() && (first.is_some() || hedge.is_some()) {
+                    let event = tokio::select! {
+                        biased;
+                        s = run(&mut first) => Event::First(s),
+                        s = run(&mut hedge) => Event::Hedge(s),
+                        () = ring(&mut timer) => Event::HedgeTime,
+                    };
+                    let (racer, done) = match event {
+                        Event::HedgeTime => {
+                            timer = None;
+                            if let Some(j) = self.hedge_to(slot, &used, &attempts, ask.tokens) {
+                                let e = &self.entries[used[j]];
+                                if let Some(p) = e.provider.as_ref() {
+                                    attempts[j].sent += 1;
+                                    tracing::info!(provider = %entry.name, hedge = %e.name, "no answer yet: asking the next provider too");
+                                    hedge = Some(Racer {
+                                        slot: j,
+                                        sent_at: self.clock.now(),
+                                        call: Box::pin(self.call(
+                                            e,
+                                            p.as_ref(),
+                                            &ask,
+                                            false,
+                                            deadline,
+                                        )),
+                                    });
+                                }
+                            }
+                            continue;
                         }
-                    }
-                    // Cut off by the deadline: nothing was learnt about the provider.
-                    None => {
-                        let a = &mut attempts[slot];
-                        a.done = true;
-                        a.last = Some(Skipped {
-                            provider: entry.name.clone(),
-                            reason: SkipReason::Transient,
-                            retry_after: None,
-                            daily: false,
-                            detail: "no answer before the line's deadline".into(),
-                            advice: "raise `deadline_secs` or the provider's `timeout_secs` if this repeats".into(),
-                        });
-                    }
+                        Event::First(s) => (first.take().map(|r| (0, r.slot)), s),
+                        Event::Hedge(s) => (hedge.take().map(|r| (1, r.slot)), s),
+                    };
+                    // Once a request is over, no hedge begins: a failure is handled by the walk.
+                    timer = None;
+                    let Some((row, k)) = racer else { continue };
+                    rows[row] = Some(done.record);
+                    let e = &self.entries[used[k]];
+                    won = self
+                        .settle(e, &mut attempts[k], done.result, deadline)
+                        .map(|value| (k, value));
                 }
+                let Some((k, value)) = won else {
+                    sent.extend(rows.into_iter().flatten());
+                    continue;
+                };
+                // The request still in flight lost: dropping it cancels it (and releases a probe).
+                for (row, loser) in [(0, first.take()), (1, hedge.take())] {
+                    let Some(loser) = loser else { continue };
+                    let (lost_slot, sent_at) = (loser.slot, loser.sent_at);
+                    drop(loser);
+                    let e = &self.entries[used[lost_slot]];
+                    tracing::debug!(provider = %e.name, "cancelled: another provider answered first");
+                    rows[row] = Some(AttemptRecord {
+                        provider: e.name.clone(),
+                        outcome: CANCELLED,
+                        latency_ms: self
+                            .clock
+                            .now()
+                            .saturating_duration_since(sent_at)
+                            .as_millis() as u64,
+                        opened_breaker: false,
+                    });
+                }
+                sent.extend(rows.into_iter().flatten());
+                let e = &self.entries[used[k]];
+                let now = self.clock.now();
+                return Ok(Answered {
+                    value,
+                    provider: e.name.clone(),
+                    model: e.provider.as_ref().map_or("", |p| p.model()).to_string(),
+                    skipped: skipped_before(&attempts, k),
+                    latency: now.saturating_duration_since(start),
+                    attempts: sent,
+                });
             }
 
             let now = self.clock.now();
@@ -582,6 +689,74 @@ impl Chain {
                 }
             }
         }
+    }
+
+    /// Applies one request's outcome to what its provider can still do for the line; the
+    /// value when it answered.
+    fn settle<T>(
+        &self,
+        entry: &ChainEntry,
+        a: &mut Attempt,
+        result: Option<Result<T, ProviderFailure>>,
+        deadline: Instant,
+    ) -> Option<T> {
+        let now = self.clock.now();
+        match result {
+            Some(Ok(value)) => return Some(value),
+            Some(Err(failure)) => {
+                a.last = Some(self.describe_failure(entry, &failure));
+                if failure.class == FailureClass::Transient && a.sent < 2 {
+                    let at = crate::clock::later(now, self.backoff());
+                    a.not_before = Some(at);
+                    a.done = at >= deadline;
+                } else {
+                    a.done = true;
+                }
+            }
+            // Cut off by the deadline: nothing was learnt about the provider.
+            None => {
+                a.done = true;
+                a.last = Some(Skipped {
+                    provider: entry.name.clone(),
+                    reason: SkipReason::Transient,
+                    retry_after: None,
+                    daily: false,
+                    detail: "no answer before the line's deadline".into(),
+                    advice:
+                        "raise `deadline_secs` or the provider's `timeout_secs` if this repeats"
+                            .into(),
+                });
+            }
+        }
+        None
+    }
+
+    /// The slot to hedge the request of slot `from` to, its request budget taken: the next
+    /// usable provider of the line, if it can take a request now without a probe and without
+    /// its budget's last request (see [`RateLimit::try_acquire_spare`]).
+    fn hedge_to(
+        &self,
+        from: usize,
+        used: &[usize],
+        attempts: &[Attempt],
+        tokens: u32,
+    ) -> Option<usize> {
+        let now = self.clock.now();
+        let j = (from + 1..used.len()).find(|&j| {
+            let e = &self.entries[used[j]];
+            e.provider.is_some() && e.unusable.is_none() && !attempts[j].done
+        })?;
+        if attempts[j].not_before.is_some_and(|t| now < t) {
+            return None;
+        }
+        let mut g = self.entries[used[j]].lock();
+        // Closed only: a recovering provider's single probe is not spent on a hedge.
+        if g.breaker.peek(now) != (Admission::Send { probe: false }) {
+            return None;
+        }
+        let sent = g.limit.try_acquire_spare(tokens)
+            && matches!(g.breaker.admit(now), Admission::Send { probe: false });
+        sent.then_some(j)
     }
 
     /// Asks the breaker and the rate limit together, so that neither changes unless both allow.
@@ -679,25 +854,23 @@ impl Chain {
         }
     }
 
-    /// Sends one request and records its outcome. `None` when the deadline cut it off.
-    async fn call<T>(
-        &self,
-        entry: &ChainEntry,
-        provider: &dyn Provider,
-        ask: &Ask<'_, T>,
+    /// Sends one request and records its outcome in the breaker; the result is `None` when
+    /// the deadline cut it off.
+    async fn call<'a, T>(
+        &'a self,
+        entry: &'a ChainEntry,
+        provider: &'a dyn Provider,
+        ask: &'a Ask<'a, T>,
         probe: bool,
         deadline: Instant,
-        log: &mut Vec<AttemptRecord>,
-    ) -> Option<Result<T, ProviderFailure>> {
+    ) -> Sent<T> {
         let prompt = &ask.prompt;
         let sent_at = self.clock.now();
-        let mut record = |outcome: &'static str, opened_breaker: bool, at: Instant| {
-            log.push(AttemptRecord {
-                provider: entry.name.clone(),
-                outcome,
-                latency_ms: at.saturating_duration_since(sent_at).as_millis() as u64,
-                opened_breaker,
-            })
+        let record = |outcome: &'static str, opened_breaker: bool, at: Instant| AttemptRecord {
+            provider: entry.name.clone(),
+            outcome,
+            latency_ms: at.saturating_duration_since(sent_at).as_millis() as u64,
+            opened_breaker,
         };
         let mut pending = PendingCall {
             entry,
@@ -710,8 +883,7 @@ impl Chain {
             biased;
             reply = provider.complete_reply(prompt) => reply,
             () = self.clock.deadline(deadline) => {
-                record("transient", false, self.clock.now());
-                return None;
+                return Sent { result: None, record: record("transient", false, self.clock.now()) };
             }
         };
         // A reply that fails the checks is a refusal: the next provider may do better, and the
@@ -741,7 +913,7 @@ impl Chain {
             }
         }
         let opened = matches!(transition, Some(Transition::Opened { .. }));
-        record(
+        let record = record(
             result.as_ref().map_or_else(|f| f.class.as_str(), |_| "ok"),
             opened,
             now,
@@ -749,7 +921,10 @@ impl Chain {
         if let Some(t) = transition {
             self.log_transition(entry, t, result.as_ref().err());
         }
-        Some(result)
+        Sent {
+            result: Some(result),
+            record,
+        }
     }
 
     fn log_transition(&self, entry: &ChainEntry, t: Transition, failure: Option<&ProviderFailure>) {

@@ -718,3 +718,308 @@ async fn requests_made_before_the_start_are_taken_from_the_daily_budget() {
         "the spent budget sends nothing: {f:?}"
     );
 }
+
+fn after(ms: u64, result: Scripted) -> Scripted {
+    Scripted {
+        latency: Duration::from_millis(ms),
+        ..result
+    }
+}
+
+/// One hedging case: gemini (hedged after `hedge_ms`, 0 = off) answers `primary`, groq
+/// (with `groq_rpd` requests a day, 0 = no cap) answers `fallback`.
+struct HedgeCase {
+    name: &'static str,
+    hedge_ms: u64,
+    deadline: Duration,
+    groq_rpd: u32,
+    primary: Scripted,
+    fallback: Scripted,
+    /// The provider whose answer is shown, or None when the line fails.
+    shown: Option<&'static str>,
+    /// Requests each provider got.
+    calls: (usize, usize),
+    /// The attempt rows, in the order sent: (provider, outcome, latency in ms).
+    attempts: &'static [(&'static str, &'static str, u64)],
+    /// When the line was done, after it began.
+    latency_ms: u64,
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_hedge_asks_the_next_provider_once_the_first_is_late_and_the_first_usable_answer_wins() {
+    let ok = fake::ok;
+    let fail = fake::fail;
+    let cases = [
+        HedgeCase {
+            name: "slow primary, fast fallback: the fallback's answer, the primary cancelled",
+            hedge_ms: 500,
+            deadline: 20 * S,
+            groq_rpd: 0,
+            primary: after(3000, ok("gemini")),
+            fallback: after(100, ok("groq")),
+            shown: Some("groq"),
+            calls: (1, 1),
+            attempts: &[("gemini", "cancelled", 600), ("groq", "ok", 100)],
+            latency_ms: 600,
+        },
+        HedgeCase {
+            name: "hedging off: only the primary is asked",
+            hedge_ms: 0,
+            deadline: 20 * S,
+            groq_rpd: 0,
+            primary: after(3000, ok("gemini")),
+            fallback: after(100, ok("groq")),
+            shown: Some("gemini"),
+            calls: (1, 0),
+            attempts: &[("gemini", "ok", 3000)],
+            latency_ms: 3000,
+        },
+        HedgeCase {
+            name: "the primary answers before the hedge time: no hedge",
+            hedge_ms: 500,
+            deadline: 20 * S,
+            groq_rpd: 0,
+            primary: after(400, ok("gemini")),
+            fallback: after(100, ok("groq")),
+            shown: Some("gemini"),
+            calls: (1, 0),
+            attempts: &[("gemini", "ok", 400)],
+            latency_ms: 400,
+        },
+        HedgeCase {
+            name: "the primary answers first after all: the hedge is cancelled",
+            hedge_ms: 500,
+            deadline: 20 * S,
+            groq_rpd: 0,
+            primary: after(700, ok("gemini")),
+            fallback: after(1000, ok("groq")),
+            shown: Some("gemini"),
+            calls: (1, 1),
+            attempts: &[("gemini", "ok", 700), ("groq", "cancelled", 200)],
+            latency_ms: 700,
+        },
+        HedgeCase {
+            name: "the primary fails while the hedge runs: the hedge's answer, no retry",
+            hedge_ms: 500,
+            deadline: 20 * S,
+            groq_rpd: 0,
+            primary: after(800, fail(FailureClass::Transient)),
+            fallback: after(1000, ok("groq")),
+            shown: Some("groq"),
+            calls: (1, 1),
+            attempts: &[("gemini", "transient", 800), ("groq", "ok", 1000)],
+            latency_ms: 1500,
+        },
+        HedgeCase {
+            name: "the hedge's reply fails the checks: the primary's answer",
+            hedge_ms: 500,
+            deadline: 20 * S,
+            groq_rpd: 0,
+            primary: after(3000, ok("gemini")),
+            fallback: after(100, fake::fail(FailureClass::Refused)),
+            shown: Some("gemini"),
+            calls: (1, 1),
+            attempts: &[("gemini", "ok", 3000), ("groq", "refused", 100)],
+            latency_ms: 3000,
+        },
+        HedgeCase {
+            name: "the hedge time is the deadline: never hedged past it",
+            hedge_ms: 2000,
+            deadline: 2 * S,
+            groq_rpd: 0,
+            primary: after(3000, ok("gemini")),
+            fallback: after(100, ok("groq")),
+            shown: None,
+            calls: (1, 0),
+            attempts: &[("gemini", "transient", 2000)],
+            latency_ms: 2000,
+        },
+        HedgeCase {
+            name: "the fallback's day budget has one request left: kept for the next line",
+            hedge_ms: 500,
+            deadline: 20 * S,
+            groq_rpd: 1,
+            primary: after(3000, ok("gemini")),
+            fallback: after(100, ok("groq")),
+            shown: Some("gemini"),
+            calls: (1, 0),
+            attempts: &[("gemini", "ok", 3000)],
+            latency_ms: 3000,
+        },
+        HedgeCase {
+            name: "two left in the fallback's day budget: one may be spent on a hedge",
+            hedge_ms: 500,
+            deadline: 20 * S,
+            groq_rpd: 2,
+            primary: after(3000, ok("gemini")),
+            fallback: after(100, ok("groq")),
+            shown: Some("groq"),
+            calls: (1, 1),
+            attempts: &[("gemini", "cancelled", 600), ("groq", "ok", 100)],
+            latency_ms: 600,
+        },
+    ];
+    for case in cases {
+        let gemini = Arc::new(FakeProvider::new("gemini", vec![], case.primary));
+        let groq = Arc::new(FakeProvider::new("groq", vec![], case.fallback));
+        let c = chain(
+            vec![
+                entry(&gemini, 0, 0).with_hedge_after(Duration::from_millis(case.hedge_ms)),
+                entry(&groq, 0, case.groq_rpd),
+            ],
+            case.deadline,
+        );
+        let t0 = now();
+        let result = c.translate(&req(), None).await;
+        let name = case.name;
+        let (shown, attempts, latency) = match &result {
+            Ok(t) => (Some(t.provider.as_str()), &t.attempts, t.latency),
+            Err(f) => (None, &f.attempts, f.latency),
+        };
+        assert_eq!(shown, case.shown, "{name}: {result:?}");
+        assert_eq!(
+            (gemini.calls().len(), groq.calls().len()),
+            case.calls,
+            "{name}"
+        );
+        let rows: Vec<(&str, &str, u64)> = attempts
+            .iter()
+            .map(|a| (a.provider.as_str(), a.outcome, a.latency_ms))
+            .collect();
+        assert_eq!(rows, case.attempts, "{name}");
+        assert_eq!(latency, Duration::from_millis(case.latency_ms), "{name}");
+        assert_eq!(
+            now() - t0,
+            latency,
+            "{name}: the line ends when it is decided"
+        );
+        if let Some(hedged) = groq.calls().first() {
+            assert_eq!(*hedged - t0, Duration::from_millis(case.hedge_ms), "{name}");
+        }
+        if let Ok(t) = &result {
+            assert!(t.skipped.iter().all(|s| s.provider != t.provider), "{name}");
+        }
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_cancelled_request_never_counts_against_the_breaker() {
+    let gemini = Arc::new(FakeProvider::new(
+        "gemini",
+        vec![],
+        after(3000, fake::ok("gemini")),
+    ));
+    let groq = Arc::new(FakeProvider::new(
+        "groq",
+        vec![],
+        after(100, fake::ok("groq")),
+    ));
+    let c = chain(
+        vec![
+            entry(&gemini, 0, 0).with_hedge_after(Duration::from_millis(500)),
+            entry(&groq, 0, 0),
+        ],
+        20 * S,
+    );
+    // More cancellations than `failures_to_open`: the breaker stays closed, not one failure.
+    for _ in 0..5 {
+        let t = c.translate(&req(), None).await.unwrap();
+        assert_eq!(t.provider, "groq");
+        assert!(t.skipped.is_empty(), "{:?}", t.skipped);
+    }
+    assert_eq!(
+        c.entry("gemini").unwrap().breaker_state(),
+        State::Closed { failures: 0 }
+    );
+    assert_eq!(gemini.calls().len(), 5, "the primary is still asked first");
+}
+
+#[tokio::test(start_paused = true)]
+async fn no_hedge_goes_to_a_provider_whose_breaker_is_not_closed() {
+    // groq's first request is a 429 (open for 10 s); then it is fast.
+    let groq = Arc::new(FakeProvider::new(
+        "groq",
+        vec![fake::limited(10)],
+        after(100, fake::ok("groq")),
+    ));
+    let gemini = Arc::new(FakeProvider::new(
+        "gemini",
+        vec![after(1, fake::fail(FailureClass::Refused))],
+        after(3000, fake::ok("gemini")),
+    ));
+    let c = chain(
+        vec![
+            entry(&gemini, 0, 0).with_hedge_after(Duration::from_millis(500)),
+            entry(&groq, 0, 0),
+        ],
+        20 * S,
+    );
+    // Line 1: gemini refuses, groq is asked and opens.
+    c.translate(&req(), None).await.unwrap_err();
+    assert!(matches!(
+        c.entry("groq").unwrap().breaker_state(),
+        State::Open { .. }
+    ));
+    // Line 2, groq open: no hedge; gemini's slow answer.
+    let t = c.translate(&req(), None).await.unwrap();
+    assert_eq!((t.provider.as_str(), groq.calls().len()), ("gemini", 1));
+    // Line 3, groq's open period over: its single probe is not spent on a hedge either.
+    tokio::time::sleep(10 * S).await;
+    let t = c.translate(&req(), None).await.unwrap();
+    assert_eq!((t.provider.as_str(), groq.calls().len()), ("gemini", 1));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_primary_probe_cancelled_by_a_winning_hedge_leaves_its_breaker_ready_to_probe() {
+    let gemini = Arc::new(FakeProvider::new(
+        "gemini",
+        vec![fake::limited(5), after(3000, fake::ok("late"))],
+        fake::ok("gemini"),
+    ));
+    let groq = Arc::new(FakeProvider::new(
+        "groq",
+        vec![],
+        after(100, fake::ok("groq")),
+    ));
+    let c = chain(
+        vec![
+            entry(&gemini, 0, 0).with_hedge_after(Duration::from_millis(500)),
+            entry(&groq, 0, 0),
+        ],
+        20 * S,
+    );
+    c.translate(&req(), None).await.unwrap(); // gemini 429, groq answers
+    tokio::time::sleep(5 * S).await;
+    let t = c.translate(&req(), None).await.unwrap(); // gemini's probe is slow: hedged
+    assert_eq!(t.provider, "groq");
+    assert!(matches!(
+        c.entry("gemini").unwrap().breaker_state(),
+        State::Open { .. }
+    ));
+    let t = c.translate(&req(), None).await.unwrap();
+    assert_eq!(t.provider, "gemini", "the next line probes gemini at once");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_prefetch_batch_is_never_hedged() {
+    let gemini = Arc::new(FakeProvider::new(
+        "gemini",
+        vec![],
+        after(3000, fake::ok("gemini")),
+    ));
+    let groq = Arc::new(FakeProvider::new(
+        "groq",
+        vec![],
+        after(100, fake::ok("groq")),
+    ));
+    let c = chain(
+        vec![
+            entry(&gemini, 0, 0).with_hedge_after(Duration::from_millis(500)),
+            entry(&groq, 0, 0),
+        ],
+        20 * S,
+    );
+    let a = c.translate_batch(&[req(), req()], None).await.unwrap();
+    assert_eq!(a.provider, "gemini");
+    assert_eq!((gemini.calls().len(), groq.calls().len()), (1, 0));
+}

@@ -2,8 +2,8 @@
 //! poll loop (on its own thread: a hung clipboard owner must not stall anything else), and the
 //! intake step that cleans a change and runs it through the privacy gates.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use super::clean::collapse_repeats;
@@ -77,6 +77,49 @@ pub trait ClipboardSource: Send {
     /// How this source learns of changes now (an event source without events polls).
     fn mode(&self) -> WatchMode {
         WatchMode::Poll
+    }
+
+    /// Cuts a `wait_change` short from another thread. An event source that has one is left
+    /// waiting up to [`EVENT_WAIT`] between changes, not the poll interval: an idle daemon
+    /// then costs no wake-ups, and a request to the loop (a resume's mark) wakes it at once.
+    fn waker(&self) -> Option<Waker> {
+        None
+    }
+}
+
+/// Wakes a clipboard source blocked in [`ClipboardSource::wait_change`].
+pub type Waker = Arc<dyn Fn() + Send + Sync>;
+
+/// The longest wait for an owner change when the source has events and a [`Waker`]: what is
+/// left to notice without one (a stop) is not urgent, since the process exits without
+/// joining the watch thread.
+pub const EVENT_WAIT: Duration = Duration::from_secs(30);
+
+/// Where the watch loop leaves its source's waker for whoever asks it for something.
+#[derive(Clone, Default)]
+pub struct WakeSlot(Arc<Mutex<Option<Waker>>>);
+
+impl std::fmt::Debug for WakeSlot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("WakeSlot")
+    }
+}
+
+impl WakeSlot {
+    fn set(&self, waker: Option<Waker>) {
+        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = waker;
+    }
+
+    /// Wakes the source, if it is waiting and can be woken.
+    pub fn wake(&self) {
+        let waker = self.0.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        if let Some(w) = waker {
+            w();
+        }
+    }
+
+    fn is_set(&self) -> bool {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).is_some()
     }
 }
 
@@ -167,6 +210,8 @@ pub struct WatchControl {
     /// The watch mode in use, set by the loop after each read (0: not known yet), for
     /// `yaku status`.
     pub mode: Arc<AtomicU8>,
+    /// The source's waker, once the loop runs (see [`ClipboardSource::waker`]).
+    pub waker: WakeSlot,
 }
 
 impl WatchControl {
@@ -189,7 +234,9 @@ impl WatchControl {
 
     /// Asks the poll loop for a mark; returns the number `marks_taken` reaches once it is taken.
     pub fn want_mark(&self) -> u64 {
-        self.marks_wanted.fetch_add(1, Ordering::SeqCst) + 1
+        let n = self.marks_wanted.fetch_add(1, Ordering::SeqCst) + 1;
+        self.waker.wake();
+        n
     }
 }
 
@@ -219,8 +266,15 @@ pub fn watch_from(
     let mut mark_pending = true;
     // Whether the source said the clipboard may have changed since the last read.
     let mut changed = true;
+    control.waker.set(source.waker());
     while !control.stop.load(Ordering::Relaxed) {
         let interval = Duration::from_millis(control.interval_ms.load(Ordering::Relaxed).max(10));
+        // With events and a waker, nothing needs a look between owner changes.
+        let between = if source.mode() == WatchMode::Events && control.waker.is_set() {
+            EVENT_WAIT
+        } else {
+            interval
+        };
         if control.paused.load(Ordering::Relaxed) {
             std::thread::sleep(interval);
             continue;
@@ -229,9 +283,9 @@ pub fn watch_from(
         let wanted = control.marks_wanted.load(Ordering::SeqCst);
         let marking = mark_pending || wanted > *control.marks_taken.borrow();
         if !marking && !changed {
-            // An event source blocks here until the owner changes; the interval bounds the
-            // wait so that stop, pause and marks are still seen.
-            changed = source.wait_change(interval);
+            // An event source blocks here until the owner changes; the bound (the interval
+            // without a waker) is how late stop, pause and marks may be seen.
+            changed = source.wait_change(between);
             continue;
         }
         mark_pending = false;
@@ -252,7 +306,7 @@ pub fn watch_from(
                     tracing::info!("clipboard readable again");
                     failures = 0;
                 }
-                interval
+                between
             }
             Ok(read) => {
                 if failures > 0 {
@@ -264,7 +318,7 @@ pub fn watch_from(
                 {
                     return; // the daemon is gone
                 }
-                interval
+                between
             }
             Err(e) => {
                 failures = failures.saturating_add(1);
@@ -354,6 +408,85 @@ mod tests {
             );
             std::thread::sleep(Duration::from_millis(5));
         }
+    }
+
+    /// An event source over a FakeClipboard: `wait_change` blocks until `notify` or its
+    /// waker, and records each bound it was given.
+    #[derive(Clone)]
+    struct Evented {
+        clip: FakeClipboard,
+        signal: Arc<(Mutex<bool>, std::sync::Condvar)>,
+        bounds: Arc<Mutex<Vec<Duration>>>,
+    }
+
+    impl Evented {
+        fn notify(&self) {
+            *self.signal.0.lock().unwrap() = true;
+            self.signal.1.notify_all();
+        }
+    }
+
+    impl ClipboardSource for Evented {
+        fn read(&mut self) -> Result<ClipboardRead, ClipboardError> {
+            self.clip.read()
+        }
+        fn wait_change(&mut self, timeout: Duration) -> bool {
+            self.bounds.lock().unwrap().push(timeout);
+            let (lock, cv) = &*self.signal;
+            let guard = lock.lock().unwrap();
+            let (mut woke, _) = cv.wait_timeout_while(guard, timeout, |w| !*w).unwrap();
+            std::mem::take(&mut *woke)
+        }
+        fn mode(&self) -> WatchMode {
+            WatchMode::Events
+        }
+        fn waker(&self) -> Option<Waker> {
+            let me = self.clone();
+            Some(Arc::new(move || me.notify()))
+        }
+    }
+
+    #[test]
+    fn an_event_source_with_a_waker_waits_long_between_changes_and_a_mark_wakes_it_at_once() {
+        let source = Evented {
+            clip: FakeClipboard::new(500),
+            signal: Arc::new((Mutex::new(false), std::sync::Condvar::new())),
+            bounds: Arc::new(Mutex::new(Vec::new())),
+        };
+        let control = WatchControl {
+            interval_ms: Arc::new(AtomicU64::new(250)),
+            ..WatchControl::default()
+        };
+        let (tx, _rx) = tokio::sync::mpsc::channel(8);
+        {
+            let (source, control) = (source.clone(), control.clone());
+            std::thread::spawn(move || watch(source, tx, control));
+        }
+        await_reads(&source.clip, 1);
+        let started = Instant::now();
+        while !source.bounds.lock().unwrap().contains(&EVENT_WAIT) {
+            assert!(started.elapsed() < Duration::from_secs(10), "no long wait");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        // A resume's mark: taken now, not when the 30 s wait ends.
+        let reads = source.clip.reads();
+        let wanted = control.want_mark();
+        let mut taken = control.marks_taken.subscribe();
+        let woke = Instant::now();
+        while *taken.borrow_and_update() < wanted {
+            assert!(
+                woke.elapsed() < Duration::from_secs(10),
+                "the mark waited for the end of the wait"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert!(source.clip.reads() > reads, "the mark reads the clipboard");
+        // A copy (the source's event) is read as at once, too.
+        source.clip.copy("一行目です");
+        source.notify();
+        await_reads(&source.clip, reads + 2);
+        control.stop.store(true, Ordering::Relaxed);
+        source.notify();
     }
 
     #[test]

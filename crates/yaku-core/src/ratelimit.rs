@@ -143,6 +143,14 @@ impl RateLimit {
         Ok(())
     }
 
+    /// As [`RateLimit::try_acquire_cost`], for a request that is not needed (a hedge): it
+    /// never takes the day's last request, which the next line would need. The per-minute and
+    /// token budgets refill within a minute, so a free cell there may be taken.
+    /// Whether it was taken.
+    pub fn try_acquire_spare(&self, tokens: u32) -> bool {
+        self.day_remaining().is_none_or(|left| left >= 2) && self.try_acquire_cost(tokens).is_ok()
+    }
+
     /// Takes one request from the budget, or says when the next one will be free.
     pub fn try_acquire(&self) -> Result<(), Instant> {
         self.try_acquire_cost(0)

@@ -108,8 +108,8 @@ impl Finished {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AttemptRecord {
     pub provider: String,
-    /// "ok", or a failure class name ("rate_limited", "transient", "refused", "unauthorized",
-    /// "model_unavailable", "bad_request").
+    /// "ok", a failure class name ("rate_limited", "transient", "refused", "unauthorized",
+    /// "model_unavailable", "bad_request"), or "cancelled" (another provider answered first).
     pub outcome: &'static str,
     pub latency_ms: u64,
     /// This request's outcome opened the provider's breaker.

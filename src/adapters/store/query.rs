@@ -125,6 +125,9 @@ pub struct ProviderStats {
     pub unauthorized: u64,
     pub model_unavailable: u64,
     pub bad_request: u64,
+    /// Requests dropped because another provider answered the line first (a hedge): not a
+    /// failure.
+    pub cancelled: u64,
     /// Requests whose outcome opened the breaker.
     pub breaker_opens: u64,
     /// Of `requests`, those sent by `yaku prefetch` (lines with source `prefetch`).
@@ -137,6 +140,8 @@ pub struct ProviderStats {
     pub lines_fallback: u64,
     /// Median latency of the `ok` requests (nearest rank); None without any.
     pub p50_ms: Option<u64>,
+    /// 90th percentile latency of the `ok` requests (nearest rank): a good `hedge_after_ms`.
+    pub p90_ms: Option<u64>,
     /// 95th percentile latency of the `ok` requests (nearest rank); None without any.
     pub p95_ms: Option<u64>,
 }
@@ -154,12 +159,14 @@ impl ProviderStats {
             "unauthorized": self.unauthorized,
             "model_unavailable": self.model_unavailable,
             "bad_request": self.bad_request,
+            "cancelled": self.cancelled,
             "breaker_opens": self.breaker_opens,
             "prefetch_requests": self.prefetch_requests,
             "lookahead_requests": self.lookahead_requests,
             "lines_served": self.lines_served,
             "lines_fallback": self.lines_fallback,
             "p50_ms": self.p50_ms,
+            "p90_ms": self.p90_ms,
             "p95_ms": self.p95_ms,
         })
     }
@@ -247,7 +254,7 @@ const ODD_ATTEMPTS: &str = "SELECT id FROM attempts WHERE (?1 IS NULL OR at_ms >
         typeof(provider) = 'text'
         AND typeof(outcome) = 'text'
         AND outcome IN ('ok', 'rate_limited', 'transient', 'refused', 'unauthorized',
-                        'model_unavailable', 'bad_request')
+                        'model_unavailable', 'bad_request', 'cancelled')
         AND typeof(latency_ms) = 'integer' AND latency_ms >= 0
         AND typeof(opened_breaker) = 'integer' AND opened_breaker IN (0, 1)
     ) LIMIT ?2";
@@ -692,6 +699,7 @@ fn attempt_totals(
             "unauthorized" => p.unauthorized += count,
             "model_unavailable" => p.model_unavailable += count,
             "bad_request" => p.bad_request += count,
+            "cancelled" => p.cancelled += count,
             // A class added later, or a hand edit: counted in `requests` only.
             _ => odd_attempts = true,
         }
@@ -703,6 +711,7 @@ fn attempt_totals(
         histogram.sort_by_key(|&(latency, _)| latency);
         let p = provider_entry(providers, name);
         p.p50_ms = nearest_rank(histogram, 50);
+        p.p90_ms = nearest_rank(histogram, 90);
         p.p95_ms = nearest_rank(histogram, 95);
     }
     Ok(odd_attempts)
@@ -840,7 +849,7 @@ pub fn render_table(stats: &Stats) -> String {
         out.push_str("\nNo provider requests.\n");
         return out;
     }
-    let metrics: [Metric; 15] = [
+    let metrics: [Metric; 17] = [
         ("requests", |p| p.requests.to_string()),
         ("  by prefetch", |p| p.prefetch_requests.to_string()),
         ("  by look-ahead", |p| p.lookahead_requests.to_string()),
@@ -851,11 +860,15 @@ pub fn render_table(stats: &Stats) -> String {
         ("unauthorized", |p| p.unauthorized.to_string()),
         ("model unavailable", |p| p.model_unavailable.to_string()),
         ("bad request", |p| p.bad_request.to_string()),
+        ("cancelled", |p| p.cancelled.to_string()),
         ("breaker opens", |p| p.breaker_opens.to_string()),
         ("lines served", |p| p.lines_served.to_string()),
         ("  as fallback", |p| p.lines_fallback.to_string()),
         ("p50 ms", |p| {
             p.p50_ms.map_or_else(|| "-".to_owned(), |v| v.to_string())
+        }),
+        ("p90 ms", |p| {
+            p.p90_ms.map_or_else(|| "-".to_owned(), |v| v.to_string())
         }),
         ("p95 ms", |p| {
             p.p95_ms.map_or_else(|| "-".to_owned(), |v| v.to_string())
