@@ -27,6 +27,8 @@ impl Chain {
             tokens: prompt.estimated_tokens(),
             prompt,
             parse: &parse,
+            // Look-ahead is the lowest priority: it never asks a second provider.
+            hedge: false,
         };
         let start = self.clock.now();
         let entry = self.entries.iter().find(|e| {
@@ -37,17 +39,17 @@ impl Chain {
         })?;
         let provider = entry.provider.as_ref()?;
         tracing::debug!(provider = %entry.name, lines = n, "look-ahead: sending");
-        let mut sent = Vec::new();
-        let outcome = self
+        let sent = self
             .call(
                 entry,
                 provider.as_ref(),
                 &ask,
                 false,
                 crate::clock::later(start, deadline),
-                &mut sent,
             )
             .await;
+        let outcome = sent.result;
+        let sent = vec![sent.record];
         let latency = self.clock.now().saturating_duration_since(start);
         Some(match outcome {
             Some(Ok(value)) => Ok(Answered {
