@@ -1599,6 +1599,11 @@ fn a_saved_script_is_read_again_without_a_command() {
     let env = DesktopEnv::start();
     let yaku = start_yaku_with_script(&env);
     assert_eq!(status_json(&env)["lookahead"]["lines"], SCRIPT.len());
+    // A save before the watch is set up would be missed (and the test with it).
+    await_state(&env, &yaku, secs(10), "the file watch set up", || {
+        env.log()
+            .contains("watching the config files for saved edits")
+    });
     let script = env.dir.path().join("config/script.txt");
     std::fs::write(&script, SCRIPT[..4].join("\n") + "\n").unwrap();
     await_state(&env, &yaku, secs(10), "the saved script in status", || {

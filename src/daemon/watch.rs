@@ -64,6 +64,7 @@ pub async fn watch_config(config_path: PathBuf, reloads: mpsc::Sender<ReloadRequ
     let mut files = watched_files(&config_path);
     let mut dirs: BTreeSet<PathBuf> = BTreeSet::new();
     let mut seen = snapshot(&files);
+    let mut announced = false;
     loop {
         for dir in files.iter().filter_map(|f| f.parent()) {
             if !dirs.contains(dir) {
@@ -77,7 +78,16 @@ pub async fn watch_config(config_path: PathBuf, reloads: mpsc::Sender<ReloadRequ
                 }
             }
         }
-        tracing::debug!(files = ?files, "watching the config and glossary files");
+        if announced {
+            tracing::debug!(files = ?files, "watching the config and glossary files");
+        } else {
+            // Once, at start: an edit saved from now on applies without a command.
+            tracing::info!(
+                files = files.len(),
+                "watching the config files for saved edits"
+            );
+            announced = true;
+        }
         let Some(paths) = rx.recv().await else { return };
         if !paths.iter().any(|p| files.contains(p)) {
             continue;
