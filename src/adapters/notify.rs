@@ -184,11 +184,14 @@ mod winrt {
             // No WinRT toast classes (Wine, Server Core): nothing here can show a toast.
             const REGDB_E_CLASSNOTREG: i32 = 0x8004_0154_u32 as i32;
             const E_NOTIMPL: i32 = 0x8000_4001_u32 as i32;
-            let detail = format!("{} ({:#010x})", e.message(), e.code().0);
-            if [REGDB_E_CLASSNOTREG, E_NOTIMPL].contains(&e.code().0) {
-                NotifyError::NoServer(detail)
+            let code = e.code().0;
+            let message = e.message();
+            if [REGDB_E_CLASSNOTREG, E_NOTIMPL].contains(&code) {
+                NotifyError::NoServer(format!(
+                    "this Windows has no WinRT toasts (HRESULT {code:#010x})"
+                ))
             } else {
-                NotifyError::Refused(detail)
+                NotifyError::Refused(format!("{message} (HRESULT {code:#010x})"))
             }
         })
     }
