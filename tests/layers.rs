@@ -86,7 +86,8 @@ fn shell_imports_point_down_only() {
             .as_os_str()
             .to_string_lossy();
         let module = first.trim_end_matches(".rs").to_string();
-        if module == "lib" || module == "main" {
+        // The programs (main.rs, bin/) sit above every layer and name the library as `yaku::`.
+        if module == "lib" || module == "main" || module == "bin" {
             continue;
         }
         seen_modules.insert(module.clone());

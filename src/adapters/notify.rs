@@ -1,6 +1,10 @@
-//! Desktop notifications through notify-rust. Each notification replaces yaku's previous one
-//! (the same id) instead of piling up.
+//! Desktop notifications: notify-rust on Linux and macOS, where each notification replaces
+//! yaku's previous one (the same id) instead of piling up; on Windows a toast built here as
+//! data ([`toast`]) and shown through WinRT under yaku's AppUserModelID, each replacing the
+//! last by its tag and group. notify-rust's Windows backend can set the AppUserModelID but
+//! neither tag nor group, so it would pile toasts up in the Action Center.
 
+#[cfg(not(windows))]
 use std::sync::Mutex;
 
 use crate::core::clock::BoxFuture;
@@ -9,6 +13,7 @@ use crate::core::notice::Notice;
 
 pub struct DesktopNotifier {
     /// The server's id for our last notification, reused so the next one replaces it.
+    #[cfg(not(windows))]
     last_id: Mutex<Option<u32>>,
     timeout_ms: u32,
 }
@@ -17,11 +22,13 @@ impl DesktopNotifier {
     /// `timeout_ms` 0 leaves the display time to the notification server.
     pub fn new(timeout_ms: u32) -> Self {
         Self {
+            #[cfg(not(windows))]
             last_id: Mutex::new(None),
             timeout_ms,
         }
     }
 
+    #[cfg(not(windows))]
     fn build(&self, notice: &Notice) -> notify_rust::Notification {
         let mut n = notify_rust::Notification::new();
         n.appname("yaku")
@@ -54,7 +61,7 @@ impl Notifier for DesktopNotifier {
     }
 }
 
-#[cfg(not(all(unix, not(target_os = "macos"))))]
+#[cfg(not(any(windows, all(unix, not(target_os = "macos")))))]
 impl Notifier for DesktopNotifier {
     fn show<'a>(&'a self, notice: &'a Notice) -> BoxFuture<'a, Result<(), NotifyError>> {
         let n = self.build(notice);
@@ -68,6 +75,145 @@ impl Notifier for DesktopNotifier {
             .await
             .map_err(|e| NotifyError::Refused(e.to_string()))?
         })
+    }
+}
+
+#[cfg(windows)]
+impl Notifier for DesktopNotifier {
+    fn show<'a>(&'a self, notice: &'a Notice) -> BoxFuture<'a, Result<(), NotifyError>> {
+        let toast = toast(notice, self.timeout_ms);
+        // WinRT calls block: keep them off the runtime's threads.
+        Box::pin(async move {
+            tokio::task::spawn_blocking(move || winrt::show(&toast))
+                .await
+                .map_err(|e| NotifyError::Refused(e.to_string()))?
+        })
+    }
+}
+
+/// The tag every toast of yaku's carries: a toast with the tag and group of an earlier one
+/// replaces it, as a notification with the same id does on Linux.
+pub const TOAST_TAG: &str = "line";
+/// The group of [`TOAST_TAG`].
+pub const TOAST_GROUP: &str = "yaku";
+
+/// A Windows toast as data: the XML Windows is given, the replacement keys and the
+/// AppUserModelID it is shown under.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Toast {
+    pub xml: String,
+    pub tag: &'static str,
+    pub group: &'static str,
+    pub app_id: &'static str,
+}
+
+/// The toast for `notice`: the same title and body as the Linux notification (whose markup
+/// escapes are undone, then the text XML-escaped), silent (a line arrives every few seconds),
+/// long when the configured display time is 25 s or more, as notify-rust maps it.
+pub fn toast(notice: &Notice, timeout_ms: u32) -> Toast {
+    let duration = match timeout_ms {
+        0 => "",
+        ms if ms >= 25_000 => " duration=\"long\"",
+        _ => " duration=\"short\"",
+    };
+    let mut texts = format!("<text>{}</text>", xml_text(&notice.summary));
+    if !notice.body.is_empty() {
+        texts.push_str(&format!("<text>{}</text>", xml_text(&notice.body)));
+    }
+    Toast {
+        xml: format!(
+            "<toast{duration}><visual><binding template=\"ToastGeneric\">{texts}</binding>\
+             </visual><audio silent=\"true\"/></toast>"
+        ),
+        tag: TOAST_TAG,
+        group: TOAST_GROUP,
+        app_id: crate::sys::dirs::APP_USER_MODEL_ID,
+    }
+}
+
+/// Notification markup (`&amp;`, `&lt;`, `&gt;`) to XML text: unescaped, then escaped for XML,
+/// with the control characters XML 1.0 cannot carry dropped (LoadXml would refuse them).
+fn xml_text(markup: &str) -> String {
+    let plain = markup
+        .replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&amp;", "&");
+    let mut out = String::with_capacity(plain.len());
+    for c in plain.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&apos;"),
+            '\t' | '\n' | '\r' => out.push(c),
+            c if c.is_control() => {}
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// Whether toasts can be shown under yaku's AppUserModelID, or why not (for `yaku check`).
+#[cfg(windows)]
+pub fn toast_support() -> Result<(), String> {
+    winrt::support()
+}
+
+#[cfg(windows)]
+mod winrt {
+    use windows::Data::Xml::Dom::XmlDocument;
+    use windows::UI::Notifications::{
+        NotificationSetting, ToastNotification, ToastNotificationManager,
+    };
+    use windows::core::HSTRING;
+
+    use super::{NotifyError, Toast};
+
+    pub(super) fn show(toast: &Toast) -> Result<(), NotifyError> {
+        let shown = || -> windows::core::Result<()> {
+            let doc = XmlDocument::new()?;
+            doc.LoadXml(&HSTRING::from(toast.xml.as_str()))?;
+            let notification = ToastNotification::CreateToastNotification(&doc)?;
+            notification.SetTag(&HSTRING::from(toast.tag))?;
+            notification.SetGroup(&HSTRING::from(toast.group))?;
+            ToastNotificationManager::CreateToastNotifierWithId(&HSTRING::from(toast.app_id))?
+                .Show(&notification)
+        };
+        shown().map_err(|e| {
+            // No WinRT toast classes (Wine, Server Core): nothing here can show a toast.
+            const REGDB_E_CLASSNOTREG: i32 = 0x8004_0154_u32 as i32;
+            const E_NOTIMPL: i32 = 0x8000_4001_u32 as i32;
+            let code = e.code().0;
+            let message = e.message();
+            if [REGDB_E_CLASSNOTREG, E_NOTIMPL].contains(&code) {
+                NotifyError::NoServer(format!(
+                    "this Windows has no WinRT toasts (HRESULT {code:#010x})"
+                ))
+            } else {
+                NotifyError::Refused(format!("{message} (HRESULT {code:#010x})"))
+            }
+        })
+    }
+
+    pub(super) fn support() -> Result<(), String> {
+        let app_id = HSTRING::from(crate::sys::dirs::APP_USER_MODEL_ID);
+        let setting = ToastNotificationManager::CreateToastNotifierWithId(&app_id)
+            .and_then(|n| n.Setting())
+            .map_err(|e| format!("toasts cannot be shown here: {}", e.message()))?;
+        match setting {
+            NotificationSetting::Enabled => Ok(()),
+            NotificationSetting::DisabledForApplication => {
+                Err("toasts are switched off for yaku in Settings > Notifications".to_owned())
+            }
+            NotificationSetting::DisabledForUser => {
+                Err("notifications are switched off in Settings > Notifications".to_owned())
+            }
+            NotificationSetting::DisabledByGroupPolicy => {
+                Err("a group policy switches notifications off".to_owned())
+            }
+            other => Err(format!("toasts are switched off (setting {})", other.0)),
+        }
     }
 }
 
@@ -92,6 +238,76 @@ fn classify(detail: &str) -> NotifyError {
     } else {
         // No session bus to reach (address, I/O, handshake errors): nothing can show it.
         NotifyError::NoServer(detail)
+    }
+}
+
+#[cfg(test)]
+mod toast_tests {
+    use super::*;
+
+    fn notice(summary: &str, body: &str) -> Notice {
+        Notice {
+            summary: summary.into(),
+            body: body.into(),
+        }
+    }
+
+    #[test]
+    fn a_toast_shows_the_notifications_title_and_body_as_escaped_xml() {
+        let cases = [
+            (
+                notice("Senpai &lt;3 &amp; me", "2. B\n先輩&lt;3"),
+                "<text>Senpai &lt;3 &amp; me</text><text>2. B\n先輩&lt;3</text>",
+            ),
+            (notice("Hi", ""), "<text>Hi</text>"),
+            (
+                notice("\"quoted\" 'single'", "via groq"),
+                "<text>&quot;quoted&quot; &apos;single&apos;</text><text>via groq</text>",
+            ),
+            (
+                notice("bell\u{7}and\u{0}nul", "tab\tkept"),
+                "<text>bellandnul</text><text>tab\tkept</text>",
+            ),
+            (
+                notice("a &amp;lt; b", "</text><text>injected"),
+                "<text>a &amp;lt; b</text><text>&lt;/text&gt;&lt;text&gt;injected</text>",
+            ),
+        ];
+        for (n, texts) in cases {
+            let t = toast(&n, 0);
+            assert_eq!(
+                t.xml,
+                format!(
+                    "<toast><visual><binding template=\"ToastGeneric\">{texts}</binding></visual>\
+                     <audio silent=\"true\"/></toast>"
+                ),
+                "{n:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn every_toast_replaces_the_last_under_yakus_app_id() {
+        let a = toast(&notice("one", ""), 0);
+        let b = toast(&notice("two", "x"), 8000);
+        assert_eq!((a.tag, a.group), (b.tag, b.group));
+        assert_eq!((a.tag, a.group), ("line", "yaku"));
+        assert_eq!(a.app_id, "io.github.yaku");
+        assert_eq!(b.app_id, a.app_id);
+    }
+
+    #[test]
+    fn the_display_time_maps_to_the_toast_duration() {
+        let cases = [
+            (0, "<toast>"),
+            (8_000, "<toast duration=\"short\">"),
+            (24_999, "<toast duration=\"short\">"),
+            (25_000, "<toast duration=\"long\">"),
+        ];
+        for (ms, start) in cases {
+            let xml = toast(&notice("s", ""), ms).xml;
+            assert!(xml.starts_with(start), "{ms}: {xml}");
+        }
     }
 }
 

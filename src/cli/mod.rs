@@ -16,6 +16,7 @@ pub mod service;
 pub mod setup;
 mod stats;
 mod translate;
+pub mod windowless;
 
 use std::io::IsTerminal;
 use std::process::ExitCode;

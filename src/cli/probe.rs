@@ -227,7 +227,23 @@ pub async fn check_notifications() -> Value {
             }
         }
     }
-    #[cfg(not(all(unix, not(target_os = "macos"))))]
+    // Windows: WinRT toasts under yaku's AppUserModelID (Wine has none: not ok there).
+    #[cfg(windows)]
+    {
+        let support = tokio::task::spawn_blocking(crate::adapters::notify::toast_support);
+        match tokio::time::timeout(Duration::from_secs(3), support).await {
+            Ok(Ok(Ok(()))) => {
+                json!({ "ok": true, "server": "toasts", "version": null, "detail": "Windows toasts, shown as yaku" })
+            }
+            Ok(Ok(Err(why))) => {
+                json!({ "ok": false, "server": null, "version": null, "detail": format!("{why}; translating goes on without them") })
+            }
+            _ => {
+                json!({ "ok": false, "server": null, "version": null, "detail": "asking Windows about toasts did not finish within 3 s" })
+            }
+        }
+    }
+    #[cfg(not(any(windows, all(unix, not(target_os = "macos")))))]
     {
         json!({ "ok": true, "server": null, "version": null, "detail": "the system's notifications" })
     }

@@ -150,6 +150,7 @@ fn install_unit(env: &ServiceEnv) -> Result<InstallReport, ServiceError> {
         removed,
         started: true,
         notes,
+        disabled_by_user: false,
     })
 }
 
@@ -180,6 +181,7 @@ fn install_autostart(env: &ServiceEnv, why: String) -> Result<InstallReport, Ser
         removed,
         started: false,
         notes,
+        disabled_by_user: false,
     })
 }
 
@@ -245,5 +247,6 @@ fn entry(
         target,
         enabled,
         running,
+        disabled_by_user: false,
     }
 }

@@ -42,6 +42,7 @@ pub(super) fn install(env: &ServiceEnv) -> Result<InstallReport, ServiceError> {
         removed: Vec::new(),
         started: true,
         notes: Vec::new(),
+        disabled_by_user: false,
     })
 }
 
@@ -83,6 +84,7 @@ pub(super) fn status(env: &ServiceEnv) -> Result<ServiceStatus, ServiceError> {
             // Loaded into the GUI domain: launchd runs it at each login.
             enabled: Some(printed.is_some()),
             running: Some(printed.is_some_and(|text| text.contains("state = running"))),
+            disabled_by_user: false,
         });
     }
     Ok(ServiceStatus {

@@ -62,6 +62,18 @@ pub const AUTOSTART_NAME: &str = "yaku.desktop";
 pub const RUN_KEY: &str = r"HKCU\Software\Microsoft\Windows\CurrentVersion\Run";
 /// The name of yaku's value under [`RUN_KEY`].
 pub const RUN_VALUE_NAME: &str = "yaku";
+/// Where Windows keeps whether each `Run` value may run: Task Manager's Startup apps (and
+/// Settings) switch a value off here, leaving the value itself in place.
+pub const STARTUP_APPROVED_KEY: &str =
+    r"HKCU\Software\Microsoft\Windows\CurrentVersion\Explorer\StartupApproved\Run";
+/// The program the Windows `Run` value starts, beside `yaku.exe`: the daemon with no console.
+pub const WINDOWLESS_PROGRAM: &str = "yakuw.exe";
+pub use crate::sys::dirs::APP_USER_MODEL_ID;
+
+/// The key that names [`APP_USER_MODEL_ID`] (DisplayName, IconUri) so toasts say "yaku".
+pub fn aumid_key() -> String {
+    format!(r"HKCU\Software\Classes\AppUserModelId\{APP_USER_MODEL_ID}")
+}
 
 /// Where a service is installed and with which tools; built once by the caller, faked in tests.
 #[derive(Debug, Clone)]
@@ -174,6 +186,12 @@ pub enum ServiceError {
     Timeout { command: String, after: Duration },
     #[error("login services are not supported on this platform")]
     Unsupported,
+    #[error(
+        "cannot install: the login entry starts {WINDOWLESS_PROGRAM} (yaku with no console \
+         window), and there is none at {looked}; put it beside {beside} (the zip and \
+         `cargo install` ship both)"
+    )]
+    MissingWindowless { looked: PathBuf, beside: PathBuf },
 }
 
 fn stderr_suffix(stderr: &str) -> String {
@@ -253,6 +271,9 @@ pub struct InstallReport {
     pub started: bool,
     /// Anything else the user should know (why this kind, what was not done).
     pub notes: Vec<String>,
+    /// The user switched the entry off (Task Manager's Startup apps on Windows); install left
+    /// it off, so yaku does not start at login until they switch it on again.
+    pub disabled_by_user: bool,
 }
 
 impl InstallReport {
@@ -277,7 +298,10 @@ impl InstallReport {
         for note in &self.notes {
             out.push_str(&format!("  note: {note}\n"));
         }
-        out.push_str(if self.started {
+        out.push_str(if self.disabled_by_user {
+            "yaku will not start at login while it is switched off: switch it on in Task \
+             Manager's Startup apps (or Settings > Apps > Startup).\n"
+        } else if self.started {
             "yaku is running now and will start at each login.\n"
         } else {
             "yaku will start at your next login; run `yaku run` to start it now.\n"
@@ -296,6 +320,7 @@ impl InstallReport {
             "removed": self.removed.iter().map(ToString::to_string).collect::<Vec<_>>(),
             "started": self.started,
             "notes": self.notes,
+            "disabled_by_user": self.disabled_by_user,
         })
     }
 }
@@ -361,6 +386,9 @@ pub struct EntryStatus {
     pub enabled: Option<bool>,
     /// Running now; `None` when it cannot be told.
     pub running: Option<bool>,
+    /// `enabled` is false because the user switched the entry off outside yaku (Task
+    /// Manager's Startup apps on Windows).
+    pub disabled_by_user: bool,
 }
 
 /// What `status` found: zero entries (not installed), usually one.
@@ -391,7 +419,13 @@ impl ServiceStatus {
         let mut out = String::new();
         for e in &self.entries {
             out.push_str(&format!("installed: {} at {}\n", e.kind, e.location));
-            out.push_str(&format!("  enabled: {}\n", yes_no(e.enabled)));
+            if e.disabled_by_user {
+                out.push_str(
+                    "  enabled: no (switched off in Task Manager's Startup apps; switch it on there)\n",
+                );
+            } else {
+                out.push_str(&format!("  enabled: {}\n", yes_no(e.enabled)));
+            }
             out.push_str(&format!("  running: {}\n", yes_no(e.running)));
             match &e.target {
                 Some(t) if e.points_here => {
@@ -411,7 +445,8 @@ impl ServiceStatus {
     }
 
     /// The status as one JSON object: `installed`, `binary`, and `entries` (kind, location,
-    /// target, points_here, enabled, running; `null` where unknown).
+    /// target, points_here, enabled, running; `null` where unknown; disabled_by_user: the
+    /// user switched it off outside yaku).
     pub fn to_json(&self) -> Value {
         json!({
             "installed": self.installed(),
@@ -423,6 +458,7 @@ impl ServiceStatus {
                 "points_here": e.points_here,
                 "enabled": e.enabled,
                 "running": e.running,
+                "disabled_by_user": e.disabled_by_user,
             })).collect::<Vec<_>>(),
         })
     }
@@ -514,5 +550,81 @@ fn remove_if_exists(path: &Path) -> Result<bool, ServiceError> {
             path: path.to_path_buf(),
             source,
         }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run_key_entry(enabled: Option<bool>, disabled_by_user: bool) -> ServiceStatus {
+        ServiceStatus {
+            binary: PathBuf::from(r"C:\yaku\yaku.exe"),
+            entries: vec![EntryStatus {
+                kind: ServiceKind::RunKey,
+                location: Location::RegistryValue {
+                    key: RUN_KEY.to_owned(),
+                    name: RUN_VALUE_NAME.to_owned(),
+                },
+                target: Some(PathBuf::from(r"C:\yaku\yakuw.exe")),
+                points_here: true,
+                enabled,
+                running: None,
+                disabled_by_user,
+            }],
+        }
+    }
+
+    #[test]
+    fn an_entry_the_user_switched_off_is_reported_disabled_in_text_and_json() {
+        let cases = [
+            (
+                Some(false),
+                true,
+                "enabled: no (switched off in Task Manager",
+                false,
+                true,
+            ),
+            (Some(true), false, "enabled: yes", true, false),
+            (None, false, "enabled: unknown", false, false),
+        ];
+        for (enabled, by_user, text, json_enabled, json_by_user) in cases {
+            let status = run_key_entry(enabled, by_user);
+            assert!(status.render().contains(text), "{}", status.render());
+            let json = status.to_json();
+            assert_eq!(
+                json["entries"][0]["enabled"].as_bool().unwrap_or(false),
+                json_enabled
+            );
+            assert_eq!(json["entries"][0]["disabled_by_user"], json_by_user);
+        }
+    }
+
+    #[test]
+    fn install_says_a_switched_off_entry_stays_off_instead_of_promising_a_start() {
+        let mut report = InstallReport {
+            kind: ServiceKind::RunKey,
+            location: Location::RegistryValue {
+                key: RUN_KEY.to_owned(),
+                name: RUN_VALUE_NAME.to_owned(),
+            },
+            replaced: true,
+            previous_binary: None,
+            commands: Vec::new(),
+            removed: Vec::new(),
+            started: false,
+            notes: Vec::new(),
+            disabled_by_user: true,
+        };
+        assert!(
+            report
+                .render()
+                .contains("will not start at login while it is switched off")
+        );
+        assert!(!report.render().contains("will start at your next login"));
+        assert_eq!(report.to_json()["disabled_by_user"], true);
+        report.disabled_by_user = false;
+        assert!(report.render().contains("will start at your next login"));
+        assert_eq!(report.to_json()["disabled_by_user"], false);
     }
 }

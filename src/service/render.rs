@@ -139,6 +139,34 @@ pub fn render_run_value_for(binary: &Path, config: Option<&Path>) -> String {
     value
 }
 
+/// The data of the value `name` in `reg query <key> /v <name>` output (the line
+/// `    <name>    REG_<TYPE>    <data>`), with its type; `None` when no line names it.
+pub fn parse_reg_query(output: &str, name: &str) -> Option<(String, String)> {
+    output.lines().find_map(|line| {
+        let rest = line.trim_start().strip_prefix(name)?;
+        // The name must end where the type's column starts (`yaku` is not `yakuw`).
+        if !rest.starts_with(char::is_whitespace) {
+            return None;
+        }
+        let rest = rest.trim_start();
+        let (kind, data) = rest.split_once(char::is_whitespace).unwrap_or((rest, ""));
+        kind.starts_with("REG_")
+            .then(|| (kind.to_owned(), data.trim().to_owned()))
+    })
+}
+
+/// Whether Windows runs a `Run` value, from its `StartupApproved\Run` value as `reg query`
+/// prints a REG_BINARY (hex digits): the first byte 0x02 or 0x06 is enabled, 0x03 or 0x07
+/// switched off by the user (Task Manager's Startup apps, Settings); anything else unknown.
+pub fn startup_approved_enabled(hex: &str) -> Option<bool> {
+    let first = u8::from_str_radix(hex.trim().get(..2)?, 16).ok()?;
+    match first {
+        0x02 | 0x06 => Some(true),
+        0x03 | 0x07 => Some(false),
+        _ => None,
+    }
+}
+
 /// Why systemd would refuse `binary` as an executable path, if it would.
 ///
 /// systemd parses any path that [`render_systemd_unit`] writes, but then rejects an executable
@@ -517,6 +545,46 @@ mod tests {
             Some(PathBuf::from(r"C:\yaku\yaku.exe"))
         );
         assert_eq!(parse_run_value("\"unterminated"), None);
+    }
+
+    #[test]
+    fn reg_query_parser_finds_the_named_value_and_its_type() {
+        let run = "\r\nHKEY_CURRENT_USER\\Software\\Microsoft\\Windows\\CurrentVersion\\Run\r\n    yaku    REG_SZ    \"C:\\yaku\\yakuw.exe\" run\r\n\r\n";
+        let approved = "\nHKEY_CURRENT_USER\\...\\StartupApproved\\Run\n    yakuw    REG_BINARY    020000\n    yaku    REG_BINARY    030000000000000000000000\n";
+        type Case<'a> = (&'a str, &'a str, Option<(&'a str, &'a str)>);
+        let cases: [Case; 5] = [
+            (run, "yaku", Some(("REG_SZ", "\"C:\\yaku\\yakuw.exe\" run"))),
+            (
+                approved,
+                "yaku",
+                Some(("REG_BINARY", "030000000000000000000000")),
+            ),
+            (approved, "yakuw", Some(("REG_BINARY", "020000"))),
+            (run, "other", None),
+            ("    yaku    REG_BINARY\n", "yaku", Some(("REG_BINARY", ""))),
+        ];
+        for (output, name, want) in cases {
+            let want = want.map(|(k, d)| (k.to_owned(), d.to_owned()));
+            assert_eq!(parse_reg_query(output, name), want, "{name} in {output:?}");
+        }
+    }
+
+    #[test]
+    fn startup_approved_first_byte_says_enabled_or_switched_off() {
+        let cases = [
+            ("020000000000000000000000", Some(true)),
+            ("060000000000000000000000", Some(true)),
+            ("03000000D0A5A4E1C1B3D901", Some(false)),
+            ("07000000d0a5a4e1c1b3d901", Some(false)),
+            ("  02  ", Some(true)),
+            ("01000000", None),
+            ("", None),
+            ("0", None),
+            ("zz0000", None),
+        ];
+        for (hex, want) in cases {
+            assert_eq!(startup_approved_enabled(hex), want, "{hex:?}");
+        }
     }
 
     #[test]

@@ -3,6 +3,10 @@
 
 use std::path::{Path, PathBuf};
 
+/// yaku's AppUserModelID on Windows: `yaku service install` registers it (so toasts say
+/// "yaku") and the notifier shows its toasts under it.
+pub const APP_USER_MODEL_ID: &str = "io.github.yaku";
+
 /// No home directory, so no platform directories.
 #[derive(Debug, thiserror::Error)]
 #[error("no home directory found: set $HOME")]
