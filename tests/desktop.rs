@@ -20,36 +20,6 @@ use desktop::*;
 const LINE: &str = "おはよう、先輩。今日も早いですね。";
 const LINE2: &str = "待ってください、まだ話が終わっていません。";
 
-/// Waits for `cond`, failing at once (with everything the environment can tell) if the daemon
-/// exits meanwhile.
-fn await_state(
-    env: &DesktopEnv,
-    yaku: &Yaku,
-    timeout: Duration,
-    what: &str,
-    mut cond: impl FnMut() -> bool,
-) {
-    let mut exited = None;
-    wait_until(
-        timeout,
-        what,
-        || {
-            if cond() {
-                return true;
-            }
-            exited = yaku.exit_status();
-            exited.is_some()
-        },
-        || env.report(),
-    );
-    if let Some(status) = exited {
-        panic!(
-            "yaku exited ({status}) while the test waited for {what}\n{}",
-            env.report()
-        );
-    }
-}
-
 /// Starts `yaku run` and waits until it polls the clipboard: an owner offering a text that no
 /// gate lets through sees its TARGETS read. (What is on the clipboard before the daemon's
 /// first read is thus never what a test copies.)
@@ -89,13 +59,6 @@ fn await_read(env: &DesktopEnv, yaku: &Yaku, owner: &ClipboardOwner, offer: u64,
             served.text >= 2 || served.targets >= 3
         },
     );
-}
-
-/// Has yaku sent a notification with this summary?
-fn notified(env: &DesktopEnv, summary: &str) -> bool {
-    env.yaku_notifications()
-        .iter()
-        .any(|n| n.summary == summary)
 }
 
 fn summaries(env: &DesktopEnv) -> Vec<String> {

@@ -27,32 +27,6 @@ fn answer() -> Answer {
     })
 }
 
-fn wait_for(
-    env: &DesktopEnv,
-    yaku: &Yaku,
-    timeout: Duration,
-    what: &str,
-    mut cond: impl FnMut() -> bool,
-) {
-    wait_until(
-        timeout,
-        what,
-        || cond() || !yaku.is_running(),
-        || env.report(),
-    );
-    assert!(
-        yaku.is_running(),
-        "yaku exited while waiting for {what}\n{}",
-        env.report()
-    );
-}
-
-fn notified(env: &DesktopEnv, summary: &str) -> bool {
-    env.yaku_notifications()
-        .iter()
-        .any(|n| n.summary == summary)
-}
-
 /// Rows in the history's `lines` and `attempts` tables (what `yaku stats` counts).
 fn lines_and_attempts(env: &DesktopEnv) -> (i64, i64) {
     let db = rusqlite::Connection::open(env.dir.path().join("data/yaku/yaku.db")).unwrap();
@@ -71,7 +45,7 @@ fn the_first_line_after_start_reuses_the_warm_tls_connection_and_warming_is_neve
     let config = env.write_config_text(&YakuConfig::new(&server.url()).to_toml());
     let cert_file = ca.pem_path.to_str().unwrap();
     let yaku = env.spawn_yaku_at_env(&config, &[("SSL_CERT_FILE", cert_file)]);
-    wait_for(
+    await_state(
         &env,
         &yaku,
         secs(20),
@@ -85,7 +59,7 @@ fn the_first_line_after_start_reuses_the_warm_tls_connection_and_warming_is_neve
     );
 
     env.set_clipboard(LINE);
-    wait_for(&env, &yaku, secs(20), "the line's notification", || {
+    await_state(&env, &yaku, secs(20), "the line's notification", || {
         notified(&env, &best_option(LINE))
     });
     assert_eq!(server.posts(), 1);
@@ -134,7 +108,7 @@ fn no_warming_while_paused_a_resume_warms_and_an_idle_reader_is_left_alone_until
     let text = YakuConfig::new(&server.url()).to_toml()
         + "\n[connections]\nkeep_warm = true\nwarm_every_secs = 0.5\nidle_after_secs = 6\n";
     let yaku = env.spawn_yaku_at(&env.write_config_text(&text));
-    wait_for(&env, &yaku, secs(20), "warming to repeat", || {
+    await_state(&env, &yaku, secs(20), "warming to repeat", || {
         server.warms().len() >= 2
     });
 
@@ -148,7 +122,7 @@ fn no_warming_while_paused_a_resume_warms_and_an_idle_reader_is_left_alone_until
     let (status, out, err) = env.yaku_command(&["resume"]);
     assert!(status.success(), "{out}{err}");
     let resumed_at = Instant::now();
-    wait_for(&env, &yaku, secs(10), "a warm after the resume", || {
+    await_state(&env, &yaku, secs(10), "a warm after the resume", || {
         server.warms().iter().any(|t| *t > resumed_at)
     });
     // Then, with no line for 6 s, the reader counts as gone: warming stops.
@@ -163,11 +137,11 @@ fn no_warming_while_paused_a_resume_warms_and_an_idle_reader_is_left_alone_until
     assert_eq!(server.posts(), 0, "warming sends no translation request");
 
     env.set_clipboard(LINE2);
-    wait_for(&env, &yaku, secs(20), "the line's notification", || {
+    await_state(&env, &yaku, secs(20), "the line's notification", || {
         notified(&env, &best_option(LINE2))
     });
     let line_at = Instant::now();
-    wait_for(
+    await_state(
         &env,
         &yaku,
         secs(10),
@@ -183,10 +157,10 @@ fn no_warming_while_paused_a_resume_warms_and_an_idle_reader_is_left_alone_until
 /// is a transient failure in our own words.
 #[tokio::test]
 async fn warming_is_a_model_list_get_with_the_key_in_its_header_and_any_answer_counts() {
-    use wiremock::matchers::any;
-    use wiremock::{Mock, MockServer, ResponseTemplate};
     use ::yaku::adapters::provider::{Settings, gemini::Gemini, openai::OpenAi};
     use ::yaku::core::provider::{FailureClass, Provider};
+    use wiremock::matchers::any;
+    use wiremock::{Mock, MockServer, ResponseTemplate};
 
     const KEY: &str = "AIzaSyWarmKey0123456789abcdefghijk";
     let server = MockServer::start().await;

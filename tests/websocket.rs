@@ -102,32 +102,6 @@ fn config_with(env: &DesktopEnv, url: &str) -> String {
     YakuConfig::new(&env.provider.url()).to_toml() + &format!("\n[intake]\nwebsocket = \"{url}\"\n")
 }
 
-fn notified(env: &DesktopEnv, summary: &str) -> bool {
-    env.yaku_notifications()
-        .iter()
-        .any(|n| n.summary == summary)
-}
-
-fn wait_for(
-    env: &DesktopEnv,
-    yaku: &Yaku,
-    timeout: Duration,
-    what: &str,
-    mut cond: impl FnMut() -> bool,
-) {
-    wait_until(
-        timeout,
-        what,
-        || cond() || !yaku.is_running(),
-        || env.report(),
-    );
-    assert!(
-        yaku.is_running(),
-        "yaku exited while waiting for {what}\n{}",
-        env.report()
-    );
-}
-
 fn sources(env: &DesktopEnv) -> Vec<(String, String)> {
     let db = rusqlite::Connection::open(env.dir.path().join("data/yaku/yaku.db")).unwrap();
     let mut st = db
@@ -144,7 +118,7 @@ fn websocket_lines_are_shown_and_stored_and_junk_binary_and_1_mb_frames_are_not(
     let env = DesktopEnv::start();
     let server = WsServer::start(0);
     let yaku = env.spawn_yaku_at(&env.write_config_text(&config_with(&env, &server.url())));
-    wait_for(
+    await_state(
         &env,
         &yaku,
         secs(10),
@@ -153,7 +127,7 @@ fn websocket_lines_are_shown_and_stored_and_junk_binary_and_1_mb_frames_are_not(
     );
 
     server.text(LINE);
-    wait_for(&env, &yaku, secs(10), "the line's notification", || {
+    await_state(&env, &yaku, secs(10), "the line's notification", || {
         notified(&env, &best_option(LINE))
     });
 
@@ -162,11 +136,11 @@ fn websocket_lines_are_shown_and_stored_and_junk_binary_and_1_mb_frames_are_not(
     server.text("");
     server.send(Message::text("あ".repeat(350_000))); // about 1 MB, far over max_chars
     // A refused frame ends that connection; the daemon connects again.
-    wait_for(&env, &yaku, secs(10), "the daemon to connect again", || {
+    await_state(&env, &yaku, secs(10), "the daemon to connect again", || {
         env.log().contains("the WebSocket failed") && server.connected() == 1
     });
     server.text(LINE2);
-    wait_for(
+    await_state(
         &env,
         &yaku,
         secs(10),
@@ -175,7 +149,7 @@ fn websocket_lines_are_shown_and_stored_and_junk_binary_and_1_mb_frames_are_not(
     );
     // The same line copied as well (Textractor copying and serving it): translated once.
     env.set_clipboard(LINE2);
-    wait_for(
+    await_state(
         &env,
         &yaku,
         secs(5),
@@ -207,7 +181,7 @@ fn a_websocket_server_that_goes_away_is_warned_about_once_and_its_lines_flow_aga
     let server = WsServer::start(0);
     let port = server.addr.port();
     let yaku = env.spawn_yaku_at(&env.write_config_text(&config_with(&env, &server.url())));
-    wait_for(
+    await_state(
         &env,
         &yaku,
         secs(10),
@@ -218,7 +192,7 @@ fn a_websocket_server_that_goes_away_is_warned_about_once_and_its_lines_flow_aga
     // Away for 3 s: several attempts (250 ms, 500 ms, 1 s, 2 s apart) fail meanwhile.
     std::thread::sleep(secs(3.0));
     let server = WsServer::start(port);
-    wait_for(
+    await_state(
         &env,
         &yaku,
         secs(10),
@@ -226,7 +200,7 @@ fn a_websocket_server_that_goes_away_is_warned_about_once_and_its_lines_flow_aga
         || server.connected() == 1,
     );
     server.text(LINE);
-    wait_for(&env, &yaku, secs(10), "the line's notification", || {
+    await_state(&env, &yaku, secs(10), "the line's notification", || {
         notified(&env, &best_option(LINE))
     });
     let log = env.log();
@@ -245,7 +219,7 @@ fn a_thousand_websocket_lines_a_second_end_on_the_last_line_with_few_requests() 
     env.provider.set_delay(Duration::from_millis(300));
     let server = WsServer::start(0);
     let yaku = env.spawn_yaku_at(&env.write_config_text(&config_with(&env, &server.url())));
-    wait_for(
+    await_state(
         &env,
         &yaku,
         secs(10),
@@ -267,7 +241,7 @@ fn a_thousand_websocket_lines_a_second_end_on_the_last_line_with_few_requests() 
         sent_in < secs(1.5),
         "sending took {sent_in:?}: not 1,000 a second"
     );
-    wait_for(
+    await_state(
         &env,
         &yaku,
         secs(60),

@@ -131,27 +131,14 @@ pub fn toast(notice: &Notice, timeout_ms: u32) -> Toast {
     }
 }
 
-/// Notification markup (`&amp;`, `&lt;`, `&gt;`) to XML text: unescaped, then escaped for XML,
-/// with the control characters XML 1.0 cannot carry dropped (LoadXml would refuse them).
+/// Notification markup (`&amp;`, `&lt;`, `&gt;`) to XML text: unescaped, then escaped for XML
+/// (LoadXml would refuse a control character, which the escaper drops).
 fn xml_text(markup: &str) -> String {
     let plain = markup
         .replace("&lt;", "<")
         .replace("&gt;", ">")
         .replace("&amp;", "&");
-    let mut out = String::with_capacity(plain.len());
-    for c in plain.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&apos;"),
-            '\t' | '\n' | '\r' => out.push(c),
-            c if c.is_control() => {}
-            c => out.push(c),
-        }
-    }
-    out
+    crate::sys::xml::escape(&plain)
 }
 
 /// Whether toasts can be shown under yaku's AppUserModelID, or why not (for `yaku check`).

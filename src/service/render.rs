@@ -83,15 +83,15 @@ pub fn render_launch_agent(binary: &Path, log_dir: &Path) -> String {
 
 /// [`render_launch_agent`] running `<binary> run --config <config>` when `config` is given.
 pub fn render_launch_agent_for(binary: &Path, log_dir: &Path, config: Option<&Path>) -> String {
-    let program = xml_escape(&binary.to_string_lossy());
+    let program = crate::sys::xml::escape(&binary.to_string_lossy());
     let config_args = config.map_or_else(String::new, |c| {
         format!(
             "\n\t\t<string>--config</string>\n\t\t<string>{}</string>",
-            xml_escape(&c.to_string_lossy())
+            crate::sys::xml::escape(&c.to_string_lossy())
         )
     });
-    let stdout = xml_escape(&log_dir.join("launchd.stdout.log").to_string_lossy());
-    let stderr = xml_escape(&log_dir.join("launchd.stderr.log").to_string_lossy());
+    let stdout = crate::sys::xml::escape(&log_dir.join("launchd.stdout.log").to_string_lossy());
+    let stderr = crate::sys::xml::escape(&log_dir.join("launchd.stderr.log").to_string_lossy());
     format!(
         r#"<?xml version="1.0" encoding="UTF-8"?>
 <!DOCTYPE plist PUBLIC "-//Apple//DTD PLIST 1.0//EN" "http://www.apple.com/DTDs/PropertyList-1.0.dtd">
@@ -410,22 +410,6 @@ fn desktop_first_arg(value: &str) -> Option<String> {
         }
     }
     None // unterminated quote
-}
-
-/// `text` with the five XML special characters escaped.
-fn xml_escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&apos;"),
-            c => out.push(c),
-        }
-    }
-    out
 }
 
 /// XML character data with its entity and character references resolved.

@@ -18,3 +18,40 @@ pub use env::DesktopEnv;
 pub use provider::FakeProvider;
 pub use wait::{secs, wait_quiet, wait_until};
 pub use yaku::{Yaku, YakuConfig};
+
+/// Waits for `cond`, failing at once (with everything the environment can tell) if the daemon
+/// exits meanwhile.
+pub fn await_state(
+    env: &DesktopEnv,
+    yaku: &Yaku,
+    timeout: std::time::Duration,
+    what: &str,
+    mut cond: impl FnMut() -> bool,
+) {
+    let mut exited = None;
+    wait_until(
+        timeout,
+        what,
+        || {
+            if cond() {
+                return true;
+            }
+            exited = yaku.exit_status();
+            exited.is_some()
+        },
+        || env.report(),
+    );
+    if let Some(status) = exited {
+        panic!(
+            "yaku exited ({status}) while the test waited for {what}\n{}",
+            env.report()
+        );
+    }
+}
+
+/// Has yaku sent a notification with this summary?
+pub fn notified(env: &DesktopEnv, summary: &str) -> bool {
+    env.yaku_notifications()
+        .iter()
+        .any(|n| n.summary == summary)
+}

@@ -18,6 +18,17 @@ use super::notice::Notice;
 use super::prompt::Prompt;
 use super::provider::{FailureClass, Provider, ProviderFailure};
 
+/// A Japanese line to translate into English, one option wanted: the request most tests send.
+pub fn request(text: &str) -> crate::prompt::TranslationRequest {
+    crate::prompt::TranslationRequest {
+        text: text.into(),
+        source_language: "Japanese".into(),
+        target_language: "English".into(),
+        options: 1,
+        ..Default::default()
+    }
+}
+
 /// One scripted answer.
 #[derive(Debug, Clone)]
 pub struct Scripted {

@@ -212,7 +212,7 @@ mod tests {
     use crate::breaker::BreakerConfig;
     use crate::chain::{ChainConfig, ChainEntry};
     use crate::clock::{Clock, TokioClock};
-    use crate::fake::{self, FakeProvider, MemStore, Scripted};
+    use crate::fake::{self, FakeProvider, MemStore, Scripted, request};
     use crate::provider::FailureClass;
     use crate::ratelimit::RateLimit;
     use crate::store::Store;
@@ -241,16 +241,6 @@ mod tests {
             provider,
             chain,
             lines: Lines::new(Some(Arc::new(handle))),
-        }
-    }
-
-    fn request(text: &str) -> TranslationRequest {
-        TranslationRequest {
-            text: text.into(),
-            source_language: "Japanese".into(),
-            target_language: "English".into(),
-            options: 1,
-            ..Default::default()
         }
     }
 

@@ -7,7 +7,7 @@ use super::*;
 use crate::breaker::BreakerConfig;
 use crate::chain::{Chain, ChainConfig, ChainEntry};
 use crate::clock::{Clock, TokioClock};
-use crate::fake::{self, FakeProvider};
+use crate::fake::{self, FakeProvider, request};
 use crate::gates::GateConfig;
 use crate::prompt::TranslationRequest;
 use crate::provider::FailureClass;
@@ -216,16 +216,6 @@ fn look_ahead_stays_within_its_daily_share_and_off_the_last_request_table() {
         "a new budget day starts a new share"
     );
     assert!(la.allowance(tomorrow).allows("groq", None), "no daily cap");
-}
-
-fn request(text: &str) -> TranslationRequest {
-    TranslationRequest {
-        text: text.into(),
-        source_language: "Japanese".into(),
-        target_language: "English".into(),
-        options: 1,
-        ..Default::default()
-    }
 }
 
 fn batch_reply(n: usize) -> fake::Scripted {
