@@ -131,13 +131,16 @@ pub fn toast(notice: &Notice, timeout_ms: u32) -> Toast {
     }
 }
 
-/// Notification markup (`&amp;`, `&lt;`, `&gt;`) to XML text: unescaped, then escaped for XML
-/// (LoadXml would refuse a control character, which the escaper drops).
+/// Notification markup (`&amp;`, `&lt;`, `&gt;`) to XML text: unescaped, then escaped for XML,
+/// with the control characters XML 1.0 cannot carry dropped (LoadXml would refuse them).
 fn xml_text(markup: &str) -> String {
-    let plain = markup
+    let plain: String = markup
         .replace("&lt;", "<")
         .replace("&gt;", ">")
-        .replace("&amp;", "&");
+        .replace("&amp;", "&")
+        .chars()
+        .filter(|c| matches!(c, '\t' | '\n' | '\r') || !c.is_control())
+        .collect();
     crate::sys::xml::escape(&plain)
 }
 
