@@ -98,7 +98,7 @@ mod x11 {
     use x11rb::{COPY_DEPTH_FROM_PARENT, CURRENT_TIME};
 
     use super::*;
-    use crate::core::intake::{WatchMode, Waker};
+    use crate::core::intake::{Waker, WatchMode};
 
     /// How long a clipboard owner may take to answer one conversion. A hung owner (a frozen
     /// game under Wine) must not hold the poll loop for long.

@@ -19,11 +19,26 @@ pub use provider::FakeProvider;
 pub use wait::{secs, wait_quiet, wait_until};
 pub use yaku::{Yaku, YakuConfig};
 
-/// Waits for `cond`, failing at once (with everything the environment can tell) if the daemon
-/// exits meanwhile.
+/// A daemon a test waits on: `Yaku`, or the hardening suites' `Daemon`.
+pub trait Running {
+    fn exit_status(&self) -> Option<std::process::ExitStatus>;
+    fn stderr(&self) -> String;
+}
+
+impl Running for Yaku {
+    fn exit_status(&self) -> Option<std::process::ExitStatus> {
+        Yaku::exit_status(self)
+    }
+    fn stderr(&self) -> String {
+        Yaku::stderr(self)
+    }
+}
+
+/// Waits for `cond`; fails at once (with the environment's report and the daemon's stderr) if
+/// the daemon exits.
 pub fn await_state(
     env: &DesktopEnv,
-    yaku: &Yaku,
+    yaku: &impl Running,
     timeout: std::time::Duration,
     what: &str,
     mut cond: impl FnMut() -> bool,
@@ -39,12 +54,13 @@ pub fn await_state(
             exited = yaku.exit_status();
             exited.is_some()
         },
-        || env.report(),
+        || format!("{}\n--- daemon stderr:\n{}", env.report(), yaku.stderr()),
     );
     if let Some(status) = exited {
         panic!(
-            "yaku exited ({status}) while the test waited for {what}\n{}",
-            env.report()
+            "yaku exited ({status}) while the test waited for {what}\n{}\n--- daemon stderr:\n{}",
+            env.report(),
+            yaku.stderr()
         );
     }
 }

@@ -18,23 +18,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use crate::desktop::proc::{Proc, child_path};
-use crate::desktop::yaku::{Yaku, read_lossy};
-use crate::desktop::{DesktopEnv, wait_until};
-
-/// A daemon a test waits on: the harness's `Yaku` or this module's `Daemon`.
-pub trait Running {
-    fn exit_status(&self) -> Option<ExitStatus>;
-    fn stderr(&self) -> String;
-}
-
-impl Running for Yaku {
-    fn exit_status(&self) -> Option<ExitStatus> {
-        Yaku::exit_status(self)
-    }
-    fn stderr(&self) -> String {
-        Yaku::stderr(self)
-    }
-}
+use crate::desktop::yaku::read_lossy;
+// The harness's wait and the trait it waits on; Daemon (below) is one more kind of yaku.
+use crate::desktop::DesktopEnv;
+pub use crate::desktop::{Running, await_state};
 
 /// A `yaku run` started by this module; killed (with its process group) when dropped.
 pub struct Daemon {
@@ -152,36 +139,6 @@ fn append(path: &Path) -> Stdio {
         .open(path)
         .map(Stdio::from)
         .unwrap_or_else(|e| panic!("open {}: {e}", path.display()))
-}
-
-/// Waits for `cond`; fails at once (with the environment's report) if the daemon exits.
-pub fn await_state(
-    env: &DesktopEnv,
-    yaku: &impl Running,
-    timeout: Duration,
-    what: &str,
-    mut cond: impl FnMut() -> bool,
-) {
-    let mut exited = None;
-    wait_until(
-        timeout,
-        what,
-        || {
-            if cond() {
-                return true;
-            }
-            exited = yaku.exit_status();
-            exited.is_some()
-        },
-        || format!("{}\n--- daemon stderr:\n{}", env.report(), yaku.stderr()),
-    );
-    if let Some(status) = exited {
-        panic!(
-            "yaku exited ({status}) while the test waited for {what}\n{}\n--- daemon stderr:\n{}",
-            env.report(),
-            yaku.stderr()
-        );
-    }
 }
 
 /// Waits until the daemon polls the clipboard: an owner offering a text no gate lets through
