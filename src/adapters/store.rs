@@ -1,9 +1,9 @@
 //! The SQLite adapter of the `Store` port: the history of accepted lines, the translation
 //! cache and the provider statistics, in one file that users may open with `sqlite3`.
 //!
-//! The file is opened in WAL mode (`synchronous = NORMAL`, a 5 s busy timeout), so the daemon
-//! and a `yaku history` / `yaku stats` command can use it at the same time. Times are unix
-//! milliseconds, UTC.
+//! The file is opened in WAL mode (`synchronous = NORMAL`, a 5 s busy timeout, a 512 KiB page
+//! cache), so the daemon and a `yaku history` / `yaku stats` command can use it at the same
+//! time. Times are unix milliseconds, UTC.
 //!
 //! # Schema (version 4, kept in `PRAGMA user_version`)
 //!
@@ -14,7 +14,7 @@
 //! CREATE TABLE lines (
 //!     id          INTEGER PRIMARY KEY, -- insertion order: "newest" means the highest id
 //!     at_ms       INTEGER NOT NULL,    -- when the line was accepted
-//!     source      TEXT    NOT NULL,    -- 'clipboard' | 'cli'
+//!     source      TEXT    NOT NULL,    -- 'clipboard' | 'websocket' | 'cli' | 'prefetch' | 'lookahead'
 //!     text        TEXT    NOT NULL,
 //!     status      TEXT    NOT NULL,
 //!     provider    TEXT,                -- who answered ('translated', 'cached')
@@ -135,7 +135,7 @@ const V1: &str = "\
 CREATE TABLE lines (
     id          INTEGER PRIMARY KEY, -- insertion order: \"newest\" means the highest id
     at_ms       INTEGER NOT NULL,    -- when the line was accepted
-    source      TEXT    NOT NULL,    -- 'clipboard' | 'cli'
+    source      TEXT    NOT NULL,    -- 'clipboard' | 'websocket' | 'cli' | 'prefetch' | 'lookahead'
     text        TEXT    NOT NULL,
     status      TEXT    NOT NULL,
     provider    TEXT,                -- who answered ('translated', 'cached')
@@ -943,6 +943,9 @@ fn quick_check(conn: &Connection) -> rusqlite::Result<Option<String>> {
     }
 }
 
+/// The page cache of each connection, in KiB (negative: SQLite reads it as KiB, not pages).
+const CACHE_KIB: i64 = -512;
+
 fn configure(conn: &Connection, wal: bool) -> rusqlite::Result<()> {
     if wal {
         // Returns the mode in effect; a filesystem without shared memory keeps the old one,
@@ -950,6 +953,10 @@ fn configure(conn: &Connection, wal: bool) -> rusqlite::Result<()> {
         conn.pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get::<_, String>(0))?;
     }
     conn.pragma_update(None, "synchronous", "NORMAL")?;
+    // SQLite's default page cache (2 MB a connection) fills as the history grows and stays
+    // filled: most of a long-running daemon's growth. Its reads are point lookups by index,
+    // and the OS caches the file anyway.
+    conn.pragma_update(None, "cache_size", CACHE_KIB)?;
     conn.pragma_update(None, "foreign_keys", true)
 }
 
@@ -1105,6 +1112,17 @@ mod tests {
             .unwrap()
             .collect::<Result<_, _>>()
             .unwrap()
+    }
+
+    #[test]
+    fn each_connection_keeps_a_small_page_cache() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, _) = SqliteStore::open(&dir.path().join("yaku.db")).unwrap();
+        let kib: i64 = store
+            .conn()
+            .query_row("PRAGMA cache_size", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(kib, CACHE_KIB);
     }
 
     #[test]
