@@ -5,6 +5,7 @@ use std::io::{IsTerminal, Read, Seek, Write};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use tracing_appender::non_blocking::ErrorCounter;
 use tracing_subscriber::Layer;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
@@ -16,8 +17,9 @@ use crate::sys::private::create_private_dir;
 /// How many log lines may wait for the writer thread.
 const LOG_QUEUE_LINES: usize = 8_192;
 
-/// Log files (and stderr when it is a terminal). The guard flushes the file writer on drop.
-pub fn init(config: &LogConfig, dir: &Path) -> Option<tracing_appender::non_blocking::WorkerGuard> {
+/// Log files (and stderr when it is a terminal). The guard flushes the file writer on drop
+/// and counts the lines the queue had to drop.
+pub fn init(config: &LogConfig, dir: &Path) -> Option<LogGuard> {
     let filter = || {
         tracing_subscriber::EnvFilter::try_from_env("YAKU_LOG")
             .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&config.level))
@@ -41,12 +43,7 @@ pub fn init(config: &LogConfig, dir: &Path) -> Option<tracing_appender::non_bloc
     };
     let (file_layer, guard) = match file {
         Some(appender) => {
-            // The writer's queue is allocated whole at start: the default 128,000 lines is 4 MB
-            // resident for ever, a fifth of the daemon. 8,192 lines still absorb any burst the
-            // daemon logs while the disk is slow; past that a line is dropped, never waited for.
-            let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
-                .buffered_lines_limit(LOG_QUEUE_LINES)
-                .finish(appender);
+            let (writer, guard) = queue(appender);
             let layer = tracing_subscriber::fmt::layer()
                 .fmt_fields(PlainFields::default())
                 .with_writer(writer)
@@ -70,6 +67,64 @@ pub fn init(config: &LogConfig, dir: &Path) -> Option<tracing_appender::non_bloc
         .with(fallback)
         .try_init();
     guard
+}
+
+/// Flushes the log file on drop; says how many lines the writer's queue dropped.
+pub struct LogGuard {
+    _flush: tracing_appender::non_blocking::WorkerGuard,
+    dropped: ErrorCounter,
+}
+
+impl LogGuard {
+    /// A handle on the count of dropped lines, for [`report_dropped`].
+    pub fn dropped(&self) -> ErrorCounter {
+        self.dropped.clone()
+    }
+}
+
+/// The writer thread's queue in front of `out`. It is allocated whole at start: the default
+/// 128,000 lines is 4 MB resident for ever, a fifth of the daemon. 8,192 lines still absorb any
+/// burst the daemon logs while the disk is slow; past that a line is dropped, never waited for
+/// (a stalled disk must not stall translating), and counted.
+fn queue<W: Write + Send + 'static>(
+    out: W,
+) -> (tracing_appender::non_blocking::NonBlocking, LogGuard) {
+    let (writer, flush) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+        .buffered_lines_limit(LOG_QUEUE_LINES)
+        .finish(out);
+    let dropped = writer.error_counter();
+    (
+        writer,
+        LogGuard {
+            _flush: flush,
+            dropped,
+        },
+    )
+}
+
+/// How often [`report_dropped`] looks at the count.
+const DROPPED_EVERY: Duration = Duration::from_secs(60);
+
+/// Says in the log, once a minute at most, how many lines were dropped since it last said so:
+/// a log with a hole in it says where the hole is.
+pub async fn report_dropped(dropped: ErrorCounter) {
+    let mut said = 0;
+    loop {
+        tokio::time::sleep(DROPPED_EVERY).await;
+        said = say_dropped(&dropped, said);
+    }
+}
+
+/// Warns about the lines dropped since `said`; returns the count now said.
+fn say_dropped(dropped: &ErrorCounter, said: usize) -> usize {
+    let now = dropped.dropped_lines();
+    if now > said {
+        tracing::warn!(
+            dropped = now - said,
+            "log lines were dropped: the log file could not be written as fast as yaku logged"
+        );
+    }
+    now
 }
 
 /// The log file's field formatter. A span's fields are formatted once per formatter *type*
@@ -328,5 +383,77 @@ mod tests {
         let expected: String =
             (6..=15).map(|i| format!("old {i}\n")).collect::<String>() + "appended\nnew day\n";
         assert_eq!(text, expected);
+    }
+}
+
+#[cfg(test)]
+mod queue_tests {
+    use std::io::Write;
+    use std::sync::{Arc, Mutex, mpsc};
+
+    use super::*;
+
+    /// A log file whose every write waits for a go: a disk that has stalled.
+    struct Stalled(Mutex<mpsc::Receiver<()>>);
+
+    impl Write for Stalled {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            let _ = self.0.lock().unwrap().recv();
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// What a subscriber wrote, for reading the warning back.
+    #[derive(Clone, Default)]
+    struct Captured(Arc<Mutex<Vec<u8>>>);
+
+    impl Write for Captured {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_stalled_log_file_drops_lines_past_the_queue_never_blocks_and_the_drop_is_said() {
+        let (go, wait) = mpsc::channel();
+        let (mut writer, guard) = queue(Stalled(Mutex::new(wait)));
+        let extra = 100;
+        // Returns at once although nothing can be written: the caller never waits on the disk.
+        for i in 0..LOG_QUEUE_LINES + extra {
+            writer.write_all(format!("line {i}\n").as_bytes()).unwrap();
+        }
+        let dropped = guard.dropped().dropped_lines();
+        // The writer thread may hold one line, blocked in its write, outside the queue.
+        assert!(
+            (extra - 1..=extra).contains(&dropped),
+            "{dropped} lines dropped, expected about {extra}"
+        );
+
+        let captured = Captured::default();
+        let sink = captured.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || sink.clone())
+            .with_ansi(false)
+            .finish();
+        let said = tracing::subscriber::with_default(subscriber, || {
+            let said = say_dropped(&guard.dropped(), 0);
+            // Said once: nothing new was dropped since.
+            assert_eq!(say_dropped(&guard.dropped(), said), said);
+            said
+        });
+        assert_eq!(said, dropped);
+        let text = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+        assert_eq!(text.matches("log lines were dropped").count(), 1, "{text}");
+        assert!(text.contains(&format!("dropped={dropped}")), "{text}");
+        for _ in 0..LOG_QUEUE_LINES + extra {
+            let _ = go.send(());
+        }
     }
 }

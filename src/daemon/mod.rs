@@ -177,6 +177,9 @@ pub fn run(config: &Config) -> anyhow::Result<()> {
     if dirs.runtime != untrusted {
         tracing::warn!(untrusted = %untrusted.display(), using = %dirs.runtime.display(), "the runtime dir is not private to this user (another user made it, or others may enter it); using another");
     }
+    if let Some(guard) = &guard {
+        runtime.spawn(logging::report_dropped(guard.dropped()));
+    }
     let result = runtime.block_on(serve(config, &dirs, started, &mut signals));
     // In-flight HTTP requests were dropped with the pipeline; do not wait on anything else.
     runtime.shutdown_timeout(Duration::from_millis(500));
