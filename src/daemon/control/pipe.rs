@@ -127,6 +127,10 @@ mod imp {
     const BUSY_WAIT: Duration = Duration::from_secs(5);
     /// How long a client waits for the daemon's reply (a reload may take a while).
     const REPLY_TIMEOUT: Duration = Duration::from_secs(30);
+    /// How many more times, and how far apart, the daemon looks whether its pipe's name is
+    /// still taken before it says another program holds it.
+    const TAKEN_LOOKS: u32 = 3;
+    const TAKEN_LOOK_GAP: Duration = Duration::from_millis(300);
     /// How long the daemon waits for whatever holds its pipe's name to answer a status.
     const SQUAT_PROBE_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -316,6 +320,14 @@ mod imp {
         }
     }
 
+    /// Whether something serves the pipe `name` now (an instance opens, or all are busy).
+    fn name_taken(name: &Path) -> bool {
+        match ClientOptions::new().open(name) {
+            Ok(_) => true,
+            Err(e) => e.raw_os_error() == Some(ERROR_PIPE_BUSY as i32),
+        }
+    }
+
     /// Serves the pipe until the task is dropped. Fails at once when the pipe cannot be made
     /// ours (no SID, or another process holds the name).
     pub async fn serve(name: PathBuf, handles: Handles) -> io::Result<()> {
@@ -323,7 +335,24 @@ mod imp {
         let sd = SecurityDescriptor::only_for(&sid)?;
         let mut opts = ServerOptions::new();
         opts.reject_remote_clients(true).first_pipe_instance(true);
-        let mut server = match sd.create(&opts, &name) {
+        // A name that a client can open is served by someone already. `first_pipe_instance`
+        // refuses such a name too; this look first also holds where that flag is ignored
+        // (Wine), and costs one open at start.
+        // A yaku that just stopped may still hold an instance for a moment: look again.
+        let mut taken = name_taken(&name);
+        for _ in 0..TAKEN_LOOKS {
+            if !taken {
+                break;
+            }
+            tokio::time::sleep(TAKEN_LOOK_GAP).await;
+            taken = name_taken(&name);
+        }
+        let server = if taken {
+            Err(io::Error::from_raw_os_error(ERROR_ACCESS_DENIED as i32))
+        } else {
+            sd.create(&opts, &name)
+        };
+        let mut server = match server {
             Ok(server) => server,
             // The name exists already; we hold the instance lock, so it is seldom a yaku.
             Err(e) if e.raw_os_error() == Some(ERROR_ACCESS_DENIED as i32) => {
