@@ -7,6 +7,9 @@
  *   pipeclient.exe silent      connects, sends nothing, prints the reply and the ms it took
  *   pipeclient.exe flood N     holds N connections that send nothing; prints how many the
  *                              server closed at once ("closed=K of N")
+ *   pipeclient.exe squat       takes the pipe's name first, as a program squatting it
+ *                              would, prints "squatting", then reads each client's request
+ *                              and hangs up without an answer, until it is killed
  * Exit 0 on an answer, 3 when there is no pipe, 1 on any other failure.
  */
 #include <windows.h>
@@ -82,6 +85,25 @@ int main(int argc, char **argv)
             CloseHandle(hs[i]);
         printf("closed=%d of %d\n", closed, n);
         return 0;
+    }
+    if (strcmp(argv[1], "squat") == 0) {
+        HANDLE h = CreateNamedPipeW(name, PIPE_ACCESS_DUPLEX | FILE_FLAG_FIRST_PIPE_INSTANCE,
+                                    PIPE_TYPE_BYTE | PIPE_WAIT, PIPE_UNLIMITED_INSTANCES,
+                                    4096, 4096, 0, NULL);
+        if (h == INVALID_HANDLE_VALUE)
+            return 1;
+        puts("squatting");
+        fflush(stdout);
+        for (;;) {
+            if (ConnectNamedPipe(h, NULL) || GetLastError() == ERROR_PIPE_CONNECTED) {
+                char buf[4096];
+                DWORD n;
+                ReadFile(h, buf, sizeof buf, &n, NULL);
+                DisconnectNamedPipe(h);
+            } else {
+                Sleep(10);
+            }
+        }
     }
     HANDLE h = connect_pipe();
     if (!h)

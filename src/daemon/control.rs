@@ -42,6 +42,10 @@ pub enum ControlError {
     Broken(String),
     #[error("{0}")]
     Refused(String),
+    /// The pipe's server is not the user's own process (Windows): nothing was sent to it.
+    #[cfg(windows)]
+    #[error("{0}")]
+    NotYaku(String),
 }
 
 /// The socket's path in the runtime dir.

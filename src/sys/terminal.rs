@@ -34,19 +34,64 @@ pub fn stdin_ready() -> bool {
     n > 0 && fd.revents & (libc::POLLIN | libc::POLLHUP | libc::POLLERR) != 0
 }
 
-#[cfg(not(unix))]
+/// On Windows: whether the console's input holds an Enter not yet read (the console hands
+/// out a line only once Enter ends it). Not a console (a pipe): false.
+#[cfg(windows)]
+pub fn stdin_ready() -> bool {
+    use windows_sys::Win32::System::Console::{
+        GetStdHandle, INPUT_RECORD, KEY_EVENT, PeekConsoleInputW, STD_INPUT_HANDLE,
+    };
+    /// The virtual-key code of Enter.
+    const VK_RETURN: u16 = 0x0D;
+    let mut records = vec![INPUT_RECORD::default(); 512];
+    let mut n = 0u32;
+    // SAFETY: our standard input handle; `records` holds the 512 records asked for.
+    let ok = unsafe {
+        PeekConsoleInputW(
+            GetStdHandle(STD_INPUT_HANDLE),
+            records.as_mut_ptr(),
+            records.len() as u32,
+            &mut n,
+        )
+    };
+    if ok == 0 {
+        return false;
+    }
+    records.iter().take(n as usize).any(|r| {
+        // SAFETY: a record of EventType KEY_EVENT holds a KeyEvent.
+        r.EventType == KEY_EVENT as u16
+            && unsafe {
+                let k = r.Event.KeyEvent;
+                k.bKeyDown != 0 && (k.wVirtualKeyCode == VK_RETURN || k.uChar.UnicodeChar == 13)
+            }
+    })
+}
+
+#[cfg(not(any(unix, windows)))]
 pub fn stdin_ready() -> bool {
     false
 }
 
 /// Turns terminal echo off for as long as it lives. While it is off, SIGINT, SIGTERM, SIGHUP
 /// and SIGQUIT turn echo back on before doing what they would have done, so Ctrl-C at the key
-/// prompt does not leave the shell without echo.
+/// prompt does not leave the shell without echo. On Windows it clears the console's
+/// ENABLE_ECHO_INPUT (the shells set their own input mode when they read the next command).
 pub struct NoEcho {
     #[cfg(unix)]
     saved: Option<libc::termios>,
     #[cfg(unix)]
     handlers: Vec<(libc::c_int, libc::sighandler_t)>,
+    /// The console input mode to restore; None: stdin is not a console.
+    #[cfg(windows)]
+    saved_mode: Option<u32>,
+}
+
+/// The console input handle (Windows).
+#[cfg(windows)]
+fn console_input() -> windows_sys::Win32::Foundation::HANDLE {
+    use windows_sys::Win32::System::Console::{GetStdHandle, STD_INPUT_HANDLE};
+    // SAFETY: no arguments to check; an invalid or null handle makes the mode calls fail.
+    unsafe { GetStdHandle(STD_INPUT_HANDLE) }
 }
 
 #[cfg(unix)]
@@ -111,7 +156,25 @@ impl NoEcho {
         }
     }
 
-    #[cfg(not(unix))]
+    #[cfg(windows)]
+    pub fn new() -> Self {
+        use windows_sys::Win32::System::Console::{
+            ENABLE_ECHO_INPUT, GetConsoleMode, SetConsoleMode,
+        };
+        let input = console_input();
+        let mut mode = 0u32;
+        // SAFETY: our stdin handle; `mode` is written on success.
+        if unsafe { GetConsoleMode(input, &mut mode) } == 0 {
+            return Self { saved_mode: None };
+        }
+        // SAFETY: as above; a mode the console just gave us, less echo.
+        let off = unsafe { SetConsoleMode(input, mode & !ENABLE_ECHO_INPUT) } != 0;
+        Self {
+            saved_mode: off.then_some(mode),
+        }
+    }
+
+    #[cfg(not(any(unix, windows)))]
     pub fn new() -> Self {
         Self {}
     }
@@ -128,6 +191,11 @@ impl Drop for NoEcho {
             for (sig, previous) in self.handlers.drain(..) {
                 libc::signal(sig, previous);
             }
+        }
+        #[cfg(windows)]
+        if let Some(mode) = self.saved_mode {
+            // SAFETY: restores the console mode read in `new`.
+            unsafe { windows_sys::Win32::System::Console::SetConsoleMode(console_input(), mode) };
         }
     }
 }

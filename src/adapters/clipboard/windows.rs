@@ -8,11 +8,14 @@
 //! `AddClipboardFormatListener` is told of each change (`WM_CLIPBOARDUPDATE`), and the
 //! clipboard is read only then; "auto" polls when the listener cannot be set up.
 //! The window belongs to the thread that first reads (the clipboard thread), whose waits pump
-//! its messages.
+//! its messages. The source's waker posts a private message to that window, so a wait for
+//! the next change (up to the intake's 30 s bound) ends at once when the daemon wants the
+//! loop (a resume's mark).
 
 use clipboard_win::{formats, raw};
 
 use std::cell::Cell;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use windows_sys::Win32::Foundation::{HWND, LPARAM, LRESULT, WPARAM};
@@ -22,17 +25,27 @@ use windows_sys::Win32::System::DataExchange::{
 use windows_sys::Win32::System::LibraryLoader::GetModuleHandleW;
 use windows_sys::Win32::UI::WindowsAndMessaging::{
     CreateWindowExW, DefWindowProcW, DestroyWindow, DispatchMessageW, GWLP_WNDPROC, HWND_MESSAGE,
-    MSG, MsgWaitForMultipleObjects, PM_REMOVE, PeekMessageW, QS_ALLINPUT, SetWindowLongPtrW,
-    WM_CLIPBOARDUPDATE,
+    MSG, MsgWaitForMultipleObjects, PM_REMOVE, PeekMessageW, PostMessageW, QS_ALLINPUT,
+    SetWindowLongPtrW, WM_APP, WM_CLIPBOARDUPDATE,
 };
 
 use super::{
     Events, FormatProbe, WINDOWS_DWORD_FORMATS, WINDOWS_MARKER_FORMATS, windows_concealed,
 };
-use crate::core::intake::{ClipboardError, ClipboardRead, ClipboardSource, WatchMode};
+use crate::core::intake::{ClipboardError, ClipboardRead, ClipboardSource, Waker, WatchMode};
 
 /// How many times to try opening the clipboard while another program holds it open.
 const OPEN_ATTEMPTS: usize = 10;
+
+/// The message the waker posts to the listener window: private to our own window class
+/// procedure (WM_APP and above mean nothing to Windows).
+const WM_YAKU_WAKE: u32 = WM_APP + 1;
+
+/// The listener window's handle as an integer (0 while there is none), shared by the source
+/// and its waker. The waker posts only while holding the lock, and the window is destroyed
+/// (and the handle cleared) under the same lock, so a wake-up is never posted to a handle
+/// whose window is gone and whose value Windows may have given to another window.
+type WindowSlot = Arc<Mutex<isize>>;
 
 /// The Windows clipboard.
 pub struct WindowsClipboard {
@@ -45,6 +58,9 @@ pub struct WindowsClipboard {
     seq: Option<u64>,
     /// The format listener's window, once set up.
     listener: Option<Listener>,
+    /// The listener window's handle for the waker, which exists before the window does (the
+    /// window is made on the first read, on the clipboard thread).
+    window: WindowSlot,
     /// The listener could not be set up ("auto" polls from then on; said once).
     listener_failed: bool,
 }
@@ -56,6 +72,7 @@ impl WindowsClipboard {
             events: Events::Off,
             seq: None,
             listener: None,
+            window: WindowSlot::default(),
             listener_failed: false,
         }
     }
@@ -69,7 +86,7 @@ impl WindowsClipboard {
         if self.events == Events::Off || self.listener.is_some() || self.listener_failed {
             return Ok(());
         }
-        match Listener::new() {
+        match Listener::new(&self.window) {
             Ok(l) => {
                 tracing::info!(
                     "watching the clipboard through change events (a clipboard format listener)"
@@ -92,12 +109,19 @@ impl WindowsClipboard {
 thread_local! {
     /// A WM_CLIPBOARDUPDATE reached this thread's listener window since the last wait.
     static CHANGED: Cell<bool> = const { Cell::new(false) };
+    /// The waker's message reached this thread's listener window since the last wait.
+    static WOKEN: Cell<bool> = const { Cell::new(false) };
 }
 
-/// The listener window's procedure: notes changes, leaves the rest to the default.
+/// The listener window's procedure: notes changes and wake-ups, leaves the rest to the
+/// default.
 unsafe extern "system" fn listener_proc(hwnd: HWND, msg: u32, w: WPARAM, l: LPARAM) -> LRESULT {
     if msg == WM_CLIPBOARDUPDATE {
         CHANGED.with(|c| c.set(true));
+        return 0;
+    }
+    if msg == WM_YAKU_WAKE {
+        WOKEN.with(|c| c.set(true));
         return 0;
     }
     // SAFETY: the arguments Windows passed us, handed on unchanged.
@@ -107,12 +131,14 @@ unsafe extern "system" fn listener_proc(hwnd: HWND, msg: u32, w: WPARAM, l: LPAR
 /// A message-only window that receives WM_CLIPBOARDUPDATE, on the thread that made it.
 struct Listener {
     /// The window, as an integer: the source must be Send, and the window is only ever used
-    /// by the thread that created it.
+    /// by the thread that created it (the waker only posts to it, which any thread may).
     hwnd: isize,
+    /// Where the waker finds the window; cleared when the window is destroyed.
+    slot: WindowSlot,
 }
 
 impl Listener {
-    fn new() -> Result<Self, std::io::Error> {
+    fn new(slot: &WindowSlot) -> Result<Self, std::io::Error> {
         // The predefined STATIC class needs no registration; its procedure is replaced by ours.
         let class: Vec<u16> = "STATIC".encode_utf16().chain([0]).collect();
         // SAFETY: a NUL-terminated class name, a message-only parent, our own module.
@@ -137,6 +163,7 @@ impl Listener {
         }
         let listener = Self {
             hwnd: hwnd as isize,
+            slot: slot.clone(),
         };
         // SAFETY: our window; listener_proc has the signature a window procedure needs.
         unsafe { SetWindowLongPtrW(hwnd, GWLP_WNDPROC, listener_proc as *const () as isize) };
@@ -144,6 +171,7 @@ impl Listener {
         if unsafe { AddClipboardFormatListener(hwnd) } == 0 {
             return Err(std::io::Error::last_os_error()); // drop destroys the window
         }
+        *lock(&listener.slot) = listener.hwnd;
         Ok(listener)
     }
 
@@ -151,7 +179,8 @@ impl Listener {
         self.hwnd as HWND
     }
 
-    /// Pumps this thread's messages for at most `timeout`; true once a change arrived.
+    /// Pumps this thread's messages for at most `timeout` or until the waker's message
+    /// comes; true once a change arrived.
     fn wait(&self, timeout: Duration) -> bool {
         let deadline = Instant::now() + timeout;
         loop {
@@ -162,8 +191,9 @@ impl Listener {
                 // SAFETY: a message PeekMessageW just removed.
                 unsafe { DispatchMessageW(&msg) };
             }
-            if CHANGED.with(|c| c.replace(false)) {
-                return true;
+            let changed = CHANGED.with(|c| c.replace(false));
+            if WOKEN.with(|c| c.replace(false)) || changed {
+                return changed;
             }
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
@@ -178,12 +208,20 @@ impl Listener {
 
 impl Drop for Listener {
     fn drop(&mut self) {
+        // Under the lock: the waker cannot post between the destroy and the clear.
+        let mut slot = lock(&self.slot);
+        *slot = 0;
         // SAFETY: our window; both fail harmlessly on another thread, whose exit frees it.
         unsafe {
             RemoveClipboardFormatListener(self.hwnd());
             DestroyWindow(self.hwnd());
         }
     }
+}
+
+/// The window slot's lock; a waker that panicked holding it left only an integer behind.
+fn lock(slot: &WindowSlot) -> std::sync::MutexGuard<'_, isize> {
+    slot.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 fn probe(name: &str) -> Option<FormatProbe> {
@@ -275,5 +313,21 @@ impl ClipboardSource for WindowsClipboard {
         } else {
             WatchMode::Poll
         }
+    }
+
+    fn waker(&self) -> Option<Waker> {
+        if self.events == Events::Off {
+            return None;
+        }
+        let slot = self.window.clone();
+        Some(Arc::new(move || {
+            let hwnd = lock(&slot);
+            if *hwnd != 0 {
+                // SAFETY: a live window (drop clears the slot under this lock before it
+                // destroys it), and a message without pointers. A full queue drops the
+                // post; the wait then ends at its bound, as it would without a waker.
+                unsafe { PostMessageW(*hwnd as HWND, WM_YAKU_WAKE, 0, 0) };
+            }
+        }))
     }
 }
