@@ -2,14 +2,13 @@
 //! and a saved change reloads the config exactly as `yaku reload` does (a broken file is
 //! refused there, the running config kept). The parent directories are watched, not the
 //! files, so an editor that saves by writing a temporary file and renaming it over the old
-//! one is followed; events are filtered by path.
+//! one is followed; events are filtered by path. On Windows the directories are watched by
+//! [`windows::DirChanges`] (notify's backend there wakes ten times a second while idle).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use notify_debouncer_mini::notify::RecursiveMode;
-use notify_debouncer_mini::{DebounceEventResult, new_debouncer};
 use tokio::sync::mpsc;
 
 use super::control::ReloadRequest;
@@ -17,6 +16,41 @@ use crate::config::Config;
 
 /// Events closer together than this are one save (editors write, truncate and rename).
 const DEBOUNCE: Duration = Duration::from_millis(200);
+
+#[cfg(windows)]
+mod windows;
+#[cfg(windows)]
+use windows::DirChanges;
+
+/// The directory watch elsewhere: notify's, through its debouncer.
+#[cfg(not(windows))]
+struct DirChanges(
+    notify_debouncer_mini::Debouncer<notify_debouncer_mini::notify::RecommendedWatcher>,
+);
+
+#[cfg(not(windows))]
+impl DirChanges {
+    fn new(changes: mpsc::Sender<Vec<PathBuf>>) -> Result<Self, String> {
+        use notify_debouncer_mini::{DebounceEventResult, new_debouncer};
+        new_debouncer(DEBOUNCE, move |res: DebounceEventResult| match res {
+            Ok(events) => {
+                // Full: a reload is already coming, which reads every file afresh.
+                let _ = changes.try_send(events.into_iter().map(|e| e.path).collect());
+            }
+            Err(e) => tracing::warn!(error = %e, "watching the config files failed"),
+        })
+        .map(DirChanges)
+        .map_err(|e| e.to_string())
+    }
+
+    fn watch(&mut self, dir: &Path) -> Result<(), String> {
+        use notify_debouncer_mini::notify::RecursiveMode;
+        self.0
+            .watcher()
+            .watch(dir, RecursiveMode::NonRecursive)
+            .map_err(|e| e.to_string())
+    }
+}
 
 /// The files a config depends on, as absolute paths: itself, its glossary files and the
 /// look-ahead script.
@@ -47,14 +81,7 @@ fn snapshot(files: &[PathBuf]) -> BTreeMap<PathBuf, Option<Vec<u8>>> {
 /// available through `yaku reload` and SIGHUP.
 pub async fn watch_config(config_path: PathBuf, reloads: mpsc::Sender<ReloadRequest>) {
     let (tx, mut rx) = mpsc::channel::<Vec<PathBuf>>(16);
-    let debouncer = new_debouncer(DEBOUNCE, move |res: DebounceEventResult| match res {
-        Ok(events) => {
-            // Full: a reload is already coming, which reads every file afresh.
-            let _ = tx.try_send(events.into_iter().map(|e| e.path).collect());
-        }
-        Err(e) => tracing::warn!(error = %e, "watching the config files failed"),
-    });
-    let mut debouncer = match debouncer {
+    let mut watcher = match DirChanges::new(tx) {
         Ok(d) => d,
         Err(e) => {
             tracing::warn!(error = %e, "cannot watch the config file: edits apply on `yaku reload`");
@@ -68,7 +95,7 @@ pub async fn watch_config(config_path: PathBuf, reloads: mpsc::Sender<ReloadRequ
     loop {
         for dir in files.iter().filter_map(|f| f.parent()) {
             if !dirs.contains(dir) {
-                match debouncer.watcher().watch(dir, RecursiveMode::NonRecursive) {
+                match watcher.watch(dir) {
                     Ok(()) => {
                         dirs.insert(dir.to_path_buf());
                     }
@@ -89,7 +116,10 @@ pub async fn watch_config(config_path: PathBuf, reloads: mpsc::Sender<ReloadRequ
             announced = true;
         }
         let Some(paths) = rx.recv().await else { return };
-        if !paths.iter().any(|p| files.contains(p)) {
+        #[cfg(windows)]
+        let paths = windows::settle(paths, &mut rx).await;
+        // No paths: something in a watched directory changed; the snapshot tells what.
+        if !paths.is_empty() && !paths.iter().any(|p| files.contains(p)) {
             continue;
         }
         let now = snapshot(&files);
