@@ -142,10 +142,6 @@ pub fn run(config: &Config) -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    let mut signals = {
-        let _inside = runtime.enter();
-        Signals::install()
-    };
     let started = std::time::Instant::now();
     crate::sys::private::private_umask();
     let mut dirs = Dirs::resolve()?;
@@ -164,6 +160,12 @@ pub fn run(config: &Config) -> anyhow::Result<()> {
             }
             return Ok(());
         }
+    };
+    // Only the daemon that holds the lock: a second instance makes no window (Windows' session
+    // watch) that would still be starting as it exits.
+    let mut signals = {
+        let _inside = runtime.enter();
+        Signals::install()
     };
     let log_dir = config.log_dir(&dirs);
     let guard = logging::init(&config.log, &log_dir);
