@@ -3,7 +3,7 @@
 //! refused there, the running config kept). The parent directories are watched, not the
 //! files, so an editor that saves by writing a temporary file and renaming it over the old
 //! one is followed; events are filtered by path. On Windows the directories are watched by
-//! [`windows::DirChanges`] (notify's backend there wakes ten times a second while idle).
+//! `watch/windows.rs` (notify's backend there wakes ten times a second while idle).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
